@@ -1,0 +1,8 @@
+//! Keysources: every key, certificate and password field in a policy names
+//! one of these instead of holding the secret itself.
+
+mod secret;
+mod source;
+
+pub use secret::Secret;
+pub use source::{KeySource, KeySourceError, VaultSource};

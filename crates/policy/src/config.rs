@@ -1,0 +1,181 @@
+//! The configuration objects a policy builds during `init` and returns from
+//! events. Every struct denies unknown keys so a typo is an error that names
+//! the key, not a silently ignored setting.
+
+use crate::cidr::CidrSet;
+use crate::duration;
+use ironpost_keysource::KeySource;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum LineEndingPolicy {
+    #[default]
+    Deny,
+    Allow,
+    Fix,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:2025".into()
+}
+fn default_relay_hosts() -> Vec<String> {
+    vec!["127.0.0.1".into(), "::1".into()]
+}
+fn default_max_message_size() -> u64 {
+    20 * 1024 * 1024
+}
+fn default_max_recipients() -> usize {
+    1024
+}
+fn default_max_messages() -> usize {
+    10_000
+}
+fn default_client_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_data_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_connections() -> usize {
+    32_768
+}
+fn default_line_length() -> usize {
+    998
+}
+
+/// `kumo.start_esmtp_listener{...}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsmtpListenerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub banner: Option<String>,
+    #[serde(default = "default_relay_hosts")]
+    pub relay_hosts: Vec<String>,
+    #[serde(default)]
+    pub tls_certificate: Option<KeySource>,
+    #[serde(default)]
+    pub tls_private_key: Option<KeySource>,
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients_per_message: usize,
+    #[serde(default = "default_max_messages")]
+    pub max_messages_per_connection: usize,
+    #[serde(default = "default_client_timeout", deserialize_with = "duration::deserialize")]
+    pub client_timeout: Duration,
+    #[serde(default = "default_data_timeout", deserialize_with = "duration::deserialize")]
+    pub data_processing_timeout: Duration,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default)]
+    pub invalid_line_endings: LineEndingPolicy,
+    #[serde(default = "default_line_length")]
+    pub line_length_hard_limit: usize,
+}
+
+impl EsmtpListenerConfig {
+    /// Checks that serde cannot express; errors name the key.
+    pub fn validate(&self) -> Result<CidrSet, String> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| format!("listen: {:?} is not an ip:port address", self.listen))?;
+        if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
+            return Err("tls_certificate and tls_private_key must be given together".into());
+        }
+        if self.max_connections == 0 || self.max_recipients_per_message == 0 || self.max_messages_per_connection == 0 {
+            return Err("max_connections, max_recipients_per_message and max_messages_per_connection must be at least 1".into());
+        }
+        if self.line_length_hard_limit < 78 {
+            return Err("line_length_hard_limit must be at least 78".into());
+        }
+        CidrSet::parse(&self.relay_hosts).map_err(|e| format!("relay_hosts: {e}"))
+    }
+}
+
+/// `kumo.define_spool{...}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolDefinition {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default = "default_spool_kind")]
+    pub kind: String,
+    #[serde(default = "default_true")]
+    pub flush: bool,
+}
+
+fn default_spool_kind() -> String {
+    "LocalDisk".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `kumo.configure_local_logs{...}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalLogsConfig {
+    pub log_dir: PathBuf,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub max_segment_duration: Option<Duration>,
+    #[serde(default)]
+    pub max_file_size: Option<u64>,
+    /// Message headers copied into each record.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Message meta keys copied into each record.
+    #[serde(default)]
+    pub meta: Vec<String>,
+}
+
+/// `kumo.make_listener_domain{...}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerDomainConfig {
+    #[serde(default)]
+    pub relay_to: bool,
+    #[serde(default)]
+    pub relay_from: Vec<String>,
+    #[serde(default)]
+    pub relay_from_authz: Vec<String>,
+    /// Accepted for compatibility; out-of-band bounce and ARF processing are
+    /// not implemented, so these only record the operator's intent.
+    #[serde(default)]
+    pub log_oob: bool,
+    #[serde(default)]
+    pub log_arf: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListenerDomain {
+    pub relay_to: bool,
+    pub relay_from: CidrSet,
+    pub relay_from_authz: Vec<String>,
+}
+
+impl ListenerDomainConfig {
+    pub fn build(self) -> Result<ListenerDomain, String> {
+        Ok(ListenerDomain {
+            relay_to: self.relay_to,
+            relay_from: CidrSet::parse(&self.relay_from).map_err(|e| format!("relay_from: {e}"))?,
+            relay_from_authz: self.relay_from_authz,
+        })
+    }
+}
+
+/// Everything `init` set up.
+#[derive(Clone, Debug, Default)]
+pub struct InitConfig {
+    pub listeners: Vec<EsmtpListenerConfig>,
+    pub spools: Vec<SpoolDefinition>,
+    pub logs: Option<LocalLogsConfig>,
+    /// Places where a secret was given inline (`key_data`), for the start-up
+    /// warning.
+    pub inline_secrets: Vec<String>,
+}

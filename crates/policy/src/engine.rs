@@ -1,0 +1,205 @@
+//! A pool of independent Lua states running the same policy, so policy
+//! calls from concurrent sessions run in parallel instead of queueing on one
+//! interpreter. Calls run on tokio's blocking pool: a handler may do slow
+//! things (a SQLite query, a Vault fetch) without stalling the async threads.
+
+use crate::config::{InitConfig, ListenerDomain};
+use crate::conn_meta::ConnMeta;
+use crate::error::{describe_lua_error, EventError, PolicyError};
+use crate::kumo::ListenerDomainValue;
+use crate::message::{Message, MessageHandle};
+use crate::sandbox;
+use crate::state::{Shared, StateCtx, HANDLERS_KEY};
+use mlua::{AnyUserData, Function, Lua, Table, Value};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+pub const DEFAULT_POLICY: &str = include_str!("default_policy.lua");
+
+#[derive(Clone, Debug)]
+pub enum PolicySource {
+    File(PathBuf),
+    Builtin,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Load the full safe standard library (io, os, package) instead of the
+    /// sandbox. Off unless the operator asks for it.
+    pub unrestricted_stdlib: bool,
+    pub pool_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        EngineOptions {
+            unrestricted_stdlib: false,
+            pool_size: (cores * 2).max(4),
+        }
+    }
+}
+
+struct Inner {
+    idle: Mutex<Vec<Lua>>,
+    returned: Condvar,
+    handlers: HashSet<String>,
+}
+
+#[derive(Clone)]
+pub struct PolicyEngine(Arc<Inner>);
+
+fn new_state(source: &PolicySource, code: &str, shared: &Arc<Shared>, opts: &EngineOptions) -> Result<Lua, PolicyError> {
+    let lua_err = |e: mlua::Error| PolicyError::Lua(describe_lua_error(&e));
+    let lua = sandbox::new_lua(opts.unrestricted_stdlib).map_err(lua_err)?;
+    let (chunk_name, policy_dir) = match source {
+        PolicySource::File(p) => {
+            let dir = p.parent().and_then(|d| d.canonicalize().ok());
+            (format!("@{}", p.display()), dir)
+        }
+        PolicySource::Builtin => ("@<built-in default policy>".to_string(), None),
+    };
+    lua.set_app_data(StateCtx {
+        shared: shared.clone(),
+        policy_dir,
+    });
+    let kumo = crate::kumo::install(&lua).map_err(lua_err)?;
+    lua.globals().set("kumo", kumo).map_err(lua_err)?;
+    sandbox::install_require(&lua).map_err(lua_err)?;
+    sandbox::install_print(&lua).map_err(lua_err)?;
+    lua.load(code).set_name(chunk_name).exec().map_err(lua_err)?;
+    Ok(lua)
+}
+
+fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
+    let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
+    handlers.get(event)
+}
+
+impl PolicyEngine {
+    /// Load the policy into the first state, run `init` there, then fill the
+    /// rest of the pool.
+    pub fn start(source: PolicySource, opts: EngineOptions) -> Result<(PolicyEngine, InitConfig), PolicyError> {
+        let code = match &source {
+            PolicySource::File(p) => std::fs::read_to_string(p).map_err(|e| PolicyError::Read {
+                path: p.clone(),
+                source: e,
+            })?,
+            PolicySource::Builtin => DEFAULT_POLICY.to_string(),
+        };
+        let shared = Arc::new(Shared::default());
+        let first = new_state(&source, &code, &shared, &opts)?;
+
+        *shared.init.lock().unwrap_or_else(|p| p.into_inner()) = Some(InitConfig::default());
+        let init_result = match handler(&first, "init") {
+            Ok(Some(f)) => f.call::<()>(()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let init = shared.init.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+        init_result.map_err(|e| PolicyError::Lua(format!("in 'init': {}", describe_lua_error(&e))))?;
+
+        let handlers: HashSet<String> = {
+            let t: Table = first
+                .named_registry_value(HANDLERS_KEY)
+                .map_err(|e| PolicyError::Lua(describe_lua_error(&e)))?;
+            t.pairs::<String, Value>().filter_map(|kv| kv.ok().map(|(k, _)| k)).collect()
+        };
+        let mut idle = vec![first];
+        for _ in 1..opts.pool_size.max(1) {
+            idle.push(new_state(&source, &code, &shared, &opts)?);
+        }
+        let engine = PolicyEngine(Arc::new(Inner {
+            idle: Mutex::new(idle),
+            returned: Condvar::new(),
+            handlers,
+        }));
+        Ok((engine, init))
+    }
+
+    pub fn has_handler(&self, event: &str) -> bool {
+        self.0.handlers.contains(event)
+    }
+
+    fn checkout(&self) -> Lua {
+        let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(lua) = idle.pop() {
+                return lua;
+            }
+            idle = self.0.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn checkin(&self, lua: Lua) {
+        self.0.idle.lock().unwrap_or_else(|p| p.into_inner()).push(lua);
+        self.0.returned.notify_one();
+    }
+
+    /// Run `f` with a pooled Lua state on the blocking pool.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, EventError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Lua) -> mlua::Result<R> + Send + 'static,
+    {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let lua = engine.checkout();
+            let out = f(&lua);
+            engine.checkin(lua);
+            out
+        })
+        .await
+        .map_err(|e| EventError::Failed(format!("policy task failed: {e}")))?
+        .map_err(EventError::from)
+    }
+
+    /// Call a handler that takes the message, returning the edited message.
+    pub async fn message_event(&self, event: &'static str, msg: Message) -> Result<Message, EventError> {
+        if !self.has_handler(event) {
+            return Ok(msg);
+        }
+        let handle = MessageHandle::new(msg);
+        let for_lua = handle.clone();
+        self.run(move |lua| {
+            if let Some(f) = handler(lua, event)? {
+                let ud = lua.create_userdata(for_lua)?;
+                f.call::<()>(ud)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(handle.into_message())
+    }
+
+    /// `get_listener_domain(domain, listener, conn_meta)`.
+    pub async fn listener_domain(
+        &self,
+        domain: String,
+        listener: String,
+        conn_meta: ConnMeta,
+    ) -> Result<Option<ListenerDomain>, EventError> {
+        const EVENT: &str = "get_listener_domain";
+        if !self.has_handler(EVENT) {
+            return Ok(None);
+        }
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else { return Ok(None) };
+            let v: Value = f.call((domain, listener, conn_meta))?;
+            match v {
+                Value::Nil => Ok(None),
+                Value::UserData(ud) => Ok(Some(borrow_listener_domain(&ud)?)),
+                other => Err(mlua::Error::RuntimeError(format!(
+                    "get_listener_domain must return kumo.make_listener_domain{{...}} or nil, not a {}",
+                    other.type_name()
+                ))),
+            }
+        })
+        .await
+    }
+}
+
+fn borrow_listener_domain(ud: &AnyUserData) -> mlua::Result<ListenerDomain> {
+    Ok(ud.borrow::<ListenerDomainValue>()?.0.clone())
+}

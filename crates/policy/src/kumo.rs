@@ -1,0 +1,172 @@
+//! The `kumo` module: registration, `init`-time definitions, constructors of
+//! configuration objects, and small utilities.
+
+use crate::config::{EsmtpListenerConfig, ListenerDomain, ListenerDomainConfig, LocalLogsConfig, SpoolDefinition};
+use crate::error::Rejection;
+use crate::state::{StateCtx, HANDLERS_KEY};
+use ironpost_keysource::KeySource;
+use mlua::{Function, Lua, LuaSerdeExt, Table, UserData, Value};
+use serde::de::DeserializeOwned;
+
+/// Returned by `kumo.make_listener_domain`.
+#[derive(Clone)]
+pub struct ListenerDomainValue(pub ListenerDomain);
+impl UserData for ListenerDomainValue {}
+
+fn rt(msg: String) -> mlua::Error {
+    mlua::Error::RuntimeError(msg)
+}
+
+/// Deserialize an options table, naming the function and the key in any
+/// error.
+pub fn parse_options<T: DeserializeOwned>(_lua: &Lua, func: &str, value: Value) -> mlua::Result<T> {
+    let de = mlua::serde::Deserializer::new(value);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = match e.inner() {
+            mlua::Error::DeserializeError(m) => m.clone(),
+            other => other.to_string(),
+        };
+        if path == "." || path.is_empty() {
+            rt(format!("{func}: {inner}"))
+        } else {
+            rt(format!("{func}: key '{path}': {inner}"))
+        }
+    })
+}
+
+/// Run `f` on the init collector, or fail when called outside `init`.
+fn with_init<R>(lua: &Lua, func: &str, f: impl FnOnce(&mut crate::config::InitConfig) -> R) -> mlua::Result<R> {
+    let ctx = lua.app_data_ref::<StateCtx>().ok_or_else(|| rt("policy state missing".into()))?;
+    let mut guard = ctx.shared.init.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_mut() {
+        Some(init) => Ok(f(init)),
+        None => Err(rt(format!("{func} may only be called from the 'init' event"))),
+    }
+}
+
+pub fn install(lua: &Lua) -> mlua::Result<Table> {
+    let kumo = lua.create_table()?;
+    lua.set_named_registry_value(HANDLERS_KEY, lua.create_table()?)?;
+
+    kumo.set(
+        "on",
+        lua.create_function(|lua, (name, func): (String, Function)| {
+            let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
+            if handlers.contains_key(name.as_str())? {
+                return Err(rt(format!("kumo.on: a handler for '{name}' is already registered")));
+            }
+            handlers.set(name, func)
+        })?,
+    )?;
+
+    kumo.set(
+        "start_esmtp_listener",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.start_esmtp_listener";
+            let cfg: EsmtpListenerConfig = parse_options(lua, F, opts)?;
+            cfg.validate().map_err(|e| rt(format!("{F}: {e}")))?;
+            with_init(lua, F, |init| {
+                if cfg.tls_private_key.as_ref().is_some_and(KeySource::is_inline) {
+                    init.inline_secrets.push(format!("{F}{{listen={}}}: tls_private_key", cfg.listen));
+                }
+                init.listeners.push(cfg);
+            })
+        })?,
+    )?;
+
+    kumo.set(
+        "define_spool",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.define_spool";
+            let def: SpoolDefinition = parse_options(lua, F, opts)?;
+            if def.kind != "LocalDisk" {
+                return Err(rt(format!("{F}: kind: only \"LocalDisk\" is supported, got {:?}", def.kind)));
+            }
+            if def.name != "data" && def.name != "meta" {
+                return Err(rt(format!("{F}: name: expected \"data\" or \"meta\", got {:?}", def.name)));
+            }
+            with_init(lua, F, |init| {
+                init.spools.retain(|s| s.name != def.name);
+                init.spools.push(def);
+            })
+        })?,
+    )?;
+
+    kumo.set(
+        "configure_local_logs",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.configure_local_logs";
+            let cfg: LocalLogsConfig = parse_options(lua, F, opts)?;
+            with_init(lua, F, |init| init.logs = Some(cfg))
+        })?,
+    )?;
+
+    kumo.set(
+        "make_listener_domain",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.make_listener_domain";
+            let cfg: ListenerDomainConfig = parse_options(lua, F, opts)?;
+            let built = cfg.build().map_err(|e| rt(format!("{F}: {e}")))?;
+            Ok(ListenerDomainValue(built))
+        })?,
+    )?;
+
+    kumo.set(
+        "reject",
+        lua.create_function(|_, (code, text): (u16, String)| -> mlua::Result<()> {
+            Err(mlua::Error::external(Rejection { code, text }))
+        })?,
+    )?;
+
+    kumo.set(
+        "json_parse",
+        lua.create_function(|lua, text: String| {
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| rt(format!("kumo.json_parse: {e}")))?;
+            lua.to_value(&v)
+        })?,
+    )?;
+    kumo.set(
+        "json_encode",
+        lua.create_function(|lua, v: Value| {
+            let j: serde_json::Value = lua.from_value(v)?;
+            Ok(j.to_string())
+        })?,
+    )?;
+    kumo.set(
+        "json_load",
+        lua.create_function(|lua, path: String| {
+            let v = crate::helpers::load_data_file(std::path::Path::new(&path)).map_err(rt)?;
+            lua.to_value(&v)
+        })?,
+    )?;
+    kumo.set(
+        "toml_load",
+        lua.create_function(|lua, path: String| {
+            let v = crate::helpers::load_data_file(std::path::Path::new(&path)).map_err(rt)?;
+            lua.to_value(&v)
+        })?,
+    )?;
+
+    let secrets = lua.create_table()?;
+    secrets.set(
+        "load",
+        lua.create_function(|lua, ks: Value| {
+            let ks: KeySource = parse_options(lua, "kumo.secrets.load", ks)?;
+            let secret = ks.load().map_err(|e| rt(format!("kumo.secrets.load: {e}")))?;
+            lua.create_string(secret.expose())
+        })?,
+    )?;
+    kumo.set("secrets", secrets)?;
+
+    Ok(kumo)
+}
+
+/// Modules `require` resolves without touching the filesystem.
+pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
+    Ok(match name {
+        "kumo" => Some(lua.globals().get("kumo")?),
+        "policy-extras.listener_domains" => Some(Value::Table(crate::helpers::listener_domains::module(lua)?)),
+        _ => None,
+    })
+}

@@ -1,0 +1,23 @@
+//! The policy engine: Lua 5.4 policies written against the KumoMTA policy
+//! API, run in a sandbox on a pool of interpreters.
+
+pub mod cidr;
+pub mod config;
+pub mod conformance;
+pub mod conn_meta;
+pub mod duration;
+mod engine;
+mod error;
+pub mod headers;
+pub mod helpers;
+pub mod kumo;
+pub mod message;
+mod sandbox;
+mod state;
+
+pub use cidr::CidrSet;
+pub use config::{EsmtpListenerConfig, InitConfig, LineEndingPolicy, ListenerDomain, LocalLogsConfig, SpoolDefinition};
+pub use conn_meta::ConnMeta;
+pub use engine::{EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
+pub use error::{EventError, PolicyError};
+pub use message::Message;

@@ -1,0 +1,139 @@
+//! The message as the policy sees it, and its Lua face.
+
+use crate::headers;
+use mlua::{LuaSerdeExt, UserData, UserDataFields, UserDataMethods, Value};
+use serde_json::{Map, Value as Json};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    pub id: String,
+    /// Envelope sender; empty for the null reverse-path.
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub meta: Map<String, Json>,
+    /// RFC 5322 content with CRLF line endings.
+    pub data: Vec<u8>,
+}
+
+/// An email address split for policy use (`msg:sender().domain`).
+#[derive(Clone, Debug)]
+pub struct AddressValue {
+    pub email: String,
+    pub name: Option<String>,
+}
+
+impl AddressValue {
+    pub fn parse(email: &str) -> AddressValue {
+        AddressValue {
+            email: email.to_string(),
+            name: None,
+        }
+    }
+    fn split(&self) -> (&str, &str) {
+        match self.email.rfind('@') {
+            Some(i) => (&self.email[..i], &self.email[i + 1..]),
+            None => (&self.email, ""),
+        }
+    }
+}
+
+impl UserData for AddressValue {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("email", |_, a| Ok(a.email.clone()));
+        fields.add_field_method_get("user", |_, a| Ok(a.split().0.to_string()));
+        fields.add_field_method_get("domain", |_, a| Ok(a.split().1.to_ascii_lowercase()));
+        fields.add_field_method_get("name", |_, a| Ok(a.name.clone()));
+    }
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method("__tostring", |_, a, ()| Ok(a.email.clone()));
+    }
+}
+
+/// Shared so the engine can take the (possibly edited) message back after
+/// the event returns.
+#[derive(Clone)]
+pub struct MessageHandle(pub Arc<Mutex<Message>>);
+
+impl MessageHandle {
+    pub fn new(msg: Message) -> MessageHandle {
+        MessageHandle(Arc::new(Mutex::new(msg)))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Message) -> R) -> R {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    pub fn into_message(self) -> Message {
+        match Arc::try_unwrap(self.0) {
+            Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+            // Policy kept a reference (e.g. in a global): hand back a copy.
+            Err(shared) => shared.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+fn from_header(data: &[u8]) -> Option<AddressValue> {
+    let raw = headers::first_value(data, "From")?;
+    let synthetic = format!("From: {raw}\r\n\r\n");
+    let parsed = mail_parser::MessageParser::default().parse_headers(synthetic.as_bytes())?;
+    let addr = parsed.from()?.first()?;
+    Some(AddressValue {
+        email: addr.address()?.to_string(),
+        name: addr.name().map(str::to_string),
+    })
+}
+
+fn lua_err(e: impl ToString) -> mlua::Error {
+    mlua::Error::RuntimeError(e.to_string())
+}
+
+impl UserData for MessageHandle {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("id", |_, m, ()| Ok(m.with(|m| m.id.clone())));
+        methods.add_method("sender", |_, m, ()| {
+            Ok(m.with(|m| (!m.sender.is_empty()).then(|| AddressValue::parse(&m.sender))))
+        });
+        methods.add_method("recipient", |_, m, ()| {
+            Ok(m.with(|m| m.recipients.first().map(|r| AddressValue::parse(r))))
+        });
+        methods.add_method("recipients", |_, m, ()| {
+            Ok(m.with(|m| m.recipients.iter().map(|r| AddressValue::parse(r)).collect::<Vec<_>>()))
+        });
+        methods.add_method("from_header", |_, m, ()| Ok(m.with(|m| from_header(&m.data))));
+        methods.add_method("get_meta", |lua, m, key: String| {
+            let v = m.with(|m| m.meta.get(&key).cloned());
+            match v {
+                Some(v) => lua.to_value(&v),
+                None => Ok(Value::Nil),
+            }
+        });
+        methods.add_method("set_meta", |lua, m, (key, value): (String, Value)| {
+            let json: Json = lua.from_value(value)?;
+            m.with(|m| m.meta.insert(key, json));
+            Ok(())
+        });
+        methods.add_method("get_first_named_header_value", |_, m, name: String| {
+            Ok(m.with(|m| headers::first_value(&m.data, &name)))
+        });
+        methods.add_method("append_header", |_, m, (name, value): (String, String)| {
+            headers::validate(&name, &value).map_err(lua_err)?;
+            m.with(|m| headers::append(&mut m.data, &name, &value));
+            Ok(())
+        });
+        methods.add_method("prepend_header", |_, m, (name, value): (String, String)| {
+            headers::validate(&name, &value).map_err(lua_err)?;
+            m.with(|m| headers::prepend(&mut m.data, &name, &value));
+            Ok(())
+        });
+        methods.add_method("remove_all_named_headers", |_, m, name: String| {
+            m.with(|m| headers::remove_all(&mut m.data, &name));
+            Ok(())
+        });
+        methods.add_method("get_data", |lua, m, ()| m.with(|m| lua.create_string(&m.data)));
+        methods.add_method("check_fix_conformance", |_, m, (check, fix): (String, String)| {
+            m.with(|m| crate::conformance::check_fix(&mut m.data, &check, &fix)).map_err(lua_err)
+        });
+    }
+}

@@ -1,0 +1,21 @@
+//! Per-Lua-state context and the data shared by every state of one engine.
+
+use crate::config::InitConfig;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+pub struct Shared {
+    /// `Some` only while the `init` event runs: listener, spool and log
+    /// definitions land here.
+    pub init: Mutex<Option<InitConfig>>,
+}
+
+pub struct StateCtx {
+    pub shared: Arc<Shared>,
+    /// Directory of the policy file; `require` resolves inside it. `None`
+    /// for the built-in default policy.
+    pub policy_dir: Option<PathBuf>,
+}
+
+pub const HANDLERS_KEY: &str = "ironpost.handlers";

@@ -1,0 +1,132 @@
+//! The policy engine against real policy files on disk.
+
+use ironpost_policy::{ConnMeta, EngineOptions, EventError, Message, PolicyEngine, PolicyError, PolicySource};
+use std::path::PathBuf;
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn start(dir: &tempfile::TempDir, policy: &str) -> Result<(PolicyEngine, ironpost_policy::InitConfig), PolicyError> {
+    let p = write(dir, "policy.lua", policy);
+    PolicyEngine::start(PolicySource::File(p), EngineOptions { pool_size: 2, ..Default::default() })
+}
+
+#[test]
+fn builtin_default_defines_listener_spool_and_logs() {
+    let (_e, init) = PolicyEngine::start(PolicySource::Builtin, EngineOptions::default()).unwrap();
+    assert_eq!(init.listeners.len(), 1);
+    assert_eq!(init.listeners[0].listen, "127.0.0.1:2525");
+    assert_eq!(init.spools[0].path, PathBuf::from("./ironpost-data/spool"));
+    assert!(init.logs.is_some());
+}
+
+#[test]
+fn unknown_key_names_key_function_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = start(
+        &dir,
+        "kumo.on('init', function()\n  kumo.start_esmtp_listener { listen = '127.0.0.1:0', relay_hostz = {} }\nend)\n",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("relay_hostz"), "{err}");
+    assert!(err.contains("kumo.start_esmtp_listener"), "{err}");
+    assert!(err.contains("policy.lua:2"), "{err}");
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = start(&dir, "local x = 1\nlocal y = = 2\n").err().unwrap().to_string();
+    assert!(err.contains("policy.lua:2"), "{err}");
+}
+
+#[test]
+fn bad_values_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (bad, needle) in [
+        ("relay_hosts = { '10.0.0.1/8' }", "relay_hosts"),
+        ("client_timeout = 'soon'", "client_timeout"),
+        ("invalid_line_endings = 'Sometimes'", "Sometimes"),
+        ("listen = 'nowhere'", "listen"),
+    ] {
+        let policy = format!("kumo.on('init', function() kumo.start_esmtp_listener {{ {bad} }} end)");
+        let err = start(&dir, &policy).err().unwrap().to_string();
+        assert!(err.contains(needle), "{bad}: {err}");
+    }
+    let err = start(&dir, "kumo.start_esmtp_listener {}").err().unwrap().to_string();
+    assert!(err.contains("init"), "{err}");
+}
+
+#[tokio::test]
+async fn reject_and_runtime_errors_in_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _) = start(
+        &dir,
+        r#"
+        kumo.on('smtp_server_message_received', function(msg)
+          if msg:sender().domain == 'bad.test' then kumo.reject(550, '5.7.1 go away') end
+          if msg:sender().domain == 'boom.test' then local x = nil; x.y = 1 end
+          msg:set_meta('seen', true)
+          msg:append_header('X-Policy', msg:from_header().domain .. ' ' .. msg:recipients()[1].user)
+        end)
+        "#,
+    )
+    .unwrap();
+    let msg = |sender: &str| Message {
+        id: "1".into(),
+        sender: sender.into(),
+        recipients: vec!["rcpt@dest.test".into()],
+        data: b"From: \"Ann\" <ann@From.Test>\r\nSubject: x\r\n\r\nbody\r\n".to_vec(),
+        ..Default::default()
+    };
+    let out = e.message_event("smtp_server_message_received", msg("a@ok.test")).await.unwrap();
+    assert_eq!(out.meta.get("seen"), Some(&serde_json::Value::Bool(true)));
+    assert!(String::from_utf8_lossy(&out.data).contains("X-Policy: from.test rcpt\r\n\r\nbody"));
+    assert_eq!(
+        e.message_event("smtp_server_message_received", msg("a@bad.test")).await.unwrap_err(),
+        EventError::Reject { code: 550, text: "5.7.1 go away".into() }
+    );
+    match e.message_event("smtp_server_message_received", msg("a@boom.test")).await.unwrap_err() {
+        EventError::Failed(m) => assert!(m.contains("policy.lua:4"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn listener_domains_helper_and_require_confinement() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir, "domains.toml", "[\"*\"]\nrelay_to = false\n[\"ours.test\"]\nrelay_to = true\n[\"send.test\"]\nrelay_from = [\"10.0.0.0/24\"]\n");
+    write(&dir, "lib/util.lua", "return { answer = 42 }");
+    let (e, _) = start(
+        &dir,
+        &format!(
+            "local ld = require 'policy-extras.listener_domains'\nlocal u = require 'lib.util'\nassert(u.answer == 42)\nkumo.on('get_listener_domain', ld:setup {{ '{}' }})\n",
+            dir.path().join("domains.toml").display()
+        ),
+    )
+    .unwrap();
+    let ld = e.listener_domain("ours.test".into(), "l".into(), ConnMeta::default()).await.unwrap().unwrap();
+    assert!(ld.relay_to);
+    let ld = e.listener_domain("other.test".into(), "l".into(), ConnMeta::default()).await.unwrap().unwrap();
+    assert!(!ld.relay_to);
+    let ld = e.listener_domain("send.test".into(), "l".into(), ConnMeta::default()).await.unwrap().unwrap();
+    assert!(ld.relay_from.contains("10.0.0.7".parse().unwrap()));
+
+    for escape in ["require '..secret'", "require 'os'", "require '/etc/passwd'", "io.open('/etc/passwd')"] {
+        assert!(start(&dir, escape).is_err(), "{escape}");
+    }
+    write(&dir, "bad.toml", "[\"x.test\"]\nrelay_too = true\n");
+    let err = start(&dir, &format!("require('policy-extras.listener_domains'):setup {{ '{}' }}", dir.path().join("bad.toml").display()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("bad.toml") && err.contains("x.test") && err.contains("relay_too"), "{err}");
+}

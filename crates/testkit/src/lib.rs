@@ -1,0 +1,16 @@
+//! Test support for Ironpost integration tests: run the real `ironpost`
+//! binary, talk SMTP to it over loopback sockets (plain and TLS), and mint
+//! throwaway certificates.
+//!
+//! Everything here is test-only; in particular [`tls::InsecureAcceptAnyServerCert`]
+//! must never be used outside tests.
+
+pub mod client;
+pub mod daemon;
+pub mod pki;
+pub mod tls;
+
+pub use client::{dot_stuff, Reply, SmtpClient};
+pub use daemon::{Daemon, DaemonOptions};
+pub use pki::{self_signed, TestCa};
+pub use tls::TlsTrust;
