@@ -61,7 +61,10 @@ impl KeySource {
         match self {
             KeySource::File(p) => format!("file {}", p.display()),
             KeySource::Data(_) => "inline key_data".to_string(),
-            KeySource::Vault(v) => format!("vault {}/{} field {}", v.vault_mount, v.vault_path, v.vault_key),
+            KeySource::Vault(v) => format!(
+                "vault {}/{} field {}",
+                v.vault_mount, v.vault_path, v.vault_key
+            ),
         }
     }
 
@@ -72,12 +75,14 @@ impl KeySource {
     /// Fetch the secret. Blocking: call from a blocking context.
     pub fn load(&self) -> Result<Secret, KeySourceError> {
         match self {
-            KeySource::File(path) => std::fs::read(path)
-                .map(Secret::new)
-                .map_err(|source| KeySourceError::File {
-                    path: path.clone(),
-                    source,
-                }),
+            KeySource::File(path) => {
+                std::fs::read(path)
+                    .map(Secret::new)
+                    .map_err(|source| KeySourceError::File {
+                        path: path.clone(),
+                        source,
+                    })
+            }
             KeySource::Data(d) => Ok(Secret::new(d.key_data.as_bytes().to_vec())),
             KeySource::Vault(v) => Err(KeySourceError::VaultUnsupported {
                 mount: v.vault_mount.clone(),
@@ -99,8 +104,10 @@ mod tests {
         assert!(d.is_inline());
         assert_eq!(format!("{d:?}"), "inline key_data");
         assert_eq!(d.load().unwrap().expose(), b"tiger");
-        let v: KeySource =
-            serde_json::from_str(r#"{"vault_mount":"secret","vault_path":"dkim/x","vault_token":"hvs.SECRET"}"#).unwrap();
+        let v: KeySource = serde_json::from_str(
+            r#"{"vault_mount":"secret","vault_path":"dkim/x","vault_token":"hvs.SECRET"}"#,
+        )
+        .unwrap();
         assert!(!format!("{v:?}").contains("hvs"));
         assert!(serde_json::from_str::<KeySource>(r#"{"key_dta":"x"}"#).is_err());
     }

@@ -14,13 +14,20 @@ impl CidrSet {
         for e in entries {
             let e = e.as_ref().trim();
             let net = if e.contains('/') {
-                let net: IpNet = e.parse().map_err(|_| format!("{e:?} is not a valid CIDR block"))?;
+                let net: IpNet = e
+                    .parse()
+                    .map_err(|_| format!("{e:?} is not a valid CIDR block"))?;
                 if net.trunc() != net {
-                    return Err(format!("{e:?} has host bits set; did you mean {}?", net.trunc()));
+                    return Err(format!(
+                        "{e:?} has host bits set; did you mean {}?",
+                        net.trunc()
+                    ));
                 }
                 net
             } else {
-                let ip: IpAddr = e.parse().map_err(|_| format!("{e:?} is not a valid IP address or CIDR block"))?;
+                let ip: IpAddr = e
+                    .parse()
+                    .map_err(|_| format!("{e:?} is not a valid IP address or CIDR block"))?;
                 IpNet::from(ip)
             };
             nets.push(net);

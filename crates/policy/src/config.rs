@@ -67,9 +67,15 @@ pub struct EsmtpListenerConfig {
     pub max_recipients_per_message: usize,
     #[serde(default = "default_max_messages")]
     pub max_messages_per_connection: usize,
-    #[serde(default = "default_client_timeout", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_client_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
     pub client_timeout: Duration,
-    #[serde(default = "default_data_timeout", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_data_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
     pub data_processing_timeout: Duration,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -88,7 +94,10 @@ impl EsmtpListenerConfig {
         if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
             return Err("tls_certificate and tls_private_key must be given together".into());
         }
-        if self.max_connections == 0 || self.max_recipients_per_message == 0 || self.max_messages_per_connection == 0 {
+        if self.max_connections == 0
+            || self.max_recipients_per_message == 0
+            || self.max_messages_per_connection == 0
+        {
             return Err("max_connections, max_recipients_per_message and max_messages_per_connection must be at least 1".into());
         }
         if self.line_length_hard_limit < 78 {

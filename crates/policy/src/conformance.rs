@@ -4,13 +4,24 @@
 
 use crate::headers;
 
-const KNOWN: &[&str] = &["NON_CANONICAL_LINE_ENDINGS", "MISSING_DATE_HEADER", "MISSING_MESSAGE_ID_HEADER"];
+const KNOWN: &[&str] = &[
+    "NON_CANONICAL_LINE_ENDINGS",
+    "MISSING_DATE_HEADER",
+    "MISSING_MESSAGE_ID_HEADER",
+];
 
 fn flags(spec: &str) -> Result<Vec<&str>, String> {
-    let list: Vec<&str> = spec.split('|').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let list: Vec<&str> = spec
+        .split('|')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     for f in &list {
         if !KNOWN.contains(f) {
-            return Err(format!("check_fix_conformance: unknown flag {f:?} (known: {})", KNOWN.join(", ")));
+            return Err(format!(
+                "check_fix_conformance: unknown flag {f:?} (known: {})",
+                KNOWN.join(", ")
+            ));
         }
     }
     Ok(list)
@@ -18,7 +29,8 @@ fn flags(spec: &str) -> Result<Vec<&str>, String> {
 
 fn has_bare_line_ending(data: &[u8]) -> bool {
     data.iter().enumerate().any(|(i, &b)| {
-        (b == b'\n' && (i == 0 || data[i - 1] != b'\r')) || (b == b'\r' && data.get(i + 1) != Some(&b'\n'))
+        (b == b'\n' && (i == 0 || data[i - 1] != b'\r'))
+            || (b == b'\r' && data.get(i + 1) != Some(&b'\n'))
     })
 }
 
@@ -75,7 +87,9 @@ pub fn check_fix(data: &mut Vec<u8>, check: &str, fix: &str) -> Result<(), Strin
 }
 
 fn unique() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{:x}.{:x}", now.as_nanos(), std::process::id())
 }
 
@@ -91,7 +105,12 @@ mod tests {
     fn line_endings() {
         let mut d = b"A: b\nC: d\r\n\r\nx\ry\r\n".to_vec();
         assert!(check_fix(&mut d, "NON_CANONICAL_LINE_ENDINGS", "").is_err());
-        check_fix(&mut d, "NON_CANONICAL_LINE_ENDINGS", "NON_CANONICAL_LINE_ENDINGS").unwrap();
+        check_fix(
+            &mut d,
+            "NON_CANONICAL_LINE_ENDINGS",
+            "NON_CANONICAL_LINE_ENDINGS",
+        )
+        .unwrap();
         assert_eq!(d, b"A: b\r\nC: d\r\n\r\nx\r\ny\r\n");
         assert!(check_fix(&mut d, "BOGUS", "").is_err());
         check_fix(&mut d, "", "MISSING_DATE_HEADER").unwrap();

@@ -19,7 +19,11 @@ impl ConnMeta {
 impl UserData for ConnMeta {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("get_meta", |lua, c, key: String| {
-            let v = c.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+            let v =
+                c.0.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key)
+                    .cloned();
             match v {
                 Some(v) => lua.to_value(&v),
                 None => Ok(Value::Nil),
@@ -27,7 +31,9 @@ impl UserData for ConnMeta {
         });
         methods.add_method("set_meta", |lua, c, (key, value): (String, Value)| {
             let json: Json = lua.from_value(value)?;
-            c.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key, json);
+            c.0.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, json);
             Ok(())
         });
     }

@@ -25,7 +25,8 @@ enum Raw {
 
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Raw::deserialize(d)? {
-        Raw::Number(n) => secs_to_duration(n).ok_or_else(|| serde::de::Error::custom(format!("invalid duration {n}"))),
+        Raw::Number(n) => secs_to_duration(n)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {n}"))),
         Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
     }
 }

@@ -33,7 +33,9 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         EngineOptions {
             unrestricted_stdlib: false,
             pool_size: (cores * 2).max(4),
@@ -50,7 +52,12 @@ struct Inner {
 #[derive(Clone)]
 pub struct PolicyEngine(Arc<Inner>);
 
-fn new_state(source: &PolicySource, code: &str, shared: &Arc<Shared>, opts: &EngineOptions) -> Result<Lua, PolicyError> {
+fn new_state(
+    source: &PolicySource,
+    code: &str,
+    shared: &Arc<Shared>,
+    opts: &EngineOptions,
+) -> Result<Lua, PolicyError> {
     let lua_err = |e: mlua::Error| PolicyError::Lua(describe_lua_error(&e));
     let lua = sandbox::new_lua(opts.unrestricted_stdlib).map_err(lua_err)?;
     let (chunk_name, policy_dir) = match source {
@@ -68,7 +75,10 @@ fn new_state(source: &PolicySource, code: &str, shared: &Arc<Shared>, opts: &Eng
     lua.globals().set("kumo", kumo).map_err(lua_err)?;
     sandbox::install_require(&lua).map_err(lua_err)?;
     sandbox::install_print(&lua).map_err(lua_err)?;
-    lua.load(code).set_name(chunk_name).exec().map_err(lua_err)?;
+    lua.load(code)
+        .set_name(chunk_name)
+        .exec()
+        .map_err(lua_err)?;
     Ok(lua)
 }
 
@@ -80,7 +90,10 @@ fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
 impl PolicyEngine {
     /// Load the policy into the first state, run `init` there, then fill the
     /// rest of the pool.
-    pub fn start(source: PolicySource, opts: EngineOptions) -> Result<(PolicyEngine, InitConfig), PolicyError> {
+    pub fn start(
+        source: PolicySource,
+        opts: EngineOptions,
+    ) -> Result<(PolicyEngine, InitConfig), PolicyError> {
         let code = match &source {
             PolicySource::File(p) => std::fs::read_to_string(p).map_err(|e| PolicyError::Read {
                 path: p.clone(),
@@ -97,14 +110,22 @@ impl PolicyEngine {
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
-        let init = shared.init.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
-        init_result.map_err(|e| PolicyError::Lua(format!("in 'init': {}", describe_lua_error(&e))))?;
+        let init = shared
+            .init
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        init_result
+            .map_err(|e| PolicyError::Lua(format!("in 'init': {}", describe_lua_error(&e))))?;
 
         let handlers: HashSet<String> = {
             let t: Table = first
                 .named_registry_value(HANDLERS_KEY)
                 .map_err(|e| PolicyError::Lua(describe_lua_error(&e)))?;
-            t.pairs::<String, Value>().filter_map(|kv| kv.ok().map(|(k, _)| k)).collect()
+            t.pairs::<String, Value>()
+                .filter_map(|kv| kv.ok().map(|(k, _)| k))
+                .collect()
         };
         let mut idle = vec![first];
         for _ in 1..opts.pool_size.max(1) {
@@ -128,12 +149,20 @@ impl PolicyEngine {
             if let Some(lua) = idle.pop() {
                 return lua;
             }
-            idle = self.0.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
+            idle = self
+                .0
+                .returned
+                .wait(idle)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 
     fn checkin(&self, lua: Lua) {
-        self.0.idle.lock().unwrap_or_else(|p| p.into_inner()).push(lua);
+        self.0
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(lua);
         self.0.returned.notify_one();
     }
 
@@ -156,7 +185,11 @@ impl PolicyEngine {
     }
 
     /// Call a handler that takes the message, returning the edited message.
-    pub async fn message_event(&self, event: &'static str, msg: Message) -> Result<Message, EventError> {
+    pub async fn message_event(
+        &self,
+        event: &'static str,
+        msg: Message,
+    ) -> Result<Message, EventError> {
         if !self.has_handler(event) {
             return Ok(msg);
         }

@@ -52,11 +52,18 @@ fn find_rejection(e: &mlua::Error) -> Option<Rejection> {
 
 /// First `file.lua:N` position in a traceback, skipping C frames.
 fn first_lua_location(traceback: &str) -> Option<String> {
-    traceback.lines().map(str::trim).filter(|l| !l.starts_with("[C]")).find_map(|l| {
-        let i = l.find(".lua:")?;
-        let digits: String = l[i + 5..].chars().take_while(char::is_ascii_digit).collect();
-        (!digits.is_empty()).then(|| format!("{}{}", &l[..i + 5], digits))
-    })
+    traceback
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("[C]"))
+        .find_map(|l| {
+            let i = l.find(".lua:")?;
+            let digits: String = l[i + 5..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            (!digits.is_empty()).then(|| format!("{}{}", &l[..i + 5], digits))
+        })
 }
 
 /// A one-line description of a Lua error with its policy location.
@@ -69,7 +76,9 @@ pub fn describe_lua_error(e: &mlua::Error) -> String {
                 _ => root,
             }
         }
-        mlua::Error::WithContext { context, cause } => format!("{context}: {}", describe_lua_error(cause)),
+        mlua::Error::WithContext { context, cause } => {
+            format!("{context}: {}", describe_lua_error(cause))
+        }
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         mlua::Error::RuntimeError(m) => m.clone(),
         mlua::Error::ExternalError(ext) => ext.to_string(),
@@ -80,7 +89,10 @@ pub fn describe_lua_error(e: &mlua::Error) -> String {
 impl From<mlua::Error> for EventError {
     fn from(e: mlua::Error) -> EventError {
         match find_rejection(&e) {
-            Some(r) => EventError::Reject { code: r.code, text: r.text },
+            Some(r) => EventError::Reject {
+                code: r.code,
+                text: r.text,
+            },
             None => EventError::Failed(describe_lua_error(&e)),
         }
     }

@@ -44,13 +44,23 @@ pub fn header_spans(data: &[u8]) -> Vec<(usize, usize)> {
 }
 
 fn name_of(header: &[u8]) -> &[u8] {
-    let colon = header.iter().position(|&b| b == b':').unwrap_or(header.len());
+    let colon = header
+        .iter()
+        .position(|&b| b == b':')
+        .unwrap_or(header.len());
     trim(&header[..colon])
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map(|i| i + 1).unwrap_or(start);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map(|i| i + 1)
+        .unwrap_or(start);
     &b[start..end.max(start)]
 }
 
@@ -62,7 +72,11 @@ pub fn first_value(data: &[u8], name: &str) -> Option<String> {
             return None;
         }
         let colon = h.iter().position(|&b| b == b':')?;
-        let value: Vec<u8> = h[colon + 1..].iter().copied().filter(|&b| b != b'\r' && b != b'\n').collect();
+        let value: Vec<u8> = h[colon + 1..]
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\r' && b != b'\n')
+            .collect();
         Some(String::from_utf8_lossy(trim(&value)).into_owned())
     })
 }
@@ -101,7 +115,8 @@ pub fn remove_all(data: &mut Vec<u8>, name: &str) {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"From: A <a@x.test>\r\nSubject: hello\r\n  world\r\nX-T: 1\r\n\r\nbody\r\nX-T: 2\r\n";
+    const MSG: &[u8] =
+        b"From: A <a@x.test>\r\nSubject: hello\r\n  world\r\nX-T: 1\r\n\r\nbody\r\nX-T: 2\r\n";
 
     #[test]
     fn read_and_edit() {
@@ -109,7 +124,9 @@ mod tests {
         assert_eq!(first_value(MSG, "X-Missing"), None);
         let mut m = MSG.to_vec();
         append(&mut m, "X-New", "v");
-        assert!(m.starts_with(b"From: A <a@x.test>\r\nSubject: hello\r\n  world\r\nX-T: 1\r\nX-New: v\r\n\r\nbody"));
+        assert!(m.starts_with(
+            b"From: A <a@x.test>\r\nSubject: hello\r\n  world\r\nX-T: 1\r\nX-New: v\r\n\r\nbody"
+        ));
         remove_all(&mut m, "x-t");
         assert_eq!(first_value(&m, "X-T"), None);
         assert!(m.ends_with(b"\r\n\r\nbody\r\nX-T: 2\r\n"));

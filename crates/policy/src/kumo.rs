@@ -1,7 +1,9 @@
 //! The `kumo` module: registration, `init`-time definitions, constructors of
 //! configuration objects, and small utilities.
 
-use crate::config::{EsmtpListenerConfig, ListenerDomain, ListenerDomainConfig, LocalLogsConfig, SpoolDefinition};
+use crate::config::{
+    EsmtpListenerConfig, ListenerDomain, ListenerDomainConfig, LocalLogsConfig, SpoolDefinition,
+};
 use crate::error::Rejection;
 use crate::state::{StateCtx, HANDLERS_KEY};
 use ironpost_keysource::KeySource;
@@ -36,12 +38,20 @@ pub fn parse_options<T: DeserializeOwned>(_lua: &Lua, func: &str, value: Value) 
 }
 
 /// Run `f` on the init collector, or fail when called outside `init`.
-fn with_init<R>(lua: &Lua, func: &str, f: impl FnOnce(&mut crate::config::InitConfig) -> R) -> mlua::Result<R> {
-    let ctx = lua.app_data_ref::<StateCtx>().ok_or_else(|| rt("policy state missing".into()))?;
+fn with_init<R>(
+    lua: &Lua,
+    func: &str,
+    f: impl FnOnce(&mut crate::config::InitConfig) -> R,
+) -> mlua::Result<R> {
+    let ctx = lua
+        .app_data_ref::<StateCtx>()
+        .ok_or_else(|| rt("policy state missing".into()))?;
     let mut guard = ctx.shared.init.lock().unwrap_or_else(|p| p.into_inner());
     match guard.as_mut() {
         Some(init) => Ok(f(init)),
-        None => Err(rt(format!("{func} may only be called from the 'init' event"))),
+        None => Err(rt(format!(
+            "{func} may only be called from the 'init' event"
+        ))),
     }
 }
 
@@ -54,7 +64,9 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, (name, func): (String, Function)| {
             let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
             if handlers.contains_key(name.as_str())? {
-                return Err(rt(format!("kumo.on: a handler for '{name}' is already registered")));
+                return Err(rt(format!(
+                    "kumo.on: a handler for '{name}' is already registered"
+                )));
             }
             handlers.set(name, func)
         })?,
@@ -67,8 +79,13 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
             let cfg: EsmtpListenerConfig = parse_options(lua, F, opts)?;
             cfg.validate().map_err(|e| rt(format!("{F}: {e}")))?;
             with_init(lua, F, |init| {
-                if cfg.tls_private_key.as_ref().is_some_and(KeySource::is_inline) {
-                    init.inline_secrets.push(format!("{F}{{listen={}}}: tls_private_key", cfg.listen));
+                if cfg
+                    .tls_private_key
+                    .as_ref()
+                    .is_some_and(KeySource::is_inline)
+                {
+                    init.inline_secrets
+                        .push(format!("{F}{{listen={}}}: tls_private_key", cfg.listen));
                 }
                 init.listeners.push(cfg);
             })
@@ -81,10 +98,16 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
             const F: &str = "kumo.define_spool";
             let def: SpoolDefinition = parse_options(lua, F, opts)?;
             if def.kind != "LocalDisk" {
-                return Err(rt(format!("{F}: kind: only \"LocalDisk\" is supported, got {:?}", def.kind)));
+                return Err(rt(format!(
+                    "{F}: kind: only \"LocalDisk\" is supported, got {:?}",
+                    def.kind
+                )));
             }
             if def.name != "data" && def.name != "meta" {
-                return Err(rt(format!("{F}: name: expected \"data\" or \"meta\", got {:?}", def.name)));
+                return Err(rt(format!(
+                    "{F}: name: expected \"data\" or \"meta\", got {:?}",
+                    def.name
+                )));
             }
             with_init(lua, F, |init| {
                 init.spools.retain(|s| s.name != def.name);
@@ -122,7 +145,8 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     kumo.set(
         "json_parse",
         lua.create_function(|lua, text: String| {
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| rt(format!("kumo.json_parse: {e}")))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| rt(format!("kumo.json_parse: {e}")))?;
             lua.to_value(&v)
         })?,
     )?;
@@ -153,7 +177,9 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
         "load",
         lua.create_function(|lua, ks: Value| {
             let ks: KeySource = parse_options(lua, "kumo.secrets.load", ks)?;
-            let secret = ks.load().map_err(|e| rt(format!("kumo.secrets.load: {e}")))?;
+            let secret = ks
+                .load()
+                .map_err(|e| rt(format!("kumo.secrets.load: {e}")))?;
             lua.create_string(secret.expose())
         })?,
     )?;
@@ -166,7 +192,9 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
 pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
     Ok(match name {
         "kumo" => Some(lua.globals().get("kumo")?),
-        "policy-extras.listener_domains" => Some(Value::Table(crate::helpers::listener_domains::module(lua)?)),
+        "policy-extras.listener_domains" => {
+            Some(Value::Table(crate::helpers::listener_domains::module(lua)?))
+        }
         _ => None,
     })
 }

@@ -16,7 +16,10 @@ mod sandbox;
 mod state;
 
 pub use cidr::CidrSet;
-pub use config::{EsmtpListenerConfig, InitConfig, LineEndingPolicy, ListenerDomain, LocalLogsConfig, SpoolDefinition};
+pub use config::{
+    EsmtpListenerConfig, InitConfig, LineEndingPolicy, ListenerDomain, LocalLogsConfig,
+    SpoolDefinition,
+};
 pub use conn_meta::ConnMeta;
 pub use engine::{EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
 pub use error::{EventError, PolicyError};

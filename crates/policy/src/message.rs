@@ -99,9 +99,16 @@ impl UserData for MessageHandle {
             Ok(m.with(|m| m.recipients.first().map(|r| AddressValue::parse(r))))
         });
         methods.add_method("recipients", |_, m, ()| {
-            Ok(m.with(|m| m.recipients.iter().map(|r| AddressValue::parse(r)).collect::<Vec<_>>()))
+            Ok(m.with(|m| {
+                m.recipients
+                    .iter()
+                    .map(|r| AddressValue::parse(r))
+                    .collect::<Vec<_>>()
+            }))
         });
-        methods.add_method("from_header", |_, m, ()| Ok(m.with(|m| from_header(&m.data))));
+        methods.add_method("from_header", |_, m, ()| {
+            Ok(m.with(|m| from_header(&m.data)))
+        });
         methods.add_method("get_meta", |lua, m, key: String| {
             let v = m.with(|m| m.meta.get(&key).cloned());
             match v {
@@ -131,9 +138,15 @@ impl UserData for MessageHandle {
             m.with(|m| headers::remove_all(&mut m.data, &name));
             Ok(())
         });
-        methods.add_method("get_data", |lua, m, ()| m.with(|m| lua.create_string(&m.data)));
-        methods.add_method("check_fix_conformance", |_, m, (check, fix): (String, String)| {
-            m.with(|m| crate::conformance::check_fix(&mut m.data, &check, &fix)).map_err(lua_err)
+        methods.add_method("get_data", |lua, m, ()| {
+            m.with(|m| lua.create_string(&m.data))
         });
+        methods.add_method(
+            "check_fix_conformance",
+            |_, m, (check, fix): (String, String)| {
+                m.with(|m| crate::conformance::check_fix(&mut m.data, &check, &fix))
+                    .map_err(lua_err)
+            },
+        );
     }
 }

@@ -16,7 +16,12 @@ pub fn new_lua(unrestricted: bool) -> mlua::Result<Lua> {
     let libs = if unrestricted {
         StdLib::ALL_SAFE
     } else {
-        StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS
+        StdLib::STRING
+            | StdLib::TABLE
+            | StdLib::MATH
+            | StdLib::UTF8
+            | StdLib::COROUTINE
+            | StdLib::OS
     };
     let lua = Lua::new_with(libs, LuaOptions::default())?;
     if !unrestricted {
@@ -52,7 +57,10 @@ fn restrict(lua: &Lua) -> mlua::Result<()> {
 /// `print` goes to the diagnostic log instead of stdout.
 pub fn install_print(lua: &Lua) -> mlua::Result<()> {
     let print = lua.create_function(|_, args: mlua::Variadic<Value>| {
-        let text: Vec<String> = args.iter().map(|v| v.to_string().unwrap_or_else(|_| "?".into())).collect();
+        let text: Vec<String> = args
+            .iter()
+            .map(|v| v.to_string().unwrap_or_else(|_| "?".into()))
+            .collect();
         tracing::info!(target: "policy", "{}", text.join("\t"));
         Ok(())
     })?;
@@ -61,16 +69,26 @@ pub fn install_print(lua: &Lua) -> mlua::Result<()> {
 
 fn module_path(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let valid = !name.is_empty()
-        && name.split('.').all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        && name.split('.').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
     if !valid {
         return Err(format!("require: invalid module name {name:?}"));
     }
     let candidate = dir.join(format!("{}.lua", name.replace('.', "/")));
-    let resolved = candidate
-        .canonicalize()
-        .map_err(|_| format!("require: module {name:?} not found (looked for {})", candidate.display()))?;
+    let resolved = candidate.canonicalize().map_err(|_| {
+        format!(
+            "require: module {name:?} not found (looked for {})",
+            candidate.display()
+        )
+    })?;
     if !resolved.starts_with(dir) {
-        return Err(format!("require: module {name:?} resolves outside the policy directory"));
+        return Err(format!(
+            "require: module {name:?} resolves outside the policy directory"
+        ));
     }
     Ok(resolved)
 }
@@ -87,11 +105,17 @@ pub fn install_require(lua: &Lua) -> mlua::Result<()> {
                 let dir = lua
                     .app_data_ref::<StateCtx>()
                     .and_then(|c| c.policy_dir.clone())
-                    .ok_or_else(|| mlua::Error::RuntimeError(format!("require: unknown module {name:?}")))?;
+                    .ok_or_else(|| {
+                        mlua::Error::RuntimeError(format!("require: unknown module {name:?}"))
+                    })?;
                 let path = module_path(&dir, &name).map_err(mlua::Error::RuntimeError)?;
-                let code = std::fs::read_to_string(&path)
-                    .map_err(|e| mlua::Error::RuntimeError(format!("require: {}: {e}", path.display())))?;
-                let v: Value = lua.load(code).set_name(format!("@{}", path.display())).call(name.clone())?;
+                let code = std::fs::read_to_string(&path).map_err(|e| {
+                    mlua::Error::RuntimeError(format!("require: {}: {e}", path.display()))
+                })?;
+                let v: Value = lua
+                    .load(code)
+                    .set_name(format!("@{}", path.display()))
+                    .call(name.clone())?;
                 if v.is_nil() {
                     Value::Boolean(true)
                 } else {
@@ -112,14 +136,26 @@ mod tests {
     #[test]
     fn dangerous_functions_are_absent() {
         let lua = new_lua(false).unwrap();
-        for expr in ["io", "debug", "package", "loadfile", "dofile", "os.execute", "os.exit", "os.remove", "os.rename"] {
+        for expr in [
+            "io",
+            "debug",
+            "package",
+            "loadfile",
+            "dofile",
+            "os.execute",
+            "os.exit",
+            "os.remove",
+            "os.rename",
+        ] {
             let v: Value = lua.load(format!("return {expr}")).eval().unwrap();
             assert!(v.is_nil(), "{expr} should be nil");
         }
         let t: i64 = lua.load("return os.time()").eval().unwrap();
         assert!(t > 0);
         // Bytecode is refused even through load.
-        let r: mlua::Result<Value> = lua.load("return load(string.dump(function() return 1 end))").eval();
+        let r: mlua::Result<Value> = lua
+            .load("return load(string.dump(function() return 1 end))")
+            .eval();
         let v = r.unwrap();
         assert!(v.is_nil());
     }

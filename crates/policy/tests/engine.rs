@@ -1,6 +1,8 @@
 //! The policy engine against real policy files on disk.
 
-use ironpost_policy::{ConnMeta, EngineOptions, EventError, Message, PolicyEngine, PolicyError, PolicySource};
+use ironpost_policy::{
+    ConnMeta, EngineOptions, EventError, Message, PolicyEngine, PolicyError, PolicySource,
+};
 use std::path::PathBuf;
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
@@ -12,9 +14,18 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn start(dir: &tempfile::TempDir, policy: &str) -> Result<(PolicyEngine, ironpost_policy::InitConfig), PolicyError> {
+fn start(
+    dir: &tempfile::TempDir,
+    policy: &str,
+) -> Result<(PolicyEngine, ironpost_policy::InitConfig), PolicyError> {
     let p = write(dir, "policy.lua", policy);
-    PolicyEngine::start(PolicySource::File(p), EngineOptions { pool_size: 2, ..Default::default() })
+    PolicyEngine::start(
+        PolicySource::File(p),
+        EngineOptions {
+            pool_size: 2,
+            ..Default::default()
+        },
+    )
 }
 
 #[test]
@@ -44,7 +55,10 @@ fn unknown_key_names_key_function_file_and_line() {
 #[test]
 fn syntax_error_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let err = start(&dir, "local x = 1\nlocal y = = 2\n").err().unwrap().to_string();
+    let err = start(&dir, "local x = 1\nlocal y = = 2\n")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("policy.lua:2"), "{err}");
 }
 
@@ -57,11 +71,15 @@ fn bad_values_are_errors() {
         ("invalid_line_endings = 'Sometimes'", "Sometimes"),
         ("listen = 'nowhere'", "listen"),
     ] {
-        let policy = format!("kumo.on('init', function() kumo.start_esmtp_listener {{ {bad} }} end)");
+        let policy =
+            format!("kumo.on('init', function() kumo.start_esmtp_listener {{ {bad} }} end)");
         let err = start(&dir, &policy).err().unwrap().to_string();
         assert!(err.contains(needle), "{bad}: {err}");
     }
-    let err = start(&dir, "kumo.start_esmtp_listener {}").err().unwrap().to_string();
+    let err = start(&dir, "kumo.start_esmtp_listener {}")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("init"), "{err}");
 }
 
@@ -87,14 +105,26 @@ async fn reject_and_runtime_errors_in_events() {
         data: b"From: \"Ann\" <ann@From.Test>\r\nSubject: x\r\n\r\nbody\r\n".to_vec(),
         ..Default::default()
     };
-    let out = e.message_event("smtp_server_message_received", msg("a@ok.test")).await.unwrap();
+    let out = e
+        .message_event("smtp_server_message_received", msg("a@ok.test"))
+        .await
+        .unwrap();
     assert_eq!(out.meta.get("seen"), Some(&serde_json::Value::Bool(true)));
     assert!(String::from_utf8_lossy(&out.data).contains("X-Policy: from.test rcpt\r\n\r\nbody"));
     assert_eq!(
-        e.message_event("smtp_server_message_received", msg("a@bad.test")).await.unwrap_err(),
-        EventError::Reject { code: 550, text: "5.7.1 go away".into() }
+        e.message_event("smtp_server_message_received", msg("a@bad.test"))
+            .await
+            .unwrap_err(),
+        EventError::Reject {
+            code: 550,
+            text: "5.7.1 go away".into()
+        }
     );
-    match e.message_event("smtp_server_message_received", msg("a@boom.test")).await.unwrap_err() {
+    match e
+        .message_event("smtp_server_message_received", msg("a@boom.test"))
+        .await
+        .unwrap_err()
+    {
         EventError::Failed(m) => assert!(m.contains("policy.lua:4"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -113,20 +143,46 @@ async fn listener_domains_helper_and_require_confinement() {
         ),
     )
     .unwrap();
-    let ld = e.listener_domain("ours.test".into(), "l".into(), ConnMeta::default()).await.unwrap().unwrap();
+    let ld = e
+        .listener_domain("ours.test".into(), "l".into(), ConnMeta::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(ld.relay_to);
-    let ld = e.listener_domain("other.test".into(), "l".into(), ConnMeta::default()).await.unwrap().unwrap();
+    let ld = e
+        .listener_domain("other.test".into(), "l".into(), ConnMeta::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!ld.relay_to);
-    let ld = e.listener_domain("send.test".into(), "l".into(), ConnMeta::default()).await.unwrap().unwrap();
+    let ld = e
+        .listener_domain("send.test".into(), "l".into(), ConnMeta::default())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(ld.relay_from.contains("10.0.0.7".parse().unwrap()));
 
-    for escape in ["require '..secret'", "require 'os'", "require '/etc/passwd'", "io.open('/etc/passwd')"] {
+    for escape in [
+        "require '..secret'",
+        "require 'os'",
+        "require '/etc/passwd'",
+        "io.open('/etc/passwd')",
+    ] {
         assert!(start(&dir, escape).is_err(), "{escape}");
     }
     write(&dir, "bad.toml", "[\"x.test\"]\nrelay_too = true\n");
-    let err = start(&dir, &format!("require('policy-extras.listener_domains'):setup {{ '{}' }}", dir.path().join("bad.toml").display()))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("bad.toml") && err.contains("x.test") && err.contains("relay_too"), "{err}");
+    let err = start(
+        &dir,
+        &format!(
+            "require('policy-extras.listener_domains'):setup {{ '{}' }}",
+            dir.path().join("bad.toml").display()
+        ),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("bad.toml") && err.contains("x.test") && err.contains("relay_too"),
+        "{err}"
+    );
 }

@@ -21,6 +21,17 @@ impl Reply {
         }
     }
 
+    /// A reply without an enhanced status code: only the greeting and the
+    /// EHLO response, whose text is defined by RFC 5321 grammar (a domain;
+    /// extension keywords) that a code would corrupt.
+    pub fn plain(code: u16, lines: Vec<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: String::new(),
+            lines,
+        }
+    }
+
     pub fn multi(code: u16, enhanced: &str, lines: Vec<String>) -> Reply {
         debug_assert!(!lines.is_empty());
         Reply {
@@ -50,7 +61,11 @@ impl Reply {
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
-            out.extend_from_slice(format!("{}{}{} ", self.code, sep, self.enhanced).as_bytes());
+            if self.enhanced.is_empty() {
+                out.extend_from_slice(format!("{}{}", self.code, sep).as_bytes());
+            } else {
+                out.extend_from_slice(format!("{}{}{} ", self.code, sep, self.enhanced).as_bytes());
+            }
             for c in line.chars() {
                 if c.is_control() {
                     out.push(b' ');
@@ -125,6 +140,12 @@ mod tests {
         );
         let r = Reply::multi(250, "2.0.0", vec!["a".into(), "b".into()]);
         assert_eq!(r.to_bytes(), b"250-2.0.0 a\r\n250 2.0.0 b\r\n");
+    }
+
+    #[test]
+    fn plain_replies_have_no_enhanced_code() {
+        let r = Reply::plain(250, vec!["mx.test".into(), "PIPELINING".into()]);
+        assert_eq!(r.to_bytes(), b"250-mx.test\r\n250 PIPELINING\r\n");
     }
 
     #[test]

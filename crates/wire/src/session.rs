@@ -188,7 +188,7 @@ impl Session {
         if self.tls_active && !self.cfg.auth_mechanisms.is_empty() {
             lines.push(format!("AUTH {}", self.cfg.auth_mechanisms.join(" ")));
         }
-        Reply::multi(250, "2.0.0", lines)
+        Reply::plain(250, lines)
     }
 
     fn mail(&mut self, sender: ReversePath, params: MailParams) -> Action {

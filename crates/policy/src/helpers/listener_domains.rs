@@ -19,11 +19,18 @@ pub fn load(files: &[String]) -> Result<HashMap<String, ListenerDomain>, String>
     }
     let mut out = HashMap::new();
     for (domain, v) in merged {
-        let cfg: ListenerDomainConfig = serde_json::from_value(v)
-            .map_err(|e| format!("listener_domains {}: table [{domain:?}]: {e}", files.join(", ")))?;
-        let built = cfg
-            .build()
-            .map_err(|e| format!("listener_domains {}: table [{domain:?}]: {e}", files.join(", ")))?;
+        let cfg: ListenerDomainConfig = serde_json::from_value(v).map_err(|e| {
+            format!(
+                "listener_domains {}: table [{domain:?}]: {e}",
+                files.join(", ")
+            )
+        })?;
+        let built = cfg.build().map_err(|e| {
+            format!(
+                "listener_domains {}: table [{domain:?}]: {e}",
+                files.join(", ")
+            )
+        })?;
         out.insert(domain.trim_end_matches('.').to_ascii_lowercase(), built);
     }
     Ok(out)
@@ -35,10 +42,16 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         "setup",
         lua.create_function(|lua, (_this, files): (Value, Vec<String>)| {
             let map = Arc::new(load(&files).map_err(mlua::Error::RuntimeError)?);
-            lua.create_function(move |_, (domain, _listener, _meta): (String, Value, Value)| {
-                let d = domain.to_ascii_lowercase();
-                Ok(map.get(&d).or_else(|| map.get("*")).cloned().map(ListenerDomainValue))
-            })
+            lua.create_function(
+                move |_, (domain, _listener, _meta): (String, Value, Value)| {
+                    let d = domain.to_ascii_lowercase();
+                    Ok(map
+                        .get(&d)
+                        .or_else(|| map.get("*"))
+                        .cloned()
+                        .map(ListenerDomainValue))
+                },
+            )
         })?,
     )?;
     Ok(m)

@@ -10,10 +10,14 @@ use std::path::Path;
 /// as the KumoMTA documentation writes them) when the name ends in `.json`.
 pub fn load_data_file(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
         json5::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     } else {
-        let t: toml::Value = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let t: toml::Value =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::to_value(t).map_err(|e| format!("{}: {e}", path.display()))
     }
 }

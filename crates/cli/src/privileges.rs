@@ -1,0 +1,64 @@
+//! Dropping root completely: real, effective and saved uid and gid, no
+//! supplementary groups, and no_new_privs so nothing executed later can
+//! regain privilege. Not the half-drop that keeps a capability on.
+
+use anyhow::{bail, Context, Result};
+use nix::unistd::{Gid, Uid, User};
+use std::path::Path;
+
+pub fn lookup(user: &str) -> Result<User> {
+    User::from_name(user)
+        .with_context(|| format!("cannot look up user {user}"))?
+        .with_context(|| format!("--user: no such user {user}"))
+}
+
+/// Hand the data directories (and what is in them) to the daemon user.
+pub fn chown_tree(dir: &Path, user: &User) -> Result<()> {
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let chown = |p: &Path| {
+        nix::unistd::chown(p, Some(user.uid), Some(user.gid))
+            .with_context(|| format!("cannot chown {}", p.display()))
+    };
+    chown(dir)?;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            chown(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+pub fn drop_to(user: &User) -> Result<()> {
+    if !Uid::effective().is_root() {
+        bail!("--user {} requires starting as root", user.name);
+    }
+    nix::unistd::setgroups(&[]).context("setgroups")?;
+    nix::unistd::setresgid(user.gid, user.gid, user.gid).context("setresgid")?;
+    nix::unistd::setresuid(user.uid, user.uid, user.uid).context("setresuid")?;
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes plain integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if rc != 0 {
+        bail!(
+            "prctl(PR_SET_NO_NEW_PRIVS): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    verify(user.uid, user.gid)
+}
+
+fn verify(uid: Uid, gid: Gid) -> Result<()> {
+    let r = nix::unistd::getresuid()?;
+    let g = nix::unistd::getresgid()?;
+    if [r.real, r.effective, r.saved] != [uid; 3] || [g.real, g.effective, g.saved] != [gid; 3] {
+        bail!("privilege drop incomplete");
+    }
+    if !nix::unistd::getgroups()?.is_empty() {
+        bail!("supplementary groups remain after privilege drop");
+    }
+    if nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
+        bail!("regained root after privilege drop");
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! `ironpost serve`: the start-up sequence.
+//!
+//! Order matters for security: the policy is loaded and listeners are bound
+//! (and TLS keys read) while still privileged; then privileges are dropped;
+//! only then are the spool and logs opened and connections accepted, so every
+//! file the daemon creates belongs to the unprivileged user.
+
+use crate::paths;
+use crate::privileges;
+use crate::ServeArgs;
+use anyhow::{bail, Context, Result};
+use ironpost_logs::{LogConfig, Logger};
+use ironpost_policy::{EngineOptions, InitConfig, PolicyEngine, PolicySource, DEFAULT_POLICY};
+use ironpost_server::{PreparedListener, Services};
+use ironpost_spool::{Spool, SpoolConfig};
+use std::io::Write;
+use std::sync::Arc;
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    if args.print_default_policy {
+        print!("{DEFAULT_POLICY}");
+        return Ok(());
+    }
+    init_tracing();
+
+    let user = args.user.as_deref().map(privileges::lookup).transpose()?;
+    let source = match &args.policy {
+        Some(p) => {
+            paths::check_policy_dir(p, user.as_ref().map(|u| u.uid.as_raw()))?;
+            PolicySource::File(p.clone())
+        }
+        None => PolicySource::Builtin,
+    };
+    let opts = EngineOptions {
+        unrestricted_stdlib: args.lua_unrestricted,
+        ..EngineOptions::default()
+    };
+    if args.lua_unrestricted {
+        tracing::warn!(
+            "the policy runs with the unrestricted Lua standard library (--lua-unrestricted)"
+        );
+    }
+    let (engine, init) = PolicyEngine::start(source, opts)?;
+    warn_inline_secrets(&init);
+
+    if init.listeners.is_empty() {
+        bail!("the policy starts no listener: call kumo.start_esmtp_listener{{...}} in the 'init' event");
+    }
+    let spool_def = init
+        .spools
+        .iter()
+        .find(|s| s.name == "data")
+        .context("the policy defines no spool: call kumo.define_spool{ name = 'data', path = ... } in the 'init' event")?;
+    if let Some(meta) = init.spools.iter().find(|s| s.name == "meta") {
+        if meta.path != spool_def.path {
+            tracing::warn!(
+                "spool 'meta' at {} is not used: Ironpost commits metadata together with content in the 'data' spool",
+                meta.path.display()
+            );
+        }
+    }
+    if !spool_def.flush {
+        tracing::warn!("spool 'data' has flush = false: accepted messages can be lost in a crash");
+    }
+
+    let listeners = init
+        .listeners
+        .iter()
+        .cloned()
+        .map(PreparedListener::prepare)
+        .collect::<Result<Vec<_>, _>>()?;
+
+    paths::ensure_private_dir(&spool_def.path, "spool")?;
+    let log_cfg = init.logs.clone();
+    if let Some(logs) = &log_cfg {
+        paths::ensure_private_dir(&logs.log_dir, "log")?;
+    }
+    if let Some(user) = &user {
+        privileges::chown_tree(&spool_def.path, user)?;
+        if let Some(logs) = &log_cfg {
+            privileges::chown_tree(&logs.log_dir, user)?;
+        }
+        privileges::drop_to(user)?;
+        tracing::info!(
+            "dropped privileges to {} (uid {}, gid {})",
+            user.name,
+            user.uid,
+            user.gid
+        );
+    }
+
+    let mut spool_cfg = SpoolConfig::new(&spool_def.path);
+    spool_cfg.flush = spool_def.flush;
+    let (spool, recovery) = Spool::open(spool_cfg)?;
+    let logger = match &log_cfg {
+        Some(l) => Logger::start(LogConfig {
+            dir: l.log_dir.clone(),
+            max_segment_duration: l.max_segment_duration,
+            max_file_size: l.max_file_size,
+        })?,
+        None => Logger::disabled(),
+    };
+    let services = Services {
+        spool: spool.clone(),
+        policy: engine,
+        logger: logger.clone(),
+        log_headers: Arc::new(
+            log_cfg
+                .as_ref()
+                .map(|l| l.headers.clone())
+                .unwrap_or_default(),
+        ),
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ironpost")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut out = std::io::stdout().lock();
+        for prepared in listeners {
+            let bound = prepared.start(services.clone())?;
+            writeln!(out, "smtp listener: {}", bound.describe())?;
+            tokio::spawn(bound.serve());
+        }
+        writeln!(
+            out,
+            "spool: {} (recovered {} messages)",
+            spool.path().display(),
+            recovery.messages.len()
+        )?;
+        if let Some(l) = &log_cfg {
+            writeln!(out, "logs: {}", l.log_dir.display())?;
+        }
+        writeln!(out, "ready")?;
+        out.flush()?;
+        drop(out);
+        tracing::info!(
+            recovered = recovery.messages.len(),
+            truncated_bytes = recovery.truncated_bytes,
+            "spool recovered {} messages",
+            recovery.messages.len()
+        );
+        wait_for_shutdown().await;
+        tracing::info!("shutting down");
+        logger.flush();
+        spool.shutdown();
+        Ok::<(), anyhow::Error>(())
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IRONPOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn warn_inline_secrets(init: &InitConfig) {
+    for place in &init.inline_secrets {
+        tracing::warn!("{place} is given inline as key_data; keep secrets in a file or in Vault");
+    }
+}

@@ -1,0 +1,141 @@
+//! Binding listeners and accepting connections under `max_connections`.
+
+use crate::conn::Conn;
+use crate::session::{run_session, ListenerRuntime};
+use crate::tls::TlsSource;
+use crate::ServerError;
+use ironpost_logs::Logger;
+use ironpost_policy::{EsmtpListenerConfig, PolicyEngine};
+use ironpost_spool::Spool;
+use ironpost_wire::Reply;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// What every session needs besides its own listener's settings.
+#[derive(Clone)]
+pub struct Services {
+    pub spool: Spool,
+    pub policy: PolicyEngine,
+    pub logger: Logger,
+    /// Header names copied into log records (`configure_local_logs{headers}`).
+    pub log_headers: Arc<Vec<String>>,
+}
+
+/// A listener whose socket is bound and whose TLS material is loaded, made
+/// before any privilege drop, not yet serving.
+pub struct PreparedListener {
+    socket: std::net::TcpListener,
+    runtime: Arc<ListenerRuntime>,
+}
+
+impl PreparedListener {
+    pub fn prepare(cfg: EsmtpListenerConfig) -> Result<PreparedListener, ServerError> {
+        let relay_hosts = cfg.validate().map_err(|reason| ServerError::Config {
+            listen: cfg.listen.clone(),
+            reason,
+        })?;
+        let hostname = cfg.hostname.clone().unwrap_or_else(crate::system_hostname);
+        let tls = TlsSource::new(
+            cfg.tls_certificate.clone(),
+            cfg.tls_private_key.clone(),
+            &hostname,
+        )
+        .map_err(|source| ServerError::Tls {
+            listen: cfg.listen.clone(),
+            source,
+        })?;
+        let bind_err = |source| ServerError::Bind {
+            addr: cfg.listen.clone(),
+            source,
+        };
+        let socket = std::net::TcpListener::bind(&cfg.listen).map_err(bind_err)?;
+        socket.set_nonblocking(true).map_err(bind_err)?;
+        let local = socket.local_addr().map_err(bind_err)?;
+        Ok(PreparedListener {
+            socket,
+            runtime: Arc::new(ListenerRuntime {
+                name: local.to_string(),
+                relay_hosts,
+                hostname,
+                tls: Arc::new(tls),
+                cfg,
+            }),
+        })
+    }
+
+    /// Register the socket with the running tokio runtime.
+    pub fn start(self, services: Services) -> Result<BoundListener, ServerError> {
+        let name = self.runtime.name.clone();
+        let listener = TcpListener::from_std(self.socket)
+            .map_err(|source| ServerError::Bind { addr: name, source })?;
+        Ok(BoundListener {
+            listener,
+            slots: Arc::new(Semaphore::new(self.runtime.cfg.max_connections)),
+            runtime: self.runtime,
+            services,
+        })
+    }
+}
+
+pub struct BoundListener {
+    listener: TcpListener,
+    runtime: Arc<ListenerRuntime>,
+    services: Services,
+    slots: Arc<Semaphore>,
+}
+
+impl BoundListener {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound socket has an address")
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (hostname {}, STARTTLS with {})",
+            self.local_addr(),
+            self.runtime.hostname,
+            self.runtime.tls.describe()
+        )
+    }
+
+    pub async fn serve(self) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!("accept on {}: {e}", self.runtime.name);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let runtime = self.runtime.clone();
+                    let services = self.services.clone();
+                    tokio::spawn(async move {
+                        run_session(Conn::Plain(stream), peer, runtime, services).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tokio::spawn(async move {
+                        let mut conn = Conn::Plain(stream);
+                        let reply =
+                            Reply::new(421, "4.3.2", "Too many connections, try again later");
+                        let _ = conn
+                            .write_all(&reply.to_bytes(), Duration::from_secs(5))
+                            .await;
+                        conn.shutdown().await;
+                    });
+                }
+            }
+        }
+    }
+}

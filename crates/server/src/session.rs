@@ -1,0 +1,563 @@
+//! One client connection: reads bytes, frames commands and DATA with the
+//! wire crate, consults the policy where a decision needs it, stores
+//! accepted messages, and writes replies (batched, so PIPELINING clients get
+//! one write per batch).
+
+use crate::conn::{Conn, ReadError};
+use crate::listener::Services;
+use crate::received::{self, TraceInfo};
+use crate::relay::{self, Verdict};
+use crate::tls::TlsSource;
+use ironpost_policy::{
+    CidrSet, ConnMeta, EsmtpListenerConfig, EventError, LineEndingPolicy, Message,
+};
+use ironpost_spool::SpoolId;
+use ironpost_wire::command;
+use ironpost_wire::line::Next;
+use ironpost_wire::reply::from_policy;
+use ironpost_wire::{
+    Action, Command, DataOptions, DataOutcome, DataReceiver, LineEndings, LineError, LineReader,
+    Mailbox, Reply, ReversePath, Session, SessionConfig,
+};
+use serde_json::{json, Map, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub struct ListenerRuntime {
+    pub name: String,
+    pub relay_hosts: CidrSet,
+    pub hostname: String,
+    pub tls: Arc<TlsSource>,
+    pub cfg: EsmtpListenerConfig,
+}
+
+/// Protocol errors tolerated before the connection is dropped.
+const MAX_ERRORS: usize = 20;
+const WRITE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The session is over; the connection should be closed.
+struct End;
+
+struct Driver {
+    conn: Conn,
+    peer: SocketAddr,
+    rt: Arc<ListenerRuntime>,
+    svc: Services,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    session: Session,
+    lines: LineReader,
+    tls: Option<(String, String)>,
+    /// The client is in `relay_hosts`.
+    trusted: bool,
+    /// The current sender's listener domain lists the client in `relay_from`.
+    relay_from_ok: bool,
+    errors: usize,
+}
+
+pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>, svc: Services) {
+    let cfg = SessionConfig {
+        hostname: rt.hostname.clone(),
+        max_message_size: rt.cfg.max_message_size,
+        max_recipients: rt.cfg.max_recipients_per_message,
+        max_messages: rt.cfg.max_messages_per_connection,
+        starttls: true,
+        auth_mechanisms: Vec::new(),
+    };
+    let mut d = Driver {
+        conn,
+        peer,
+        trusted: rt.relay_hosts.contains(peer.ip()),
+        rt,
+        svc,
+        buf: Vec::with_capacity(16 * 1024),
+        out: Vec::with_capacity(1024),
+        session: Session::new(cfg),
+        lines: LineReader::new(),
+        tls: None,
+        relay_from_ok: false,
+        errors: 0,
+    };
+    let _ = d.run().await;
+    d.conn.shutdown().await;
+}
+
+impl Driver {
+    fn queue(&mut self, reply: &Reply) {
+        self.out.extend_from_slice(&reply.to_bytes());
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let result = self.conn.write_all(&out, WRITE_LIMIT).await;
+        self.out = out;
+        self.out.clear();
+        result.map_err(|_| End)
+    }
+
+    async fn close_with(&mut self, reply: Reply) -> End {
+        self.queue(&reply);
+        let _ = self.flush().await;
+        End
+    }
+
+    async fn timeout(&mut self, during: &str) -> End {
+        tracing::debug!(peer = %self.peer, "timeout {during}");
+        let r = Reply::new(
+            421,
+            "4.4.2",
+            format!("{} Error: timeout exceeded {during}", self.rt.hostname),
+        );
+        self.close_with(r).await
+    }
+
+    /// Read more input before `deadline`, flushing pending replies first.
+    async fn fill(&mut self, deadline: Instant, during: &str) -> Result<(), End> {
+        self.flush().await?;
+        match self.conn.read_more(&mut self.buf, deadline).await {
+            Ok(_) => Ok(()),
+            Err(ReadError::Timeout) => Err(self.timeout(during).await),
+            Err(ReadError::Closed) => Err(End),
+            Err(ReadError::Io(e)) => {
+                tracing::debug!(peer = %self.peer, "read error: {e}");
+                Err(End)
+            }
+        }
+    }
+
+    async fn protocol_error(&mut self, reply: Reply) -> Result<(), End> {
+        self.errors += 1;
+        self.queue(&reply);
+        if self.errors >= MAX_ERRORS {
+            return Err(self
+                .close_with(Reply::new(
+                    421,
+                    "4.7.0",
+                    "Too many errors, closing connection",
+                ))
+                .await);
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self) -> Result<(), End> {
+        let banner = self
+            .rt
+            .cfg
+            .banner
+            .clone()
+            .unwrap_or_else(|| "Ironpost".into());
+        let greeting = Reply::plain(220, vec![format!("{} ESMTP {banner}", self.rt.hostname)]);
+        self.queue(&greeting);
+        loop {
+            // A whole command line must arrive within client_timeout, so a
+            // client trickling bytes cannot hold the connection open.
+            let deadline = Instant::now() + self.rt.cfg.client_timeout;
+            let line = loop {
+                match self.lines.next(&self.buf) {
+                    Some((n, Next::Line(l))) => {
+                        let l = l.to_vec();
+                        self.buf.drain(..n);
+                        break l;
+                    }
+                    Some((n, Next::Error(e))) => {
+                        self.buf.drain(..n);
+                        let text = match e {
+                            LineError::BareLf => "Command line must end with CRLF",
+                            LineError::BareCr => "Bare CR in command line",
+                            LineError::TooLong => "Command line too long",
+                        };
+                        self.protocol_error(Reply::new(500, "5.5.2", text)).await?;
+                    }
+                    Some((n, Next::Skip)) => {
+                        self.buf.drain(..n);
+                    }
+                    None => self.fill(deadline, "waiting for a command").await?,
+                }
+            };
+            match command::parse(&line) {
+                Ok(cmd) => self.dispatch(cmd).await?,
+                Err(reply) => self.protocol_error(reply).await?,
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, cmd: Command) -> Result<(), End> {
+        let sender_domain = match &cmd {
+            Command::Mail(ReversePath::Mailbox(m), _) => Some(m.domain_name().map(str::to_string)),
+            Command::Mail(ReversePath::Null, _) => Some(None),
+            _ => None,
+        };
+        match self.session.handle(cmd) {
+            Action::Reply(reply) => {
+                if let (Some(domain), true) = (sender_domain, reply.is_success()) {
+                    return self.after_mail(domain, reply).await;
+                }
+                if reply.code >= 500 {
+                    self.errors += 1;
+                }
+                self.queue(&reply);
+                Ok(())
+            }
+            Action::Close(reply) => Err(self.close_with(reply).await),
+            Action::StartTls => self.starttls().await,
+            Action::CheckRecipient(mbox) => self.check_recipient(mbox).await,
+            Action::StartData => self.receive_data().await,
+            Action::Auth { .. } => {
+                self.queue(&Reply::new(502, "5.5.1", "AUTH not available"));
+                Ok(())
+            }
+        }
+    }
+
+    fn conn_meta(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("received_from".into(), json!(self.peer.to_string()));
+        m.insert("received_via".into(), json!(self.rt.name));
+        m.insert("hostname".into(), json!(self.rt.hostname));
+        if let Some(h) = self.session.helo_name() {
+            m.insert("ehlo_domain".into(), json!(h));
+        }
+        if let Some((v, c)) = &self.tls {
+            m.insert("tls_protocol".into(), json!(v));
+            m.insert("tls_cipher".into(), json!(c));
+        }
+        m
+    }
+
+    fn policy_failure(&self, event: &str, e: &str) -> Reply {
+        tracing::error!(peer = %self.peer, "policy event {event} failed: {e}");
+        Reply::new(451, "4.3.0", "Temporary policy failure, try again later")
+    }
+
+    /// The sender was accepted syntactically; learn whether its listener
+    /// domain grants this client `relay_from`.
+    async fn after_mail(&mut self, domain: Option<String>, ok: Reply) -> Result<(), End> {
+        self.relay_from_ok = false;
+        if let (false, Some(domain)) = (self.trusted, domain) {
+            let meta = ConnMeta::new(self.conn_meta());
+            match self
+                .svc
+                .policy
+                .listener_domain(domain, self.rt.name.clone(), meta)
+                .await
+            {
+                Ok(Some(ld)) => self.relay_from_ok = ld.relay_from.contains(self.peer.ip()),
+                Ok(None) => {}
+                Err(e) => {
+                    let reply = match e {
+                        EventError::Reject { code, text } => from_policy(code.max(400), &text),
+                        EventError::Failed(e) => self.policy_failure("get_listener_domain", &e),
+                    };
+                    self.session.take_transaction(false);
+                    self.queue(&reply);
+                    return Ok(());
+                }
+            }
+        }
+        self.queue(&ok);
+        Ok(())
+    }
+
+    async fn check_recipient(&mut self, mbox: Mailbox) -> Result<(), End> {
+        let verdict = relay::check(self.trusted || self.relay_from_ok, &mbox);
+        let reply = match verdict {
+            Verdict::Allow => self.session.accept_recipient(mbox),
+            Verdict::Deny(r) => self.reject_recipient(&mbox, r),
+            Verdict::AskPolicy(domain) => {
+                let meta = ConnMeta::new(self.conn_meta());
+                match self
+                    .svc
+                    .policy
+                    .listener_domain(domain, self.rt.name.clone(), meta)
+                    .await
+                {
+                    Ok(Some(ld)) if ld.relay_to => self.session.accept_recipient(mbox),
+                    Ok(_) => self.reject_recipient(&mbox, relay::denied()),
+                    Err(EventError::Reject { code, text }) => {
+                        let r = from_policy(code.max(400), &text);
+                        self.reject_recipient(&mbox, r)
+                    }
+                    Err(EventError::Failed(e)) => self.policy_failure("get_listener_domain", &e),
+                }
+            }
+        };
+        if reply.code >= 500 {
+            self.errors += 1;
+        }
+        self.queue(&reply);
+        Ok(())
+    }
+
+    fn reject_recipient(&self, mbox: &Mailbox, reply: Reply) -> Reply {
+        let mut rec = self.base_record();
+        rec.insert("recipient".into(), json!(mbox.to_string()));
+        if let Some(tx) = self.session.transaction() {
+            rec.insert("sender".into(), json!(tx.sender.to_string()));
+        }
+        insert_response(&mut rec, &reply);
+        self.svc.logger.log("Rejection", rec);
+        reply
+    }
+
+    async fn starttls(&mut self) -> Result<(), End> {
+        self.queue(&Reply::new(220, "2.0.0", "Ready to start TLS"));
+        self.flush().await?;
+        if !self.buf.is_empty() {
+            // Anything the client sent after STARTTLS was sent in cleartext
+            // and must not be executed inside the TLS session.
+            tracing::warn!(peer = %self.peer, bytes = self.buf.len(), "discarding cleartext input pipelined after STARTTLS");
+            self.buf.clear();
+        }
+        self.lines = LineReader::new();
+        let config = self.rt.tls.config().await;
+        let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Closed) else {
+            return Err(End);
+        };
+        let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
+        match tokio::time::timeout(self.rt.cfg.client_timeout, accept).await {
+            Ok(Ok(tls)) => {
+                self.conn = Conn::Tls(Box::new(tls));
+                self.tls = self.conn.tls_info();
+                self.session.tls_established();
+                self.relay_from_ok = false;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}");
+                Err(End)
+            }
+            Err(_) => Err(End),
+        }
+    }
+
+    async fn receive_data(&mut self) -> Result<(), End> {
+        // RFC 2034 gives enhanced codes to 2xx, 4xx and 5xx replies only.
+        self.out
+            .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+        let rt = self.rt.clone();
+        let cfg = &rt.cfg;
+        let mut rx = DataReceiver::new(DataOptions {
+            line_endings: match cfg.invalid_line_endings {
+                LineEndingPolicy::Deny => LineEndings::Deny,
+                LineEndingPolicy::Allow => LineEndings::Allow,
+                LineEndingPolicy::Fix => LineEndings::Fix,
+            },
+            max_line_length: cfg.line_length_hard_limit,
+            max_size: cfg.max_message_size,
+        });
+        let declared = self
+            .session
+            .transaction()
+            .and_then(|t| t.params.size)
+            .unwrap_or(0);
+        let mut content = Vec::with_capacity(
+            (declared.min(cfg.max_message_size) as usize).clamp(16 * 1024, 4 << 20),
+        );
+        let data_deadline = Instant::now() + cfg.data_processing_timeout;
+        let client_timeout = cfg.client_timeout;
+        loop {
+            let (n, done) = rx.feed(&self.buf, &mut content);
+            self.buf.drain(..n);
+            if done {
+                break;
+            }
+            let deadline = (Instant::now() + client_timeout).min(data_deadline);
+            self.fill(deadline, "during DATA").await?;
+        }
+        let Some(tx) = self.session.transaction().cloned() else {
+            return Ok(());
+        };
+        let reply = match rx.outcome() {
+            DataOutcome::Ok => {
+                self.accept_message(tx.sender.to_string(), &tx.recipients, content)
+                    .await
+            }
+            bad => {
+                let reply = match bad {
+                    DataOutcome::BareLineEnding => Reply::new(
+                        552,
+                        "5.6.0",
+                        "Message contains bare CR or LF line endings, which are not permitted (RFC 5321 2.3.8)",
+                    ),
+                    DataOutcome::LineTooLong => Reply::new(
+                        552,
+                        "5.6.0",
+                        format!("Message has a line longer than {} octets", cfg.line_length_hard_limit),
+                    ),
+                    _ => Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"),
+                };
+                self.log_message_rejection(
+                    &tx.sender.to_string(),
+                    &tx.recipients,
+                    rx.size(),
+                    &reply,
+                );
+                reply
+            }
+        };
+        self.session.take_transaction(reply.is_success());
+        self.queue(&reply);
+        Ok(())
+    }
+
+    async fn accept_message(
+        &mut self,
+        sender: String,
+        recipients: &[Mailbox],
+        content: Vec<u8>,
+    ) -> Reply {
+        let id = SpoolId::new();
+        let id_text = id.to_string();
+        let single = (recipients.len() == 1).then(|| recipients[0].to_string());
+        let trace = received::header(&TraceInfo {
+            helo: self.session.helo_name(),
+            peer: self.peer.ip(),
+            hostname: &self.rt.hostname,
+            esmtp: self.session.is_esmtp(),
+            tls: self.tls.as_ref(),
+            authenticated: self.session.is_authenticated(),
+            id: &id_text,
+            single_recipient: single.as_deref(),
+        });
+        let mut data = Vec::with_capacity(trace.len() + content.len());
+        data.extend_from_slice(&trace);
+        data.extend_from_slice(&content);
+        drop(content);
+
+        let mut meta = self.conn_meta();
+        let protocol = received::protocol(
+            self.session.is_esmtp(),
+            self.tls.is_some(),
+            self.session.is_authenticated(),
+        );
+        meta.insert("reception_protocol".into(), json!(protocol));
+        let msg = Message {
+            id: id_text.clone(),
+            sender,
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            meta,
+            data,
+        };
+        let rcpts = msg.recipients.clone();
+        let msg = match self
+            .svc
+            .policy
+            .message_event("smtp_server_message_received", msg)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                let reply = match e {
+                    EventError::Reject { code, text } => from_policy(code.max(400), &text),
+                    EventError::Failed(e) => {
+                        self.policy_failure("smtp_server_message_received", &e)
+                    }
+                };
+                self.log_message_rejection_raw(&id_text, &rcpts, &reply);
+                return reply;
+            }
+        };
+
+        let spool_meta = json!({
+            "id": msg.id,
+            "sender": msg.sender,
+            "recipients": msg.recipients,
+            "meta": msg.meta,
+            "received_at": chrono::Utc::now().to_rfc3339(),
+        });
+        let size = msg.data.len();
+        let mut record = self.base_record();
+        record.insert("id".into(), json!(msg.id));
+        record.insert("sender".into(), json!(msg.sender));
+        record.insert("recipients".into(), json!(msg.recipients));
+        record.insert("size".into(), json!(size));
+        record.insert("reception_protocol".into(), json!(protocol));
+        if !self.svc.log_headers.is_empty() {
+            let mut headers = Map::new();
+            for name in self.svc.log_headers.iter() {
+                if let Some(v) = ironpost_policy::headers::first_value(&msg.data, name) {
+                    headers.insert(name.clone(), json!(v));
+                }
+            }
+            record.insert("headers".into(), Value::Object(headers));
+        }
+        record.insert("meta".into(), Value::Object(msg.meta.clone()));
+
+        let meta_bytes = serde_json::to_vec(&spool_meta).unwrap_or_default();
+        let reply = match self.svc.spool.store(id, meta_bytes, msg.data).await {
+            Ok(_) => Reply::new(250, "2.0.0", format!("OK id={id_text}")),
+            Err(e) => {
+                tracing::error!(peer = %self.peer, "spool write failed: {e}");
+                Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
+            }
+        };
+        insert_response(&mut record, &reply);
+        let kind = if reply.is_success() {
+            "Reception"
+        } else {
+            "Rejection"
+        };
+        self.svc.logger.log(kind, record);
+        reply
+    }
+
+    fn base_record(&self) -> Map<String, Value> {
+        let mut rec = Map::new();
+        rec.insert(
+            "peer_address".into(),
+            json!({ "name": self.session.helo_name().unwrap_or(""), "addr": self.peer.ip().to_string() }),
+        );
+        rec.insert("received_from".into(), json!(self.peer.to_string()));
+        rec.insert("listener".into(), json!(self.rt.name));
+        if let Some((v, c)) = &self.tls {
+            rec.insert("tls_protocol_version".into(), json!(v));
+            rec.insert("tls_cipher".into(), json!(c));
+        }
+        rec
+    }
+
+    fn log_message_rejection(
+        &self,
+        sender: &str,
+        recipients: &[Mailbox],
+        size: u64,
+        reply: &Reply,
+    ) {
+        let mut rec = self.base_record();
+        rec.insert("sender".into(), json!(sender));
+        rec.insert(
+            "recipients".into(),
+            json!(recipients.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
+        );
+        rec.insert("size".into(), json!(size));
+        insert_response(&mut rec, reply);
+        self.svc.logger.log("Rejection", rec);
+    }
+
+    fn log_message_rejection_raw(&self, id: &str, recipients: &[String], reply: &Reply) {
+        let mut rec = self.base_record();
+        rec.insert("id".into(), json!(id));
+        if let Some(tx) = self.session.transaction() {
+            rec.insert("sender".into(), json!(tx.sender.to_string()));
+        }
+        rec.insert("recipients".into(), json!(recipients));
+        insert_response(&mut rec, reply);
+        self.svc.logger.log("Rejection", rec);
+    }
+}
+
+fn insert_response(rec: &mut Map<String, Value>, reply: &Reply) {
+    rec.insert(
+        "response".into(),
+        json!({ "code": reply.code, "enhanced_code": reply.enhanced, "content": reply.text() }),
+    );
+    if !reply.is_success() {
+        rec.insert("reason".into(), json!(reply.text()));
+    }
+}
