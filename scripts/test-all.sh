@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every Ironpost test on a fresh machine: installs what the tests need
+# (idempotently), checks formatting and lints, runs the Rust test suites
+# (which start the real daemon on loopback) and the Python client tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v swaks >/dev/null || need_apt+=(swaks)
+command -v smtp-sink >/dev/null || need_apt+=(postfix)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -q -- -D warnings
+
+echo "==> python client tests (smtplib, swaks)"
+cargo build -q -p ironpost
+IRONPOST_BIN="$PWD/target/debug/ironpost" python3 tests/python/test_smtplib.py
+
+echo "==> cargo test"
+cargo test --workspace
