@@ -1,0 +1,9 @@
+//! DNS for delivery: MX resolution with RFC 7505 null MX and RFC 5321
+//! implicit MX, address lookups, resolver configuration taken from the
+//! policy, and (for tests) a loopback DNS server answering from a zone held
+//! in memory.
+
+mod resolver;
+pub mod testserver;
+
+pub use resolver::{Dns, DnsConfig, DnsError, MxAnswer, MxHost};
