@@ -9,6 +9,8 @@ use crate::paths;
 use crate::privileges;
 use crate::ServeArgs;
 use anyhow::{bail, Context, Result};
+use ironpost_delivery::{DeliveryOptions, QueueManager};
+use ironpost_dns::{Dns, DnsConfig};
 use ironpost_logs::{LogConfig, Logger};
 use ironpost_policy::{EngineOptions, InitConfig, PolicyEngine, PolicySource, DEFAULT_POLICY};
 use ironpost_server::{PreparedListener, Services};
@@ -100,17 +102,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         })?,
         None => Logger::disabled(),
     };
-    let services = Services {
-        spool: spool.clone(),
-        policy: engine,
-        logger: logger.clone(),
-        log_headers: Arc::new(
-            log_cfg
-                .as_ref()
-                .map(|l| l.headers.clone())
-                .unwrap_or_default(),
-        ),
-    };
+    let dns_cfg = dns_config(init.resolver.as_ref())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -118,6 +110,37 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let dns = Dns::new(&dns_cfg)?;
+        let hostname = init
+            .listeners
+            .first()
+            .and_then(|l| l.hostname.clone())
+            .unwrap_or_else(ironpost_server::system_hostname);
+        let queue = QueueManager::new(
+            spool.clone(),
+            engine.clone(),
+            logger.clone(),
+            DeliveryOptions { hostname, dns },
+        );
+        queue.start();
+        for m in &recovery.messages {
+            queue.enqueue(m.id, m.location, &m.meta);
+        }
+        let hook_queue = queue.clone();
+        let services = Services {
+            spool: spool.clone(),
+            policy: engine,
+            logger: logger.clone(),
+            log_headers: Arc::new(
+                log_cfg
+                    .as_ref()
+                    .map(|l| l.headers.clone())
+                    .unwrap_or_default(),
+            ),
+            on_stored: Some(Arc::new(move |id, loc, meta: &[u8]| {
+                hook_queue.enqueue(id, loc, meta)
+            })),
+        };
         let mut out = std::io::stdout().lock();
         for prepared in listeners {
             let bound = prepared.start(services.clone())?;
@@ -170,6 +193,25 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+fn dns_config(settings: Option<&ironpost_policy::ResolverSettings>) -> Result<DnsConfig> {
+    let Some(s) = settings else {
+        return Ok(DnsConfig::default());
+    };
+    if s.options.validate == Some(true) {
+        tracing::warn!("kumo.dns: DNSSEC validation (options.validate) is not implemented yet; answers are not validated");
+    }
+    let name_servers = s
+        .name_servers
+        .iter()
+        .map(|n| ironpost_policy::delivery_config::parse_name_server(n).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(DnsConfig {
+        name_servers,
+        timeout: s.options.timeout,
+        attempts: s.options.attempts,
+    })
 }
 
 fn warn_inline_secrets(init: &InitConfig) {

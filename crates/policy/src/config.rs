@@ -184,6 +184,7 @@ pub struct InitConfig {
     pub listeners: Vec<EsmtpListenerConfig>,
     pub spools: Vec<SpoolDefinition>,
     pub logs: Option<LocalLogsConfig>,
+    pub resolver: Option<crate::delivery_config::ResolverSettings>,
     /// Places where a secret was given inline (`key_data`), for the start-up
     /// warning.
     pub inline_secrets: Vec<String>,

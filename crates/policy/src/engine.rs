@@ -5,8 +5,9 @@
 
 use crate::config::{InitConfig, ListenerDomain};
 use crate::conn_meta::ConnMeta;
+use crate::delivery_config::{EgressPathConfig, QueueConfig};
 use crate::error::{describe_lua_error, EventError, PolicyError};
-use crate::kumo::ListenerDomainValue;
+use crate::kumo::{EgressPathValue, ListenerDomainValue, QueueConfigValue};
 use crate::message::{Message, MessageHandle};
 use crate::sandbox;
 use crate::state::{Shared, StateCtx, HANDLERS_KEY};
@@ -225,6 +226,65 @@ impl PolicyEngine {
                 Value::UserData(ud) => Ok(Some(borrow_listener_domain(&ud)?)),
                 other => Err(mlua::Error::RuntimeError(format!(
                     "get_listener_domain must return kumo.make_listener_domain{{...}} or nil, not a {}",
+                    other.type_name()
+                ))),
+            }
+        })
+        .await
+    }
+}
+
+impl PolicyEngine {
+    /// `get_queue_config(domain, tenant, campaign, routing_domain)`.
+    pub async fn queue_config(
+        &self,
+        domain: String,
+        tenant: Option<String>,
+        campaign: Option<String>,
+        routing_domain: Option<String>,
+    ) -> Result<QueueConfig, EventError> {
+        const EVENT: &str = "get_queue_config";
+        if !self.has_handler(EVENT) {
+            return Ok(QueueConfig::default());
+        }
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else {
+                return Ok(QueueConfig::default());
+            };
+            let v: Value = f.call((domain, tenant, campaign, routing_domain))?;
+            match v {
+                Value::Nil => Ok(QueueConfig::default()),
+                Value::UserData(ud) => Ok(ud.borrow::<QueueConfigValue>()?.0.clone()),
+                other => Err(mlua::Error::RuntimeError(format!(
+                    "get_queue_config must return kumo.make_queue_config{{...}}, not a {}",
+                    other.type_name()
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// `get_egress_path_config(domain, egress_source, site_name)`.
+    pub async fn egress_path(
+        &self,
+        domain: String,
+        source: String,
+        site: String,
+    ) -> Result<EgressPathConfig, EventError> {
+        const EVENT: &str = "get_egress_path_config";
+        if !self.has_handler(EVENT) {
+            return Ok(EgressPathConfig::default());
+        }
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else {
+                return Ok(EgressPathConfig::default());
+            };
+            let v: Value = f.call((domain, source, site))?;
+            match v {
+                Value::Nil => Ok(EgressPathConfig::default()),
+                Value::UserData(ud) => Ok(ud.borrow::<EgressPathValue>()?.0.clone()),
+                other => Err(mlua::Error::RuntimeError(format!(
+                    "get_egress_path_config must return kumo.make_egress_path{{...}}, not a {}",
                     other.type_name()
                 ))),
             }

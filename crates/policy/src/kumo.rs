@@ -4,11 +4,22 @@
 use crate::config::{
     EsmtpListenerConfig, ListenerDomain, ListenerDomainConfig, LocalLogsConfig, SpoolDefinition,
 };
+use crate::delivery_config::{EgressPathConfig, QueueConfig, ResolverSettings};
 use crate::error::Rejection;
 use crate::state::{StateCtx, HANDLERS_KEY};
 use ironpost_keysource::KeySource;
 use mlua::{Function, Lua, LuaSerdeExt, Table, UserData, Value};
 use serde::de::DeserializeOwned;
+
+/// Returned by `kumo.make_queue_config`.
+#[derive(Clone)]
+pub struct QueueConfigValue(pub QueueConfig);
+impl UserData for QueueConfigValue {}
+
+/// Returned by `kumo.make_egress_path`.
+#[derive(Clone)]
+pub struct EgressPathValue(pub EgressPathConfig);
+impl UserData for EgressPathValue {}
 
 /// Returned by `kumo.make_listener_domain`.
 #[derive(Clone)]
@@ -134,6 +145,41 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
             Ok(ListenerDomainValue(built))
         })?,
     )?;
+
+    kumo.set(
+        "make_queue_config",
+        lua.create_function(|lua, opts: Value| {
+            let cfg: QueueConfig = parse_options(lua, "kumo.make_queue_config", opts)?;
+            Ok(QueueConfigValue(cfg))
+        })?,
+    )?;
+
+    kumo.set(
+        "make_egress_path",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.make_egress_path";
+            let cfg: EgressPathConfig = parse_options(lua, F, opts)?;
+            cfg.validate().map_err(|e| rt(format!("{F}: {e}")))?;
+            Ok(EgressPathValue(cfg))
+        })?,
+    )?;
+
+    let dns = lua.create_table()?;
+    for name in ["configure_resolver", "configure_unbound_resolver"] {
+        dns.set(
+            name,
+            lua.create_function(move |lua, opts: Value| {
+                let func = format!("kumo.dns.{name}");
+                let settings: ResolverSettings = parse_options(lua, &func, opts)?;
+                for ns in &settings.name_servers {
+                    crate::delivery_config::parse_name_server(ns)
+                        .map_err(|e| rt(format!("{func}: name_servers: {e}")))?;
+                }
+                with_init(lua, &func, |init| init.resolver = Some(settings))
+            })?,
+        )?;
+    }
+    kumo.set("dns", dns)?;
 
     kumo.set(
         "reject",

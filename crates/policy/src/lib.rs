@@ -5,6 +5,7 @@ pub mod cidr;
 pub mod config;
 pub mod conformance;
 pub mod conn_meta;
+pub mod delivery_config;
 pub mod duration;
 mod engine;
 mod error;
@@ -21,6 +22,7 @@ pub use config::{
     SpoolDefinition,
 };
 pub use conn_meta::ConnMeta;
+pub use delivery_config::{EgressPathConfig, QueueConfig, ResolverSettings, TlsMode};
 pub use engine::{EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
 pub use error::{EventError, PolicyError};
 pub use message::Message;

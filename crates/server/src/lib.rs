@@ -9,7 +9,7 @@ mod relay;
 mod session;
 pub mod tls;
 
-pub use listener::{BoundListener, PreparedListener, Services};
+pub use listener::{BoundListener, PreparedListener, Services, StoredHook};
 pub use tls::{TlsError, TlsSource};
 
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,13 @@ pub struct Services {
     pub logger: Logger,
     /// Header names copied into log records (`configure_local_logs{headers}`).
     pub log_headers: Arc<Vec<String>>,
+    /// Called once a message is durably stored, with its spool id, location
+    /// and metadata record: this is how it reaches the delivery queues.
+    pub on_stored: Option<StoredHook>,
 }
+
+pub type StoredHook =
+    Arc<dyn Fn(ironpost_spool::SpoolId, ironpost_spool::Location, &[u8]) + Send + Sync>;
 
 /// A listener whose socket is bound and whose TLS material is loaded, made
 /// before any privilege drop, not yet serving.

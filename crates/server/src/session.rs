@@ -199,7 +199,7 @@ impl Driver {
                     return self.after_mail(domain, reply).await;
                 }
                 if reply.code >= 500 {
-                    self.errors += 1;
+                    return self.protocol_error(reply).await;
                 }
                 self.queue(&reply);
                 Ok(())
@@ -288,7 +288,7 @@ impl Driver {
             }
         };
         if reply.code >= 500 {
-            self.errors += 1;
+            return self.protocol_error(reply).await;
         }
         self.queue(&reply);
         Ok(())
@@ -490,8 +490,13 @@ impl Driver {
         record.insert("meta".into(), Value::Object(msg.meta.clone()));
 
         let meta_bytes = serde_json::to_vec(&spool_meta).unwrap_or_default();
-        let reply = match self.svc.spool.store(id, meta_bytes, msg.data).await {
-            Ok(_) => Reply::new(250, "2.0.0", format!("OK id={id_text}")),
+        let reply = match self.svc.spool.store(id, meta_bytes.clone(), msg.data).await {
+            Ok(location) => {
+                if let Some(hook) = &self.svc.on_stored {
+                    hook(id, location, &meta_bytes);
+                }
+                Reply::new(250, "2.0.0", format!("OK id={id_text}"))
+            }
             Err(e) => {
                 tracing::error!(peer = %self.peer, "spool write failed: {e}");
                 Reply::new(451, "4.3.0", "Temporary storage failure, try again later")

@@ -2,6 +2,7 @@
 //! files. Errors name the file, the table and the key.
 
 pub mod listener_domains;
+pub mod shaping;
 
 use serde_json::Value;
 use std::path::Path;

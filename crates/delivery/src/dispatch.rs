@@ -1,0 +1,424 @@
+//! Connections to a site and message transactions over them, with the
+//! egress path's TLS policy and outbound AUTH rules.
+//!
+//! TLS modes (`enable_tls`):
+//! - `Opportunistic`: STARTTLS when offered, and the certificate must
+//!   validate; a validation failure fails this host (the next MX is tried),
+//!   it never falls back to cleartext on the same host.
+//! - `OpportunisticInsecure`: STARTTLS when offered without validation
+//!   (whether it would have validated is recorded); if the handshake fails
+//!   the same host is retried in cleartext.
+//! - `Required` / `RequiredInsecure`: no STARTTLS means this host fails.
+//! - `Disabled`: never STARTTLS.
+//!
+//! AUTH credentials are only sent over TLS whose certificate validated,
+//! unless `allow_smtp_auth_plain_without_tls` says otherwise.
+
+use crate::bounce::FailedRecipient;
+use crate::manager::{EgressPath, Inner};
+use crate::model::QueuedPart;
+pub use crate::route::Site;
+use ironpost_policy::TlsMode;
+use ironpost_smtp_client::tls::{
+    check_certificate, insecure_config, root_store, verifying_config, webpki_verifier,
+};
+use ironpost_smtp_client::{ClientError, MailParams, Reply, SmtpClient, Timeouts};
+use rustls::client::WebPkiServerVerifier;
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// What one attempt looked like, for logs and DSNs.
+#[derive(Clone, Debug, Default)]
+pub struct Attempt {
+    pub host: Option<String>,
+    pub ip: Option<IpAddr>,
+    /// (code, enhanced code, text) of the deciding reply.
+    pub reply: Option<(u16, Option<String>, String)>,
+    pub error: Option<String>,
+    pub tls: Option<(String, String)>,
+    pub tls_validated: Option<bool>,
+}
+
+impl Attempt {
+    pub fn local(reason: &str) -> Attempt {
+        Attempt {
+            error: Some(reason.to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn at(host: &str, ip: IpAddr) -> Attempt {
+        Attempt {
+            host: Some(host.to_string()),
+            ip: Some(ip),
+            ..Default::default()
+        }
+    }
+
+    fn failed(mut self, e: &ClientError) -> Attempt {
+        match e.reply() {
+            Some(r) => self.set_reply(r),
+            None => self.error = Some(e.to_string()),
+        }
+        self
+    }
+
+    fn because(mut self, reason: String) -> Attempt {
+        self.error = Some(reason);
+        self
+    }
+
+    fn set_reply(&mut self, r: &Reply) {
+        self.reply = Some((r.code, r.enhanced.map(|e| e.to_string()), r.text()));
+    }
+
+    pub fn describe(&self) -> String {
+        let mut s = match (&self.reply, &self.error) {
+            (Some((code, _, text)), _) => format!("{code} {text}"),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "unknown".into(),
+        };
+        if let Some(h) = &self.host {
+            s = format!("{h}: {s}");
+        }
+        s
+    }
+}
+
+/// TLS configurations derived from an egress path, built once per path.
+pub struct TlsMaterial {
+    verifying: Arc<ClientConfig>,
+    insecure: Arc<ClientConfig>,
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+fn build_tls(path: &EgressPath) -> Result<TlsMaterial, String> {
+    let extra = match &path.cfg.tls_extra_ca {
+        Some(ks) => Some(ks.load().map_err(|e| format!("tls_extra_ca: {e}"))?),
+        None => None,
+    };
+    let client_cert = match (&path.cfg.tls_certificate, &path.cfg.tls_private_key) {
+        (Some(c), Some(k)) => {
+            let cert = c.load().map_err(|e| format!("tls_certificate: {e}"))?;
+            let key = k.load().map_err(|e| format!("tls_private_key: {e}"))?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.expose())
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("tls_certificate: {}: not a PEM certificate", c.describe()))?;
+            let key = PrivateKeyDer::from_pem_slice(key.expose())
+                .map_err(|_| format!("tls_private_key: {}: no PEM private key", k.describe()))?;
+            Some((chain, key))
+        }
+        _ => None,
+    };
+    let extra_bytes = extra.as_ref().map(|s| s.expose());
+    let verifier = webpki_verifier(root_store(extra_bytes).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let verifying = verifying_config(
+        extra_bytes,
+        client_cert
+            .as_ref()
+            .map(|(c, k)| (c.clone(), k.clone_key())),
+    )
+    .map_err(|e| e.to_string())?;
+    let insecure = insecure_config(client_cert).map_err(|e| e.to_string())?;
+    Ok(TlsMaterial {
+        verifying,
+        insecure,
+        verifier,
+    })
+}
+
+async fn material(path: &Arc<EgressPath>) -> Result<Arc<TlsMaterial>, String> {
+    path.tls
+        .get_or_init(|| {
+            let p = path.clone();
+            async move {
+                tokio::task::spawn_blocking(move || build_tls(&p).map(Arc::new))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+            }
+        })
+        .await
+        .clone()
+}
+
+fn timeouts(path: &EgressPath) -> Timeouts {
+    let c = &path.cfg;
+    let mut t = Timeouts::default();
+    let set = |slot: &mut std::time::Duration, v: Option<std::time::Duration>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut t.connect, c.connect_timeout);
+    set(&mut t.banner, c.banner_timeout);
+    set(&mut t.ehlo, c.ehlo_timeout);
+    set(&mut t.starttls, c.starttls_timeout);
+    set(&mut t.auth, c.auth_timeout);
+    set(&mut t.mail_from, c.mail_from_timeout);
+    set(&mut t.rcpt_to, c.rcpt_to_timeout);
+    set(&mut t.data, c.data_timeout);
+    set(&mut t.data_dot, c.data_dot_timeout);
+    t
+}
+
+pub struct Connection {
+    client: SmtpClient,
+    attempt: Attempt,
+}
+
+impl Connection {
+    pub async fn quit(self) {
+        self.client.quit().await;
+    }
+}
+
+/// Connect to the first host of the site that works, in MX order.
+pub async fn connect(
+    inner: &Inner,
+    site: &Site,
+    path: &Arc<EgressPath>,
+) -> Result<Connection, Attempt> {
+    let tls = material(path)
+        .await
+        .map_err(|e| Attempt::local(&format!("egress path TLS setup: {e}")))?;
+    let mut last = Attempt::local("no usable host");
+    for target in &site.hosts {
+        let port = target.port.unwrap_or(path.cfg.smtp_port);
+        let ips = match inner.dns.ips(&target.host).await {
+            Ok(ips) => ips,
+            Err(e) => {
+                last = Attempt {
+                    host: Some(target.host.clone()),
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                };
+                continue;
+            }
+        };
+        for ip in ips {
+            if path.prohibited.contains(ip) {
+                last =
+                    Attempt::at(&target.host, ip).because(format!("{ip} is in prohibited_hosts"));
+                continue;
+            }
+            match try_host(inner, &target.host, SocketAddr::new(ip, port), path, &tls).await {
+                Ok(c) => return Ok(c),
+                Err(a) => {
+                    tracing::debug!(host = %target.host, %ip, "connection failed: {}", a.describe());
+                    last = a;
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn open(
+    inner: &Inner,
+    host: &str,
+    addr: SocketAddr,
+    t: &Timeouts,
+) -> Result<SmtpClient, Attempt> {
+    let base = Attempt::at(host, addr.ip());
+    let (mut client, _) = SmtpClient::connect(addr, None, t)
+        .await
+        .map_err(|e| base.clone().failed(&e))?;
+    client
+        .ehlo(&inner.hostname)
+        .await
+        .map_err(|e| base.failed(&e))?;
+    Ok(client)
+}
+
+async fn try_host(
+    inner: &Inner,
+    host: &str,
+    addr: SocketAddr,
+    path: &EgressPath,
+    tls: &TlsMaterial,
+) -> Result<Connection, Attempt> {
+    let t = timeouts(path);
+    let mut attempt = Attempt::at(host, addr.ip());
+    let mut client = open(inner, host, addr, &t).await?;
+    let offered = client.capabilities().starttls;
+    let mode = path.cfg.enable_tls;
+    let required = matches!(mode, TlsMode::Required | TlsMode::RequiredInsecure);
+    if mode != TlsMode::Disabled && !offered && required {
+        client.quit().await;
+        return Err(attempt.because(format!(
+            "{host} does not offer STARTTLS and enable_tls = {mode:?}"
+        )));
+    }
+    if mode != TlsMode::Disabled && offered {
+        let insecure = matches!(
+            mode,
+            TlsMode::OpportunisticInsecure | TlsMode::RequiredInsecure
+        );
+        let config = if insecure {
+            tls.insecure.clone()
+        } else {
+            tls.verifying.clone()
+        };
+        match client.starttls(host, config).await {
+            Ok(info) => {
+                attempt.tls = Some((info.protocol_version.clone(), info.cipher.clone()));
+                attempt.tls_validated = Some(if insecure {
+                    check_certificate(&*tls.verifier, host, &info.peer_certificates).is_ok()
+                } else {
+                    true
+                });
+                client
+                    .ehlo(&inner.hostname)
+                    .await
+                    .map_err(|e| attempt.clone().failed(&e))?;
+            }
+            Err(e) if mode == TlsMode::OpportunisticInsecure => {
+                tracing::info!(%host, "TLS handshake failed ({e}); retrying in cleartext (OpportunisticInsecure)");
+                client = open(inner, host, addr, &t).await?;
+            }
+            Err(e) => return Err(attempt.failed(&e)),
+        }
+    }
+    if let (Some(user), Some(secret)) = (
+        &path.cfg.smtp_auth_plain_username,
+        &path.cfg.smtp_auth_plain_password,
+    ) {
+        if attempt.tls_validated != Some(true) && !path.cfg.allow_smtp_auth_plain_without_tls {
+            client.quit().await;
+            return Err(attempt.because(format!(
+                "not sending SMTP AUTH credentials to {host}: the connection has no TLS with a validated certificate \
+                 (allow_smtp_auth_plain_without_tls is false)"
+            )));
+        }
+        let src = secret.clone();
+        let password = tokio::task::spawn_blocking(move || src.load())
+            .await
+            .map_err(|e| attempt.clone().because(e.to_string()))?
+            .map_err(|e| {
+                attempt
+                    .clone()
+                    .because(format!("smtp_auth_plain_password: {e}"))
+            })?;
+        if let Err(e) = client.auth_plain(user, password.expose()).await {
+            client.quit().await;
+            return Err(attempt.failed(&e));
+        }
+    }
+    Ok(Connection { client, attempt })
+}
+
+/// The result of one transaction for one queued part.
+pub struct Outcome {
+    pub delivered: Vec<String>,
+    pub failed: Vec<FailedRecipient>,
+    pub deferred: Vec<String>,
+    pub attempt: Attempt,
+    pub connection_usable: bool,
+}
+
+fn status_of(r: &Reply) -> String {
+    r.enhanced
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| format!("{}.0.0", r.code / 100))
+}
+
+pub async fn deliver(inner: &Inner, conn: &mut Connection, part: &QueuedPart) -> Outcome {
+    let mut attempt = conn.attempt.clone();
+    let spool = inner.spool.clone();
+    let loc = part.msg.location;
+    let data = match tokio::task::spawn_blocking(move || spool.read(&loc)).await {
+        Ok(Ok((_, data))) => data,
+        other => {
+            let reason = match other {
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+                Ok(Ok(_)) => unreachable!(),
+            };
+            tracing::error!(id = %part.msg.id, "cannot read message from the spool: {reason}");
+            return Outcome {
+                delivered: vec![],
+                failed: vec![],
+                deferred: part.recipients.clone(),
+                attempt: Attempt::local(&format!("spool read failed: {reason}")),
+                connection_usable: true,
+            };
+        }
+    };
+    let params = MailParams {
+        size: Some(data.len() as u64),
+        eight_bit: !data.is_ascii(),
+        smtputf8: !part.msg.sender.is_ascii() || part.recipients.iter().any(|r| !r.is_ascii()),
+    };
+    let remote = attempt.host.clone();
+    let fail = |rcpt: &str, r: &Reply| FailedRecipient {
+        recipient: rcpt.to_string(),
+        status: status_of(r),
+        diagnostic: format!("smtp; {} {}", r.code, r.text()),
+        remote_mta: remote.clone(),
+    };
+    let mut out = Outcome {
+        delivered: vec![],
+        failed: vec![],
+        deferred: vec![],
+        attempt: Attempt::default(),
+        connection_usable: true,
+    };
+    match conn
+        .client
+        .send_envelope_and_data(&part.msg.sender, &part.recipients, &data, params)
+        .await
+    {
+        Ok(tr) => {
+            let mut accepted = Vec::new();
+            for (rcpt, reply) in &tr.recipients {
+                if reply.is_positive() {
+                    accepted.push(rcpt.clone());
+                } else if reply.is_permanent() {
+                    out.failed.push(fail(rcpt, reply));
+                    attempt.set_reply(reply);
+                } else {
+                    out.deferred.push(rcpt.clone());
+                    attempt.set_reply(reply);
+                }
+            }
+            if let Some(r) = &tr.data_reply {
+                attempt.set_reply(r);
+                if r.is_positive() {
+                    out.delivered = accepted;
+                } else if r.is_permanent() {
+                    out.failed.extend(accepted.iter().map(|a| fail(a, r)));
+                } else {
+                    out.deferred.extend(accepted);
+                }
+            }
+            out.connection_usable = conn.client.is_usable();
+        }
+        Err(e) => {
+            attempt = attempt.failed(&e);
+            match e.reply() {
+                Some(r) if r.is_permanent() => out
+                    .failed
+                    .extend(part.recipients.iter().map(|a| fail(a, r))),
+                _ if !e.is_transient_for_host() => {
+                    let diag = format!("local; {e}");
+                    out.failed
+                        .extend(part.recipients.iter().map(|a| FailedRecipient {
+                            recipient: a.clone(),
+                            status: "5.3.4".into(),
+                            diagnostic: diag.clone(),
+                            remote_mta: remote.clone(),
+                        }));
+                }
+                _ => out.deferred = part.recipients.clone(),
+            }
+            out.connection_usable =
+                conn.client.is_usable() && matches!(e, ClientError::Rejected { .. });
+        }
+    }
+    out.attempt = attempt;
+    out
+}

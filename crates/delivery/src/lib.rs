@@ -1,0 +1,21 @@
+//! Queues and delivery.
+//!
+//! Accepted messages are split per recipient domain into parts that wait in
+//! a time-ordered schedule. When a part is due its queue config is fetched
+//! (`get_queue_config`), its destination resolved (MX or `mx_list`) into a
+//! site, and it joins that site's ready queue, where up to
+//! `connection_limit` workers deliver over reused connections. Each attempt
+//! ends delivered, deferred (exponential backoff until `max_age`, then an
+//! Expiration and a DSN) or bounced (a DSN to the sender, never for a null
+//! sender).
+
+mod bounce;
+mod dispatch;
+mod manager;
+pub mod model;
+mod records;
+mod route;
+
+pub use bounce::build_dsn;
+pub use manager::{backoff, DeliveryOptions, QueueManager};
+pub use route::{parse_target, Site, Target};

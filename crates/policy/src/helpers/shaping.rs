@@ -1,0 +1,132 @@
+//! `policy-extras.shaping`: a `get_egress_path_config` handler built from
+//! TOML/JSON files with a `["default"]` table and tables named by domain, or
+//! by host or IP with `mx_rollup = false`. Files merge in order; every table
+//! is checked at setup so a typo fails start-up naming file, table and key.
+
+use super::{load_data_file, merge};
+use crate::delivery_config::EgressPathConfig;
+use crate::kumo::EgressPathValue;
+use mlua::{Lua, Table, Value};
+use serde_json::{Map, Value as Json};
+use std::path::Path;
+use std::sync::Arc;
+
+struct Shaping {
+    default: Map<String, Json>,
+    /// Tables that apply by destination domain.
+    domains: Map<String, Json>,
+    /// `mx_rollup = false` tables: apply when the site's hosts include them.
+    hosts: Map<String, Json>,
+}
+
+fn check_table(files: &str, name: &str, table: &Map<String, Json>) -> Result<(), String> {
+    let mut t = table.clone();
+    if let Some(v) = t.remove("mx_rollup") {
+        if !v.is_boolean() {
+            return Err(format!(
+                "shaping {files}: table [{name:?}]: key 'mx_rollup': expected true or false"
+            ));
+        }
+    }
+    let cfg: EgressPathConfig = serde_path_to_error::deserialize(Json::Object(t)).map_err(|e| {
+        format!(
+            "shaping {files}: table [{name:?}]: key '{}': {}",
+            e.path(),
+            e.inner()
+        )
+    })?;
+    cfg.validate()
+        .map_err(|e| format!("shaping {files}: table [{name:?}]: {e}"))?;
+    Ok(())
+}
+
+fn load(files: &[String]) -> Result<Shaping, String> {
+    let mut merged = Map::new();
+    for f in files {
+        match load_data_file(Path::new(f))? {
+            Json::Object(m) => merge(&mut merged, m),
+            _ => return Err(format!("{f}: expected tables")),
+        }
+    }
+    let names = files.join(", ");
+    let mut s = Shaping {
+        default: Map::new(),
+        domains: Map::new(),
+        hosts: Map::new(),
+    };
+    for (name, v) in merged {
+        let Json::Object(table) = v else {
+            return Err(format!("shaping {names}: [{name:?}] must be a table"));
+        };
+        check_table(&names, &name, &table)?;
+        let key = name.trim_end_matches('.').to_ascii_lowercase();
+        if key == "default" {
+            s.default = table;
+        } else if table.get("mx_rollup") == Some(&Json::Bool(false)) {
+            s.hosts.insert(key, Json::Object(table));
+        } else {
+            s.domains.insert(key, Json::Object(table));
+        }
+    }
+    Ok(s)
+}
+
+impl Shaping {
+    fn resolve(&self, domain: &str, site: &str) -> Result<EgressPathConfig, String> {
+        let mut cfg = self.default.clone();
+        if let Some(Json::Object(t)) = self.domains.get(&domain.to_ascii_lowercase()) {
+            merge(&mut cfg, t.clone());
+        }
+        for host in site.split(',').map(|h| host_part(h.trim())) {
+            if let Some(Json::Object(t)) = self.hosts.get(&host.to_ascii_lowercase()) {
+                merge(&mut cfg, t.clone());
+            }
+        }
+        cfg.remove("mx_rollup");
+        serde_json::from_value(Json::Object(cfg)).map_err(|e| format!("shaping: {e}"))
+    }
+}
+
+/// "mx.example.com:25" → "mx.example.com"; "[::1]:25" → "::1".
+fn host_part(h: &str) -> &str {
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => h,
+    }
+}
+
+pub fn module(lua: &Lua) -> mlua::Result<Table> {
+    let m = lua.create_table()?;
+    m.set(
+        "setup",
+        lua.create_function(|lua, (_this, files): (Value, Vec<String>)| {
+            let shaping = Arc::new(load(&files).map_err(mlua::Error::RuntimeError)?);
+            lua.create_function(
+                move |_, (domain, _source, site): (String, Value, Option<String>)| {
+                    let cfg = shaping
+                        .resolve(&domain, site.as_deref().unwrap_or(""))
+                        .map_err(mlua::Error::RuntimeError)?;
+                    Ok(EgressPathValue(cfg))
+                },
+            )
+        })?,
+    )?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parts() {
+        assert_eq!(host_part("mx.test:25"), "mx.test");
+        assert_eq!(host_part("[::1]:25"), "::1");
+        assert_eq!(host_part("192.168.1.10"), "192.168.1.10");
+    }
+}
