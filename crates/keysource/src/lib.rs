@@ -3,6 +3,7 @@
 
 mod secret;
 mod source;
+pub mod vault;
 
 pub use secret::Secret;
 pub use source::{KeySource, KeySourceError, VaultSource};

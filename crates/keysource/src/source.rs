@@ -31,6 +31,15 @@ pub struct VaultSource {
     pub vault_token: Option<String>,
     #[serde(default = "default_vault_key")]
     pub vault_key: String,
+    /// **Ironpost:** CA bundle (PEM file) for Vault's TLS certificate.
+    #[serde(default)]
+    pub vault_ca_file: Option<PathBuf>,
+    /// **Ironpost:** AppRole login instead of a static token; both are
+    /// keysources themselves.
+    #[serde(default)]
+    pub vault_role_id: Option<Box<KeySource>>,
+    #[serde(default)]
+    pub vault_secret_id: Option<Box<KeySource>>,
 }
 
 fn default_vault_key() -> String {
@@ -51,8 +60,20 @@ pub enum KeySourceError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("vault keysource {mount}/{path} is not supported by this build yet")]
-    VaultUnsupported { mount: String, path: String },
+    #[error("vault keysource {mount}/{path}: {source}")]
+    Vault {
+        mount: String,
+        path: String,
+        source: crate::vault::VaultError,
+    },
+}
+
+impl KeySourceError {
+    /// A temporary failure (Vault unreachable past the grace period): the
+    /// message that needed the secret should be retried (`451 4.3.0`).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, KeySourceError::Vault { source, .. } if source.is_temporary())
+    }
 }
 
 impl KeySource {
@@ -84,9 +105,10 @@ impl KeySource {
                     })
             }
             KeySource::Data(d) => Ok(Secret::new(d.key_data.as_bytes().to_vec())),
-            KeySource::Vault(v) => Err(KeySourceError::VaultUnsupported {
+            KeySource::Vault(v) => crate::vault::load(v).map_err(|source| KeySourceError::Vault {
                 mount: v.vault_mount.clone(),
                 path: v.vault_path.clone(),
+                source,
             }),
         }
     }
