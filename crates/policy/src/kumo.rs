@@ -230,6 +230,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     kumo.set("secrets", secrets)?;
+    crate::http::install(lua, &kumo)?;
 
     Ok(kumo)
 }

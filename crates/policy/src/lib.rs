@@ -11,6 +11,7 @@ mod engine;
 mod error;
 pub mod headers;
 pub mod helpers;
+mod http;
 pub mod kumo;
 pub mod message;
 mod sandbox;
