@@ -137,6 +137,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     .map(|l| l.headers.clone())
                     .unwrap_or_default(),
             ),
+            auth_throttle: Arc::default(),
             on_stored: Some(Arc::new(move |id, loc, meta: &[u8]| {
                 hook_queue.enqueue(id, loc, meta)
             })),

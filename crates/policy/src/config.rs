@@ -83,6 +83,22 @@ pub struct EsmtpListenerConfig {
     pub invalid_line_endings: LineEndingPolicy,
     #[serde(default = "default_line_length")]
     pub line_length_hard_limit: usize,
+    /// **Ironpost:** failed AUTH attempts allowed per client IP and per user
+    /// within `auth_failure_window` before `421 4.7.0`.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failure_limit: usize,
+    #[serde(
+        default = "default_auth_window",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub auth_failure_window: Duration,
+}
+
+fn default_auth_failures() -> usize {
+    5
+}
+fn default_auth_window() -> Duration {
+    Duration::from_secs(300)
 }
 
 impl EsmtpListenerConfig {

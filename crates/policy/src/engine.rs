@@ -293,6 +293,48 @@ impl PolicyEngine {
     }
 }
 
+/// What `smtp_server_auth_plain` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthDecision {
+    Denied,
+    /// Credentials are valid. `identities` lists the authorization
+    /// identities the user may act as besides its own (returned as
+    /// `{ identities = {...} }`); a plain `true` grants none.
+    Allowed {
+        identities: Vec<String>,
+    },
+}
+
+impl PolicyEngine {
+    /// `smtp_server_auth_plain(authz, authc, password, conn_meta)`.
+    pub async fn auth_plain(
+        &self,
+        authz: String,
+        authc: String,
+        password: String,
+        conn_meta: ConnMeta,
+    ) -> Result<AuthDecision, EventError> {
+        const EVENT: &str = "smtp_server_auth_plain";
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else {
+                return Ok(AuthDecision::Denied);
+            };
+            let v: Value = f.call((authz, authc, password, conn_meta))?;
+            Ok(match v {
+                Value::Boolean(true) => AuthDecision::Allowed { identities: vec![] },
+                Value::Table(t) => {
+                    let ids: Option<Vec<String>> = t.get("identities")?;
+                    AuthDecision::Allowed {
+                        identities: ids.unwrap_or_default(),
+                    }
+                }
+                _ => AuthDecision::Denied,
+            })
+        })
+        .await
+    }
+}
+
 fn borrow_listener_domain(ud: &AnyUserData) -> mlua::Result<ListenerDomain> {
     Ok(ud.borrow::<ListenerDomainValue>()?.0.clone())
 }

@@ -34,7 +34,10 @@ fn rt(e: impl ToString) -> mlua::Error {
 }
 
 impl HttpRequest {
-    fn map(&self, f: impl FnOnce(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder) -> mlua::Result<()> {
+    fn map(
+        &self,
+        f: impl FnOnce(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder,
+    ) -> mlua::Result<()> {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let b = slot.take().ok_or_else(|| rt("http request already sent"))?;
         *slot = Some(f(b));
@@ -59,11 +62,18 @@ impl UserData for HttpClient {
 
 impl UserData for HttpRequest {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("basic_auth", |_, r, (user, password): (String, Option<mlua::String>)| {
-            let pw = password.map(|p| p.to_str().map(|s| s.to_string())).transpose()?;
-            r.map(|b| b.basic_auth(user, pw))
+        methods.add_method(
+            "basic_auth",
+            |_, r, (user, password): (String, Option<mlua::String>)| {
+                let pw = password
+                    .map(|p| p.to_str().map(|s| s.to_string()))
+                    .transpose()?;
+                r.map(|b| b.basic_auth(user, pw))
+            },
+        );
+        methods.add_method("header", |_, r, (name, value): (String, String)| {
+            r.map(|b| b.header(name, value))
         });
-        methods.add_method("header", |_, r, (name, value): (String, String)| r.map(|b| b.header(name, value)));
         methods.add_method("body", |_, r, body: mlua::String| {
             let bytes = body.as_bytes().to_vec();
             r.map(|b| b.body(bytes))
@@ -78,16 +88,30 @@ impl UserData for HttpRequest {
             r.map(|b| b.timeout(d))
         });
         methods.add_method("send", |_, r, ()| {
-            let b = r.0.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or_else(|| rt("http request already sent"))?;
+            let b =
+                r.0.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .ok_or_else(|| rt("http request already sent"))?;
             // reqwest errors name the URL but never credentials.
-            let resp = b.send().map_err(|e| rt(format!("http request failed: {}", e.without_url())))?;
+            let resp = b
+                .send()
+                .map_err(|e| rt(format!("http request failed: {}", e.without_url())))?;
             let status = resp.status();
             let headers = resp
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
-            let body = resp.bytes().map_err(|e| rt(format!("http response: {}", e.without_url())))?.to_vec();
+            let body = resp
+                .bytes()
+                .map_err(|e| rt(format!("http response: {}", e.without_url())))?
+                .to_vec();
             Ok(HttpResponse {
                 status: status.as_u16(),
                 reason: status.canonical_reason().unwrap_or("").to_string(),
@@ -102,7 +126,9 @@ impl UserData for HttpResponse {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("status_code", |_, r, ()| Ok(r.status));
         methods.add_method("status_reason", |_, r, ()| Ok(r.reason.clone()));
-        methods.add_method("status_is_success", |_, r, ()| Ok((200..300).contains(&r.status)));
+        methods.add_method("status_is_success", |_, r, ()| {
+            Ok((200..300).contains(&r.status))
+        });
         methods.add_method("text", |lua, r, ()| lua.create_string(&r.body));
         methods.add_method("headers", |lua, r, ()| {
             let t = lua.create_table()?;
@@ -123,7 +149,8 @@ pub fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
                 Some(v) => parse_options(lua, "kumo.http.build_client", v)?,
                 None => ClientOptions::default(),
             };
-            let mut b = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::limited(5));
+            let mut b = reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::limited(5));
             if let Some(ua) = opts.user_agent {
                 b = b.user_agent(ua);
             }
@@ -133,7 +160,10 @@ pub fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
             if let Some(t) = opts.connect_timeout {
                 b = b.connect_timeout(t);
             }
-            Ok(HttpClient(b.build().map_err(|e| rt(format!("kumo.http.build_client: {e}")))?))
+            Ok(HttpClient(
+                b.build()
+                    .map_err(|e| rt(format!("kumo.http.build_client: {e}")))?,
+            ))
         })?,
     )?;
     kumo.set("http", http)

@@ -24,6 +24,6 @@ pub use config::{
 };
 pub use conn_meta::ConnMeta;
 pub use delivery_config::{EgressPathConfig, QueueConfig, ResolverSettings, TlsMode};
-pub use engine::{EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
+pub use engine::{AuthDecision, EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
 pub use error::{EventError, PolicyError};
 pub use message::Message;

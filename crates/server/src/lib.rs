@@ -2,6 +2,7 @@
 //! the I/O-free state machine in `ironpost-wire`, with relay decisions from
 //! the policy engine and durable storage in the spool.
 
+pub mod auth;
 mod conn;
 mod listener;
 mod received;

@@ -25,6 +25,8 @@ pub struct Services {
     /// Called once a message is durably stored, with its spool id, location
     /// and metadata record: this is how it reaches the delivery queues.
     pub on_stored: Option<StoredHook>,
+    /// AUTH failure counters shared by every listener and connection.
+    pub auth_throttle: Arc<crate::auth::AuthThrottle>,
 }
 
 pub type StoredHook =

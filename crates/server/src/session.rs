@@ -3,18 +3,20 @@
 //! accepted messages, and writes replies (batched, so PIPELINING clients get
 //! one write per batch).
 
+use crate::auth;
 use crate::conn::{Conn, ReadError};
 use crate::listener::Services;
 use crate::received::{self, TraceInfo};
 use crate::relay::{self, Verdict};
 use crate::tls::TlsSource;
 use ironpost_policy::{
-    CidrSet, ConnMeta, EsmtpListenerConfig, EventError, LineEndingPolicy, Message,
+    AuthDecision, CidrSet, ConnMeta, EsmtpListenerConfig, EventError, LineEndingPolicy, Message,
 };
 use ironpost_spool::SpoolId;
 use ironpost_wire::command;
 use ironpost_wire::line::Next;
 use ironpost_wire::reply::from_policy;
+use ironpost_wire::sasl::{self, Credentials};
 use ironpost_wire::{
     Action, Command, DataOptions, DataOutcome, DataReceiver, LineEndings, LineError, LineReader,
     Mailbox, Reply, ReversePath, Session, SessionConfig,
@@ -55,6 +57,8 @@ struct Driver {
     /// The current sender's listener domain lists the client in `relay_from`.
     relay_from_ok: bool,
     errors: usize,
+    /// (authz_id, authn_id) after a successful AUTH.
+    auth: Option<(String, String)>,
 }
 
 pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>, svc: Services) {
@@ -64,7 +68,11 @@ pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>,
         max_recipients: rt.cfg.max_recipients_per_message,
         max_messages: rt.cfg.max_messages_per_connection,
         starttls: true,
-        auth_mechanisms: Vec::new(),
+        auth_mechanisms: if svc.policy.has_handler("smtp_server_auth_plain") {
+            vec!["PLAIN".into(), "LOGIN".into()]
+        } else {
+            Vec::new()
+        },
     };
     let mut d = Driver {
         conn,
@@ -79,6 +87,7 @@ pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>,
         tls: None,
         relay_from_ok: false,
         errors: 0,
+        auth: None,
     };
     let _ = d.run().await;
     d.conn.shutdown().await;
@@ -155,34 +164,39 @@ impl Driver {
         let greeting = Reply::plain(220, vec![format!("{} ESMTP {banner}", self.rt.hostname)]);
         self.queue(&greeting);
         loop {
-            // A whole command line must arrive within client_timeout, so a
-            // client trickling bytes cannot hold the connection open.
-            let deadline = Instant::now() + self.rt.cfg.client_timeout;
-            let line = loop {
-                match self.lines.next(&self.buf) {
-                    Some((n, Next::Line(l))) => {
-                        let l = l.to_vec();
-                        self.buf.drain(..n);
-                        break l;
-                    }
-                    Some((n, Next::Error(e))) => {
-                        self.buf.drain(..n);
-                        let text = match e {
-                            LineError::BareLf => "Command line must end with CRLF",
-                            LineError::BareCr => "Bare CR in command line",
-                            LineError::TooLong => "Command line too long",
-                        };
-                        self.protocol_error(Reply::new(500, "5.5.2", text)).await?;
-                    }
-                    Some((n, Next::Skip)) => {
-                        self.buf.drain(..n);
-                    }
-                    None => self.fill(deadline, "waiting for a command").await?,
-                }
-            };
+            let line = self.next_line("waiting for a command").await?;
             match command::parse(&line) {
                 Ok(cmd) => self.dispatch(cmd).await?,
                 Err(reply) => self.protocol_error(reply).await?,
+            }
+        }
+    }
+
+    /// The next CRLF-terminated line. A whole line must arrive within
+    /// client_timeout, so a client trickling bytes cannot hold the
+    /// connection open.
+    async fn next_line(&mut self, during: &str) -> Result<Vec<u8>, End> {
+        let deadline = Instant::now() + self.rt.cfg.client_timeout;
+        loop {
+            match self.lines.next(&self.buf) {
+                Some((n, Next::Line(l))) => {
+                    let l = l.to_vec();
+                    self.buf.drain(..n);
+                    return Ok(l);
+                }
+                Some((n, Next::Error(e))) => {
+                    self.buf.drain(..n);
+                    let text = match e {
+                        LineError::BareLf => "Command line must end with CRLF",
+                        LineError::BareCr => "Bare CR in command line",
+                        LineError::TooLong => "Command line too long",
+                    };
+                    self.protocol_error(Reply::new(500, "5.5.2", text)).await?;
+                }
+                Some((n, Next::Skip)) => {
+                    self.buf.drain(..n);
+                }
+                None => self.fill(deadline, during).await?,
             }
         }
     }
@@ -208,10 +222,7 @@ impl Driver {
             Action::StartTls => self.starttls().await,
             Action::CheckRecipient(mbox) => self.check_recipient(mbox).await,
             Action::StartData => self.receive_data().await,
-            Action::Auth { .. } => {
-                self.queue(&Reply::new(502, "5.5.1", "AUTH not available"));
-                Ok(())
-            }
+            Action::Auth { mechanism, initial } => self.authenticate(mechanism, initial).await,
         }
     }
 
@@ -227,7 +238,149 @@ impl Driver {
             m.insert("tls_protocol".into(), json!(v));
             m.insert("tls_cipher".into(), json!(c));
         }
+        if let Some((authz, authn)) = &self.auth {
+            m.insert("authz_id".into(), json!(authz));
+            m.insert("authn_id".into(), json!(authn));
+        }
         m
+    }
+
+    /// A client response line during a SASL exchange.
+    async fn sasl_line(&mut self, challenge: &str) -> Result<Result<Vec<u8>, Reply>, End> {
+        self.out
+            .extend_from_slice(format!("334 {challenge}\r\n").as_bytes());
+        let line = self.next_line("during AUTH").await?;
+        Ok(match String::from_utf8(line) {
+            Ok(l) => sasl::decode_response(&l),
+            Err(_) => Err(Reply::new(501, "5.5.2", "Invalid base64 data")),
+        })
+    }
+
+    async fn read_credentials(
+        &mut self,
+        mechanism: &str,
+        initial: Option<String>,
+    ) -> Result<Result<Credentials, Reply>, End> {
+        Ok(match mechanism {
+            "PLAIN" => {
+                let decoded = match initial {
+                    Some(i) => sasl::decode_response(&i),
+                    None => self.sasl_line("").await?,
+                };
+                decoded.and_then(|d| sasl::parse_plain(&d))
+            }
+            _ => {
+                let user = match initial {
+                    Some(i) => sasl::decode_response(&i),
+                    None => self.sasl_line(sasl::LOGIN_USERNAME_PROMPT).await?,
+                };
+                let user = match user {
+                    Ok(u) => u,
+                    Err(r) => return Ok(Err(r)),
+                };
+                match self.sasl_line(sasl::LOGIN_PASSWORD_PROMPT).await? {
+                    Ok(p) => sasl::login_credentials(&user, &p),
+                    Err(r) => Err(r),
+                }
+            }
+        })
+    }
+
+    async fn authenticate(
+        &mut self,
+        mechanism: String,
+        initial: Option<String>,
+    ) -> Result<(), End> {
+        let limit = self.rt.cfg.auth_failure_limit;
+        let window = self.rt.cfg.auth_failure_window;
+        let ip_key = auth::ip_key(self.peer.ip());
+        let throttled = || {
+            Reply::new(
+                421,
+                "4.7.0",
+                "Too many authentication failures, try again later",
+            )
+        };
+        if self.svc.auth_throttle.blocked(&ip_key, limit, window) {
+            self.log_authn(
+                None,
+                false,
+                "throttled: too many failures from this address",
+            );
+            return Err(self.close_with(throttled()).await);
+        }
+        let creds = match self.read_credentials(&mechanism, initial).await? {
+            Ok(c) => c,
+            Err(reply) => {
+                self.queue(&reply);
+                return Ok(());
+            }
+        };
+        let user_key = auth::user_key(&creds.authc);
+        if self.svc.auth_throttle.blocked(&user_key, limit, window) {
+            self.log_authn(
+                Some(&creds),
+                false,
+                "throttled: too many failures for this user",
+            );
+            return Err(self.close_with(throttled()).await);
+        }
+        let meta = ConnMeta::new(self.conn_meta());
+        let decision = self
+            .svc
+            .policy
+            .auth_plain(
+                creds.authz.clone(),
+                creds.authc.clone(),
+                creds.password.clone(),
+                meta,
+            )
+            .await;
+        let failure = match decision {
+            Ok(AuthDecision::Allowed { identities }) if creds.authz == creds.authc || identities.contains(&creds.authz) => {
+                self.session.set_authenticated();
+                self.auth = Some((creds.authz.clone(), creds.authc.clone()));
+                self.log_authn(Some(&creds), true, "");
+                self.queue(&Reply::new(235, "2.7.0", "Authentication successful"));
+                return Ok(());
+            }
+            Ok(AuthDecision::Allowed { .. }) => (
+                Reply::new(535, "5.7.8", "Authentication credentials invalid"),
+                "authorization identity differs from the authenticated user and the policy did not permit it",
+            ),
+            Ok(AuthDecision::Denied) => (Reply::new(535, "5.7.8", "Authentication credentials invalid"), "invalid credentials"),
+            Err(EventError::Reject { code, text }) => (from_policy(code.max(400), &text), "rejected by policy"),
+            Err(EventError::Failed(e)) => {
+                tracing::error!(peer = %self.peer, "policy event smtp_server_auth_plain failed: {e}");
+                self.log_authn(Some(&creds), false, "policy error");
+                self.queue(&Reply::new(454, "4.7.0", "Temporary authentication failure"));
+                return Ok(());
+            }
+        };
+        self.svc.auth_throttle.record_failure(&ip_key, window);
+        self.svc.auth_throttle.record_failure(&user_key, window);
+        self.log_authn(Some(&creds), false, failure.1);
+        if self.svc.auth_throttle.blocked(&ip_key, limit, window)
+            || self.svc.auth_throttle.blocked(&user_key, limit, window)
+        {
+            return Err(self.close_with(throttled()).await);
+        }
+        self.protocol_error(failure.0).await
+    }
+
+    /// AuthN record: who tried, from where, and the outcome. Never the
+    /// password.
+    fn log_authn(&self, creds: Option<&Credentials>, success: bool, reason: &str) {
+        let mut rec = self.base_record();
+        if let Some(c) = creds {
+            rec.insert("authn_id".into(), json!(c.authc));
+            rec.insert("authz_id".into(), json!(c.authz));
+        }
+        rec.insert("success".into(), json!(success));
+        if !reason.is_empty() {
+            rec.insert("reason".into(), json!(reason));
+        }
+        self.svc.logger.log("AuthN", rec);
     }
 
     fn policy_failure(&self, event: &str, e: &str) -> Reply {
@@ -265,7 +418,11 @@ impl Driver {
     }
 
     async fn check_recipient(&mut self, mbox: Mailbox) -> Result<(), End> {
-        let verdict = relay::check(self.trusted || self.relay_from_ok, &mbox);
+        // Authenticated submitters may relay.
+        let verdict = relay::check(
+            self.trusted || self.relay_from_ok || self.auth.is_some(),
+            &mbox,
+        );
         let reply = match verdict {
             Verdict::Allow => self.session.accept_recipient(mbox),
             Verdict::Deny(r) => self.reject_recipient(&mbox, r),

@@ -10,6 +10,7 @@ pub mod command;
 pub mod data;
 pub mod line;
 pub mod reply;
+pub mod sasl;
 pub mod session;
 
 pub use address::{Domain, Mailbox, ReversePath};
