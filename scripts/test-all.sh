@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v swaks >/dev/null || need_apt+=(swaks)
 command -v smtp-sink >/dev/null || need_apt+=(postfix)
+command -v openssl >/dev/null || need_apt+=(openssl)
+/usr/bin/python3 -c 'import dkim, nacl' 2>/dev/null || need_apt+=(python3-dkim python3-nacl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -48,6 +48,19 @@ pub fn parse_options<T: DeserializeOwned>(_lua: &Lua, func: &str, value: Value) 
     })
 }
 
+/// Warn (once per place) that a secret is written inline in the policy.
+pub fn warn_inline_secret(place: &str) {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if seen.insert(place.to_string()) {
+        tracing::warn!("{place} is given inline as key_data; keep secrets in a file or in Vault");
+    }
+}
+
 /// Run `f` on the init collector, or fail when called outside `init`.
 fn with_init<R>(
     lua: &Lua,
@@ -160,6 +173,14 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
             const F: &str = "kumo.make_egress_path";
             let cfg: EgressPathConfig = parse_options(lua, F, opts)?;
             cfg.validate().map_err(|e| rt(format!("{F}: {e}")))?;
+            for (name, ks) in [
+                ("smtp_auth_plain_password", &cfg.smtp_auth_plain_password),
+                ("tls_private_key", &cfg.tls_private_key),
+            ] {
+                if ks.as_ref().is_some_and(KeySource::is_inline) {
+                    warn_inline_secret(&format!("{F}: {name}"));
+                }
+            }
             Ok(EgressPathValue(cfg))
         })?,
     )?;
@@ -231,6 +252,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     )?;
     kumo.set("secrets", secrets)?;
     crate::http::install(lua, &kumo)?;
+    crate::dkim::install(lua, &kumo)?;
 
     Ok(kumo)
 }
@@ -242,6 +264,8 @@ pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
         "policy-extras.listener_domains" => {
             Some(Value::Table(crate::helpers::listener_domains::module(lua)?))
         }
+        "policy-extras.shaping" => Some(Value::Table(crate::helpers::shaping::module(lua)?)),
+        "policy-extras.dkim_sign" => Some(Value::Table(crate::helpers::dkim_sign::module(lua)?)),
         _ => None,
     })
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod conformance;
 pub mod conn_meta;
 pub mod delivery_config;
+pub mod dkim;
 pub mod duration;
 mod engine;
 mod error;

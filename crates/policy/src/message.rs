@@ -74,6 +74,15 @@ impl MessageHandle {
     }
 }
 
+/// Lower-cased domain of the From header address.
+pub fn from_domain(data: &[u8]) -> Option<String> {
+    from_header(data).and_then(|a| {
+        a.email
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+    })
+}
+
 fn from_header(data: &[u8]) -> Option<AddressValue> {
     let raw = headers::first_value(data, "From")?;
     let synthetic = format!("From: {raw}\r\n\r\n");
@@ -137,6 +146,14 @@ impl UserData for MessageHandle {
         methods.add_method("remove_all_named_headers", |_, m, name: String| {
             m.with(|m| headers::remove_all(&mut m.data, &name));
             Ok(())
+        });
+        methods.add_method("dkim_sign", |_, m, signer: mlua::AnyUserData| {
+            let signer = signer.borrow::<crate::dkim::DkimSignerValue>()?.0.clone();
+            m.with(|m| {
+                let header = crate::dkim::sign(&signer, &m.data).map_err(lua_err)?;
+                m.data.splice(0..0, header.into_bytes());
+                Ok(())
+            })
         });
         methods.add_method("get_data", |lua, m, ()| {
             m.with(|m| lua.create_string(&m.data))

@@ -1,6 +1,7 @@
 //! The policy helpers (`require 'policy-extras.*'`), driven by TOML or JSON
 //! files. Errors name the file, the table and the key.
 
+pub mod dkim_sign;
 pub mod listener_domains;
 pub mod shaping;
 
