@@ -48,6 +48,20 @@ pub fn parse_options<T: DeserializeOwned>(_lua: &Lua, func: &str, value: Value) 
     })
 }
 
+const HELPER_HANDLERS_KEY: &str = "ironpost.helper_handlers";
+
+/// Register an event handler on behalf of a helper, unless the policy has
+/// its own.
+pub fn register_helper_handler(lua: &Lua, event: &str, func: Function) -> mlua::Result<()> {
+    let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
+    if handlers.contains_key(event)? {
+        return Ok(());
+    }
+    let from_helpers: Table = lua.named_registry_value(HELPER_HANDLERS_KEY)?;
+    from_helpers.set(event, true)?;
+    handlers.set(event, func)
+}
+
 /// Warn (once per place) that a secret is written inline in the policy.
 pub fn warn_inline_secret(place: &str) {
     static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
@@ -82,16 +96,21 @@ fn with_init<R>(
 pub fn install(lua: &Lua) -> mlua::Result<Table> {
     let kumo = lua.create_table()?;
     lua.set_named_registry_value(HANDLERS_KEY, lua.create_table()?)?;
+    lua.set_named_registry_value(HELPER_HANDLERS_KEY, lua.create_table()?)?;
 
     kumo.set(
         "on",
         lua.create_function(|lua, (name, func): (String, Function)| {
             let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
-            if handlers.contains_key(name.as_str())? {
+            let from_helpers: Table = lua.named_registry_value(HELPER_HANDLERS_KEY)?;
+            // A handler a helper registered on the policy's behalf may be
+            // replaced by the policy's own; two explicit ones are an error.
+            if handlers.contains_key(name.as_str())? && !from_helpers.contains_key(name.as_str())? {
                 return Err(rt(format!(
                     "kumo.on: a handler for '{name}' is already registered"
                 )));
             }
+            from_helpers.set(name.as_str(), Value::Nil)?;
             handlers.set(name, func)
         })?,
     )?;
@@ -253,6 +272,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     kumo.set("secrets", secrets)?;
     crate::http::install(lua, &kumo)?;
     crate::dkim::install(lua, &kumo)?;
+    crate::memoize::install(lua, &kumo)?;
 
     Ok(kumo)
 }
@@ -265,6 +285,9 @@ pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
             Some(Value::Table(crate::helpers::listener_domains::module(lua)?))
         }
         "policy-extras.shaping" => Some(Value::Table(crate::helpers::shaping::module(lua)?)),
+        "policy-extras.queue" => Some(Value::Table(crate::helpers::queues::module(lua)?)),
+        "sqlite" => Some(Value::Table(crate::sqlite::module(lua)?)),
+        "policy-extras.passwords" => Some(Value::Table(crate::helpers::passwords::module(lua)?)),
         "policy-extras.dkim_sign" => Some(Value::Table(crate::helpers::dkim_sign::module(lua)?)),
         _ => None,
     })

@@ -14,8 +14,10 @@ pub mod headers;
 pub mod helpers;
 mod http;
 pub mod kumo;
+mod memoize;
 pub mod message;
 mod sandbox;
+mod sqlite;
 mod state;
 
 pub use cidr::CidrSet;

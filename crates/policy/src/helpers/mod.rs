@@ -3,6 +3,8 @@
 
 pub mod dkim_sign;
 pub mod listener_domains;
+pub mod passwords;
+pub mod queues;
 pub mod shaping;
 
 use serde_json::Value;

@@ -1,0 +1,90 @@
+//! `require 'sqlite'`: `sqlite.open(path[, busy_timeout])` and
+//! `db:execute(sql, ...)` with positional `?` parameters bound, never
+//! interpolated. Policy code runs on blocking threads, so queries do not
+//! stall the async runtime.
+
+use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use std::sync::Mutex;
+use std::time::Duration;
+
+struct Db(Mutex<rusqlite::Connection>);
+
+fn rt(e: impl ToString) -> mlua::Error {
+    mlua::Error::RuntimeError(e.to_string())
+}
+
+fn to_sql(v: &Value) -> mlua::Result<SqlValue> {
+    Ok(match v {
+        Value::Nil => SqlValue::Null,
+        Value::Boolean(b) => SqlValue::Integer(*b as i64),
+        Value::Integer(i) => SqlValue::Integer(*i),
+        Value::Number(n) => SqlValue::Real(*n),
+        Value::String(s) => match s.to_str() {
+            Ok(t) => SqlValue::Text(t.to_string()),
+            Err(_) => SqlValue::Blob(s.as_bytes().to_vec()),
+        },
+        other => return Err(rt(format!("sqlite: cannot bind a {}", other.type_name()))),
+    })
+}
+
+fn to_lua(lua: &Lua, v: ValueRef<'_>) -> mlua::Result<Value> {
+    Ok(match v {
+        ValueRef::Null => Value::Nil,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Number(f),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Value::String(lua.create_string(t)?),
+    })
+}
+
+impl UserData for Db {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("execute", |lua, db, (sql, args): (String, MultiValue)| {
+            let params = args.iter().map(to_sql).collect::<mlua::Result<Vec<_>>>()?;
+            let conn = db.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(|e| rt(format!("sqlite: {e}")))?;
+            let columns = stmt.column_count();
+            let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+            let bound: Vec<ToSqlOutput<'_>> = params
+                .iter()
+                .map(|p| ToSqlOutput::Borrowed(p.into()))
+                .collect();
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(bound.iter()))
+                .map_err(|e| rt(format!("sqlite: {e}")))?;
+            let out = lua.create_table()?;
+            let mut n = 0;
+            while let Some(row) = rows.next().map_err(|e| rt(format!("sqlite: {e}")))? {
+                n += 1;
+                // One column: an array of values; otherwise rows as tables.
+                if columns == 1 {
+                    out.set(n, to_lua(lua, row.get_ref(0).map_err(rt)?)?)?;
+                } else {
+                    let r = lua.create_table()?;
+                    for (i, name) in names.iter().enumerate() {
+                        r.set(name.as_str(), to_lua(lua, row.get_ref(i).map_err(rt)?)?)?;
+                    }
+                    out.set(n, r)?;
+                }
+            }
+            Ok(out)
+        });
+    }
+}
+
+pub fn module(lua: &Lua) -> mlua::Result<Table> {
+    let m = lua.create_table()?;
+    m.set(
+        "open",
+        lua.create_function(|_, (path, busy): (String, Option<f64>)| {
+            let conn = rusqlite::Connection::open(&path)
+                .map_err(|e| rt(format!("sqlite.open {path}: {e}")))?;
+            conn.busy_timeout(Duration::from_secs_f64(busy.unwrap_or(5.0)))
+                .map_err(|e| rt(format!("sqlite.open {path}: {e}")))?;
+            Ok(Db(Mutex::new(conn)))
+        })?,
+    )?;
+    Ok(m)
+}
