@@ -45,6 +45,12 @@ fn default_line_length() -> usize {
     998
 }
 
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum ClientCertMode {
+    Optional,
+    Required,
+}
+
 /// `kumo.start_esmtp_listener{...}`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +67,13 @@ pub struct EsmtpListenerConfig {
     pub tls_certificate: Option<KeySource>,
     #[serde(default)]
     pub tls_private_key: Option<KeySource>,
+    /// PEM bundle of CAs that client certificates must chain to.
+    #[serde(default)]
+    pub tls_required_client_ca: Option<KeySource>,
+    /// **Ironpost:** whether a client certificate is `Required` (the
+    /// default when a CA is given) or `Optional`.
+    #[serde(default)]
+    pub tls_client_certificates: Option<ClientCertMode>,
     #[serde(default = "default_max_message_size")]
     pub max_message_size: u64,
     #[serde(default = "default_max_recipients")]
@@ -109,6 +122,11 @@ impl EsmtpListenerConfig {
             .map_err(|_| format!("listen: {:?} is not an ip:port address", self.listen))?;
         if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
             return Err("tls_certificate and tls_private_key must be given together".into());
+        }
+        if self.tls_client_certificates.is_some() && self.tls_required_client_ca.is_none() {
+            return Err(
+                "tls_client_certificates needs tls_required_client_ca (the CAs to trust)".into(),
+            );
         }
         if self.max_connections == 0
             || self.max_recipients_per_message == 0

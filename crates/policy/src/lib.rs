@@ -22,8 +22,8 @@ mod state;
 
 pub use cidr::CidrSet;
 pub use config::{
-    EsmtpListenerConfig, InitConfig, LineEndingPolicy, ListenerDomain, LocalLogsConfig,
-    SpoolDefinition,
+    ClientCertMode, EsmtpListenerConfig, InitConfig, LineEndingPolicy, ListenerDomain,
+    LocalLogsConfig, SpoolDefinition,
 };
 pub use conn_meta::ConnMeta;
 pub use delivery_config::{EgressPathConfig, QueueConfig, ResolverSettings, TlsMode};

@@ -73,6 +73,18 @@ impl Conn {
         };
     }
 
+    /// The client's verified certificate: (subject, SHA-256 fingerprint).
+    pub fn client_certificate(&self) -> Option<(String, String)> {
+        let Conn::Tls(s) = self else { return None };
+        let leaf = s.get_ref().1.peer_certificates()?.first()?;
+        use sha2::Digest;
+        let fingerprint = hex::encode(sha2::Sha256::digest(leaf.as_ref()));
+        let subject = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map(|(_, c)| c.subject().to_string())
+            .unwrap_or_default();
+        Some((subject, fingerprint))
+    }
+
     /// (protocol version, cipher suite) once TLS is up.
     pub fn tls_info(&self) -> Option<(String, String)> {
         match self {

@@ -5,7 +5,7 @@ use crate::session::{run_session, ListenerRuntime};
 use crate::tls::TlsSource;
 use crate::ServerError;
 use ironpost_logs::Logger;
-use ironpost_policy::{EsmtpListenerConfig, PolicyEngine};
+use ironpost_policy::{ClientCertMode, EsmtpListenerConfig, PolicyEngine};
 use ironpost_spool::Spool;
 use ironpost_wire::Reply;
 use std::net::SocketAddr;
@@ -46,10 +46,25 @@ impl PreparedListener {
             reason,
         })?;
         let hostname = cfg.hostname.clone().unwrap_or_else(crate::system_hostname);
+        let client_auth = match &cfg.tls_required_client_ca {
+            Some(ca) => Some(
+                crate::tls::client_verifier(
+                    ca,
+                    cfg.tls_client_certificates
+                        .unwrap_or(ClientCertMode::Required),
+                )
+                .map_err(|source| ServerError::Tls {
+                    listen: cfg.listen.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let tls = TlsSource::new(
             cfg.tls_certificate.clone(),
             cfg.tls_private_key.clone(),
             &hostname,
+            client_auth,
         )
         .map_err(|source| ServerError::Tls {
             listen: cfg.listen.clone(),

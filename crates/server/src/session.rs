@@ -59,6 +59,8 @@ struct Driver {
     errors: usize,
     /// (authz_id, authn_id) after a successful AUTH.
     auth: Option<(String, String)>,
+    /// Verified client certificate: (subject, SHA-256 fingerprint).
+    client_cert: Option<(String, String)>,
 }
 
 pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>, svc: Services) {
@@ -88,6 +90,7 @@ pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>,
         relay_from_ok: false,
         errors: 0,
         auth: None,
+        client_cert: None,
     };
     let _ = d.run().await;
     d.conn.shutdown().await;
@@ -237,6 +240,10 @@ impl Driver {
         if let Some((v, c)) = &self.tls {
             m.insert("tls_protocol".into(), json!(v));
             m.insert("tls_cipher".into(), json!(c));
+        }
+        if let Some((subject, fingerprint)) = &self.client_cert {
+            m.insert("tls_client_subject".into(), json!(subject));
+            m.insert("tls_client_fingerprint".into(), json!(fingerprint));
         }
         if let Some((authz, authn)) = &self.auth {
             m.insert("authz_id".into(), json!(authz));
@@ -481,6 +488,7 @@ impl Driver {
             Ok(Ok(tls)) => {
                 self.conn = Conn::Tls(Box::new(tls));
                 self.tls = self.conn.tls_info();
+                self.client_cert = self.conn.client_certificate();
                 self.session.tls_established();
                 self.relay_from_ok = false;
                 Ok(())

@@ -3,7 +3,10 @@
 //! generated in memory at start when none is configured.
 
 use ironpost_keysource::{KeySource, KeySourceError};
-use rustls::ServerConfig;
+use ironpost_policy::ClientCertMode;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::sync::{Arc, Mutex};
@@ -24,6 +27,8 @@ pub enum TlsError {
     },
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("tls_required_client_ca: {0}")]
+    ClientCa(String),
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(String),
 }
@@ -32,18 +37,59 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+type ClientAuth = Option<Arc<dyn ClientCertVerifier>>;
+
 fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    client_auth: &ClientAuth,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let cfg = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    Ok(Arc::new(cfg))
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match client_auth {
+        Some(v) => builder.with_client_cert_verifier(v.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(builder.with_single_cert(certs, key)?))
 }
 
-fn load_pair(cert: &KeySource, key: &KeySource) -> Result<Arc<ServerConfig>, TlsError> {
+/// Client certificate verification from `tls_required_client_ca`.
+pub fn client_verifier(
+    ca: &KeySource,
+    mode: ClientCertMode,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let pem = ca.load().map_err(|source| TlsError::Load {
+        what: "tls_required_client_ca",
+        source,
+    })?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.expose()) {
+        let cert = cert.map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.describe())))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.describe())))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::ClientCa(format!(
+            "{}: no CA certificate found",
+            ca.describe()
+        )));
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = match mode {
+        ClientCertMode::Optional => builder.allow_unauthenticated(),
+        ClientCertMode::Required => builder,
+    };
+    builder
+        .build()
+        .map_err(|e| TlsError::ClientCa(e.to_string()))
+}
+
+fn load_pair(
+    cert: &KeySource,
+    key: &KeySource,
+    client_auth: &ClientAuth,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let cert_pem = cert.load().map_err(|source| TlsError::Load {
         what: "tls_certificate",
         source,
@@ -73,14 +119,14 @@ fn load_pair(cert: &KeySource, key: &KeySource) -> Result<Arc<ServerConfig>, Tls
             key.describe()
         ))
     })?;
-    server_config(certs, key_der)
+    server_config(certs, key_der, client_auth)
 }
 
-fn self_signed(hostname: &str) -> Result<Arc<ServerConfig>, TlsError> {
+fn self_signed(hostname: &str, client_auth: &ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
     let ck = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    server_config(vec![ck.cert.der().clone()], key)
+    server_config(vec![ck.cert.der().clone()], key, client_auth)
 }
 
 #[doc(hidden)]
@@ -98,6 +144,7 @@ pub enum TlsSource {
 pub struct Configured {
     cert: KeySource,
     key: KeySource,
+    client_auth: ClientAuth,
     current: Mutex<Loaded>,
 }
 
@@ -107,20 +154,22 @@ impl TlsSource {
         cert: Option<KeySource>,
         key: Option<KeySource>,
         hostname: &str,
+        client_auth: ClientAuth,
     ) -> Result<TlsSource, TlsError> {
         match (cert, key) {
             (Some(cert), Some(key)) => {
-                let config = load_pair(&cert, &key)?;
+                let config = load_pair(&cert, &key, &client_auth)?;
                 Ok(TlsSource::Configured(Box::new(Configured {
                     cert,
                     key,
+                    client_auth,
                     current: Mutex::new(Loaded {
                         at: Instant::now(),
                         config,
                     }),
                 })))
             }
-            _ => Ok(TlsSource::SelfSigned(self_signed(hostname)?)),
+            _ => Ok(TlsSource::SelfSigned(self_signed(hostname, &client_auth)?)),
         }
     }
 
@@ -148,7 +197,7 @@ impl TlsSource {
                 }
                 let me = self.clone();
                 let reloaded = tokio::task::spawn_blocking(move || match &*me {
-                    TlsSource::Configured(c) => load_pair(&c.cert, &c.key),
+                    TlsSource::Configured(c) => load_pair(&c.cert, &c.key, &c.client_auth),
                     TlsSource::SelfSigned(c) => Ok(c.clone()),
                 })
                 .await;
