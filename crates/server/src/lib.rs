@@ -21,7 +21,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error("listener {listen}: {source}")]
-    Tls { listen: String, source: TlsError },
+    Tls { listen: String, source: Box<TlsError> },
     #[error("listener {listen}: {reason}")]
     Config { listen: String, reason: String },
 }

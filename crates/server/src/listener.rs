@@ -55,7 +55,7 @@ impl PreparedListener {
                 )
                 .map_err(|source| ServerError::Tls {
                     listen: cfg.listen.clone(),
-                    source,
+                    source: Box::new(source),
                 })?,
             ),
             None => None,
@@ -68,7 +68,7 @@ impl PreparedListener {
         )
         .map_err(|source| ServerError::Tls {
             listen: cfg.listen.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let bind_err = |source| ServerError::Bind {
             addr: cfg.listen.clone(),
