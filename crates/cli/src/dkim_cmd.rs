@@ -139,7 +139,10 @@ fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
 }
 
 /// Reads the key and works out its algorithm when not given.
-fn load_key(path: &Path, algo: Option<Algorithm>) -> anyhow::Result<(Zeroizing<Vec<u8>>, Algorithm)> {
+fn load_key(
+    path: &Path,
+    algo: Option<Algorithm>,
+) -> anyhow::Result<(Zeroizing<Vec<u8>>, Algorithm)> {
     let bytes = Zeroizing::new(
         std::fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?,
     );
@@ -182,7 +185,11 @@ fn verify_dns(a: VerifyArgs) -> anyhow::Result<()> {
             records.len()
         );
         for (i, r) in records.iter().enumerate() {
-            println!("  record {}: {}", i + 1, describe(&check_record(r, algo, &key), algo));
+            println!(
+                "  record {}: {}",
+                i + 1,
+                describe(&check_record(r, algo, &key), algo)
+            );
         }
         bail!("the DKIM record at {name} is ambiguous");
     }
@@ -203,7 +210,10 @@ fn verify_dns(a: VerifyArgs) -> anyhow::Result<()> {
                     println!("expected: {}", expected.txt_value());
                 }
             }
-            bail!("the DKIM record for {name} does not match {}", a.key.display())
+            bail!(
+                "the DKIM record for {name} does not match {}",
+                a.key.display()
+            )
         }
     }
 }

@@ -1,5 +1,8 @@
 //! `ironpost`: the daemon and its tooling in one binary.
 
+mod admin_backend;
+mod admin_cmd;
+mod dkim_cmd;
 mod paths;
 mod privileges;
 mod serve;
@@ -25,6 +28,11 @@ enum Commands {
     /// With no --policy, runs the built-in default: SMTP on 127.0.0.1:2525,
     /// relaying only for loopback, spool and logs under ./ironpost-data/.
     Serve(ServeArgs),
+    /// DKIM key tooling: generate keys and check their DNS records.
+    Dkim(dkim_cmd::DkimArgs),
+    /// Admin API client commands (queue summary, bounce, suspend, inspect).
+    #[command(flatten)]
+    Admin(admin_cmd::AdminCommand),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +57,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Commands::Serve(args) => serve::run(args),
+        Commands::Dkim(args) => dkim_cmd::run(args),
+        Commands::Admin(cmd) => admin_cmd::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

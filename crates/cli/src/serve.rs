@@ -9,6 +9,7 @@ use crate::paths;
 use crate::privileges;
 use crate::ServeArgs;
 use anyhow::{bail, Context, Result};
+use ironpost_admin::Metrics;
 use ironpost_delivery::{DeliveryOptions, QueueManager};
 use ironpost_dns::{Dns, DnsConfig};
 use ironpost_logs::{LogConfig, Logger};
@@ -71,6 +72,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .cloned()
         .map(PreparedListener::prepare)
         .collect::<Result<Vec<_>, _>>()?;
+    let http_listeners = init
+        .http_listeners
+        .iter()
+        .map(|v| {
+            let cfg: ironpost_admin::HttpListenerConfig = serde_json::from_value(v.clone())
+                .map_err(|e| anyhow::anyhow!("kumo.start_http_listener: {e}"))?;
+            ironpost_admin::bind(cfg).map_err(|e| anyhow::anyhow!("kumo.start_http_listener: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
 
     paths::ensure_private_dir(&spool_def.path, "spool")?;
     let log_cfg = init.logs.clone();
@@ -102,6 +112,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         })?,
         None => Logger::disabled(),
     };
+    let metrics = Arc::new(Metrics::new());
+    let logger = logger.with_observer(crate::admin_backend::observer(metrics.clone()));
     let dns_cfg = dns_config(init.resolver.as_ref())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -120,16 +132,40 @@ pub fn run(args: ServeArgs) -> Result<()> {
             spool.clone(),
             engine.clone(),
             logger.clone(),
-            DeliveryOptions { hostname, dns },
+            DeliveryOptions {
+                hostname: hostname.clone(),
+                dns,
+            },
         );
         queue.start();
         for m in &recovery.messages {
             queue.enqueue(m.id, m.location, &m.meta);
         }
         let hook_queue = queue.clone();
+        let backend = Arc::new(crate::admin_backend::Backend {
+            spool: spool.clone(),
+            policy: engine.clone(),
+            queue: queue.clone(),
+            logger: logger.clone(),
+            metrics: metrics.clone(),
+            hostname,
+        });
+        let basic_engine = engine.clone();
+        let basic_hook: ironpost_admin::BasicAuthHook = Arc::new(move |user, password| {
+            let e = basic_engine.clone();
+            Box::pin(async move {
+                e.validate_http_basic(user, password)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
+        let connection_metrics = metrics.clone();
         let services = Services {
             spool: spool.clone(),
             policy: engine,
+            on_connection: Some(Arc::new(move || {
+                Metrics::inc(&connection_metrics.connections)
+            })),
             logger: logger.clone(),
             log_headers: Arc::new(
                 log_cfg
@@ -147,6 +183,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let bound = prepared.start(services.clone())?;
             writeln!(out, "smtp listener: {}", bound.describe())?;
             tokio::spawn(bound.serve());
+        }
+        for http in http_listeners {
+            writeln!(out, "http listener: {}", http.describe())?;
+            let (b, h) = (backend.clone(), basic_hook.clone());
+            tokio::spawn(async move {
+                if let Err(e) = http.serve(b, h).await {
+                    tracing::error!("http listener stopped: {e}");
+                }
+            });
         }
         writeln!(
             out,

@@ -165,6 +165,13 @@ fn timeouts(path: &EgressPath) -> Timeouts {
     t
 }
 
+/// The protocol version as Reception records (and KumoMTA) spell it:
+/// rustls's `TLSv1_3`, not the client's `TLSv1.3`, so inbound and outbound
+/// records of one daemon can be compared.
+fn log_version(v: &str) -> String {
+    v.replace('.', "_")
+}
+
 pub struct Connection {
     client: SmtpClient,
     attempt: Attempt,
@@ -265,7 +272,7 @@ async fn try_host(
         };
         match client.starttls(host, config).await {
             Ok(info) => {
-                attempt.tls = Some((info.protocol_version.clone(), info.cipher.clone()));
+                attempt.tls = Some((log_version(&info.protocol_version), info.cipher.clone()));
                 attempt.tls_validated = Some(if insecure {
                     check_certificate(&*tls.verifier, host, &info.peer_certificates).is_ok()
                 } else {
@@ -316,7 +323,14 @@ pub struct Outcome {
     pub delivered: Vec<String>,
     pub failed: Vec<FailedRecipient>,
     pub deferred: Vec<String>,
+    /// The attempt with its final reply (for the Delivery record).
     pub attempt: Attempt,
+    /// The attempt with the reply that failed `failed` (for the Bounce
+    /// record): a recipient's 550 must not be logged as the 250 that
+    /// DATA got for the other recipients.
+    pub failed_attempt: Attempt,
+    /// The attempt with the reply that deferred `deferred`.
+    pub deferred_attempt: Attempt,
     pub connection_usable: bool,
 }
 
@@ -339,11 +353,14 @@ pub async fn deliver(inner: &Inner, conn: &mut Connection, part: &QueuedPart) ->
                 Ok(Ok(_)) => unreachable!(),
             };
             tracing::error!(id = %part.msg.id, "cannot read message from the spool: {reason}");
+            let attempt = Attempt::local(&format!("spool read failed: {reason}"));
             return Outcome {
                 delivered: vec![],
                 failed: vec![],
                 deferred: part.recipients.clone(),
-                attempt: Attempt::local(&format!("spool read failed: {reason}")),
+                failed_attempt: attempt.clone(),
+                deferred_attempt: attempt.clone(),
+                attempt,
                 connection_usable: true,
             };
         }
@@ -365,8 +382,12 @@ pub async fn deliver(inner: &Inner, conn: &mut Connection, part: &QueuedPart) ->
         failed: vec![],
         deferred: vec![],
         attempt: Attempt::default(),
+        failed_attempt: Attempt::default(),
+        deferred_attempt: Attempt::default(),
         connection_usable: true,
     };
+    let mut failed_with: Option<Reply> = None;
+    let mut deferred_with: Option<Reply> = None;
     match conn
         .client
         .send_envelope_and_data(&part.msg.sender, &part.recipients, &data, params)
@@ -379,9 +400,11 @@ pub async fn deliver(inner: &Inner, conn: &mut Connection, part: &QueuedPart) ->
                     accepted.push(rcpt.clone());
                 } else if reply.is_permanent() {
                     out.failed.push(fail(rcpt, reply));
+                    failed_with.get_or_insert_with(|| reply.clone());
                     attempt.set_reply(reply);
                 } else {
                     out.deferred.push(rcpt.clone());
+                    deferred_with.get_or_insert_with(|| reply.clone());
                     attempt.set_reply(reply);
                 }
             }
@@ -391,8 +414,10 @@ pub async fn deliver(inner: &Inner, conn: &mut Connection, part: &QueuedPart) ->
                     out.delivered = accepted;
                 } else if r.is_permanent() {
                     out.failed.extend(accepted.iter().map(|a| fail(a, r)));
+                    failed_with.get_or_insert_with(|| r.clone());
                 } else {
                     out.deferred.extend(accepted);
+                    deferred_with.get_or_insert_with(|| r.clone());
                 }
             }
             out.connection_usable = conn.client.is_usable();
@@ -419,6 +444,15 @@ pub async fn deliver(inner: &Inner, conn: &mut Connection, part: &QueuedPart) ->
                 conn.client.is_usable() && matches!(e, ClientError::Rejected { .. });
         }
     }
+    let with = |r: Option<Reply>| {
+        let mut a = attempt.clone();
+        if let Some(r) = r {
+            a.set_reply(&r);
+        }
+        a
+    };
+    out.failed_attempt = with(failed_with);
+    out.deferred_attempt = with(deferred_with);
     out.attempt = attempt;
     out
 }

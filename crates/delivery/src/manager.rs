@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+mod admin;
+
 /// How long policy answers (queue and egress path configs) and routes are
 /// reused before asking again.
 const CONFIG_TTL: Duration = Duration::from_secs(60);
@@ -54,6 +56,7 @@ struct State {
     waiting: HashMap<u64, QueuedPart>,
     seq: u64,
     ready: HashMap<String, ReadyQueue>,
+    suspensions: Vec<admin::Suspension>,
 }
 
 struct Cached<T> {
@@ -299,6 +302,14 @@ impl QueueManager {
     /// that site's ready queue.
     async fn route(&self, parts: Vec<QueuedPart>) {
         let Some(first) = parts.first() else { return };
+        if let Some(until) = self.suspended_until(first) {
+            // Suspended by an operator: wait, without counting an attempt.
+            let delay = until.saturating_duration_since(Instant::now());
+            for p in parts {
+                self.schedule(p, delay);
+            }
+            return;
+        }
         let qcfg = self.queue_config(first).await;
         let domain = first.domain.to_string();
         let site = match route::resolve(&self.0.dns, &domain, &qcfg).await {
@@ -447,7 +458,7 @@ impl QueueManager {
         if !failed.is_empty() {
             let mut p = part.clone();
             p.recipients = failed.iter().map(|f| f.recipient.clone()).collect();
-            self.log_bounce(&p, &failed, Some(&result.attempt), Some(site));
+            self.log_bounce(&p, &failed, Some(&result.failed_attempt), Some(site));
             self.send_dsn(&p, &failed, false).await;
         }
         let remaining = part.msg.finish(&finished);
@@ -457,7 +468,8 @@ impl QueueManager {
             let mut p = part;
             p.recipients = deferred.clone();
             let _ = remaining;
-            self.defer(p, deferred, &result.attempt, qcfg).await;
+            self.defer(p, deferred, &result.deferred_attempt, qcfg)
+                .await;
         }
     }
 
@@ -465,6 +477,24 @@ impl QueueManager {
         if part.msg.part_done() {
             if let Err(e) = self.0.spool.remove(part.msg.id).await {
                 tracing::error!(id = %part.msg.id, "cannot remove delivered message from the spool: {e}");
+            }
+            return;
+        }
+        // Other parts are still queued. Record that this part's recipients
+        // are done, or a restart would deliver them again.
+        let meta = SpoolMeta {
+            id: part.msg.id.to_string(),
+            sender: part.msg.sender.to_string(),
+            recipients: lock(&part.msg.pending).clone(),
+            meta: part.msg.meta.clone(),
+            received_at: part.msg.received_at.clone(),
+            attempts: part.attempts,
+            due: None,
+            created: Some(part.msg.created),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&meta) {
+            if let Err(e) = self.0.spool.update_meta(part.msg.id, bytes).await {
+                tracing::warn!(id = %part.msg.id, "cannot record finished recipients: {e}");
             }
         }
     }

@@ -33,15 +33,27 @@ enum Msg {
     Flush(mpsc::Sender<()>),
 }
 
+/// Sees every record as it is logged (metrics counters).
+pub type Observer = std::sync::Arc<dyn Fn(&str, &Map<String, Value>) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Logger {
     tx: Option<mpsc::Sender<Msg>>,
+    observer: Option<Observer>,
 }
 
 impl Logger {
     /// A logger that drops records (no `configure_local_logs` in the policy).
     pub fn disabled() -> Logger {
-        Logger { tx: None }
+        Logger {
+            tx: None,
+            observer: None,
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Observer) -> Logger {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn start(cfg: LogConfig) -> Result<Logger, LogError> {
@@ -57,11 +69,17 @@ impl Logger {
             .name("ironpost-logs".into())
             .spawn(move || writer.run(rx))
             .map_err(io)?;
-        Ok(Logger { tx: Some(tx) })
+        Ok(Logger {
+            tx: Some(tx),
+            observer: None,
+        })
     }
 
     /// Queue a record. `kind` becomes the `type` field; a timestamp is added.
     pub fn log(&self, kind: &str, mut record: Map<String, Value>) {
+        if let Some(o) = &self.observer {
+            o(kind, &record);
+        }
         if let Some(tx) = &self.tx {
             record.insert("type".into(), Value::String(kind.to_string()));
             record.insert(

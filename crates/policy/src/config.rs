@@ -219,6 +219,8 @@ pub struct InitConfig {
     pub spools: Vec<SpoolDefinition>,
     pub logs: Option<LocalLogsConfig>,
     pub resolver: Option<crate::delivery_config::ResolverSettings>,
+    /// `kumo.start_http_listener{...}` tables, checked by the admin crate.
+    pub http_listeners: Vec<serde_json::Value>,
     /// Places where a secret was given inline (`key_data`), for the start-up
     /// warning.
     pub inline_secrets: Vec<String>,

@@ -335,6 +335,29 @@ impl PolicyEngine {
     }
 }
 
+impl PolicyEngine {
+    /// `http_server_validate_auth_basic(user, password)`; no handler means
+    /// no Basic credentials are ever accepted.
+    pub async fn validate_http_basic(
+        &self,
+        user: String,
+        password: String,
+    ) -> Result<bool, EventError> {
+        const EVENT: &str = "http_server_validate_auth_basic";
+        if !self.has_handler(EVENT) {
+            return Ok(false);
+        }
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else {
+                return Ok(false);
+            };
+            let v: Value = f.call((user, password))?;
+            Ok(matches!(v, Value::Boolean(true)))
+        })
+        .await
+    }
+}
+
 fn borrow_listener_domain(ud: &AnyUserData) -> mlua::Result<ListenerDomain> {
     Ok(ud.borrow::<ListenerDomainValue>()?.0.clone())
 }

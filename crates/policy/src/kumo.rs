@@ -136,6 +136,24 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     )?;
 
     kumo.set(
+        "start_http_listener",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.start_http_listener";
+            let v: serde_json::Value = lua.from_value(opts).map_err(|e| rt(format!("{F}: {e}")))?;
+            if !v.is_object() {
+                return Err(rt(format!("{F}: expected a table of options")));
+            }
+            if v.get("tls_private_key")
+                .and_then(|k| k.get("key_data"))
+                .is_some()
+            {
+                warn_inline_secret(&format!("{F}: tls_private_key"));
+            }
+            with_init(lua, F, |init| init.http_listeners.push(v))
+        })?,
+    )?;
+
+    kumo.set(
         "define_spool",
         lua.create_function(|lua, opts: Value| {
             const F: &str = "kumo.define_spool";

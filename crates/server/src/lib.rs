@@ -21,7 +21,10 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error("listener {listen}: {source}")]
-    Tls { listen: String, source: Box<TlsError> },
+    Tls {
+        listen: String,
+        source: Box<TlsError>,
+    },
     #[error("listener {listen}: {reason}")]
     Config { listen: String, reason: String },
 }

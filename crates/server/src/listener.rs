@@ -25,6 +25,8 @@ pub struct Services {
     /// Called once a message is durably stored, with its spool id, location
     /// and metadata record: this is how it reaches the delivery queues.
     pub on_stored: Option<StoredHook>,
+    /// Called for every accepted connection (metrics).
+    pub on_connection: Option<Arc<dyn Fn() + Send + Sync>>,
     /// AUTH failure counters shared by every listener and connection.
     pub auth_throttle: Arc<crate::auth::AuthThrottle>,
 }
@@ -138,6 +140,9 @@ impl BoundListener {
                 }
             };
             let _ = stream.set_nodelay(true);
+            if let Some(hook) = &self.services.on_connection {
+                hook();
+            }
             match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let runtime = self.runtime.clone();

@@ -1,0 +1,147 @@
+//! A small registry of process-wide counters rendered in the Prometheus
+//! text exposition format (version 0.0.4) for `GET /metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by the listeners and the queue manager; cheap to bump
+/// from any thread (`Relaxed` atomics: each is an independent total).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Inbound SMTP connections accepted.
+    pub connections: AtomicU64,
+    /// Messages accepted (SMTP and HTTP injection) and spooled.
+    pub messages_received: AtomicU64,
+    /// Recipients delivered.
+    pub messages_delivered: AtomicU64,
+    /// Delivery attempts that failed temporarily and were rescheduled.
+    pub messages_deferred: AtomicU64,
+    /// Recipients bounced (permanent failure, expiry or admin bounce).
+    pub messages_bounced: AtomicU64,
+    /// Successful authentications (SMTP AUTH and HTTP Basic).
+    pub auth_successes: AtomicU64,
+    /// Failed authentications (SMTP AUTH and HTTP Basic).
+    pub auth_failures: AtomicU64,
+}
+
+/// The content type to serve [`Metrics::render`] with.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counters, then one `ironpost_queue_size` sample per queue.
+    pub fn render(&self, queue_sizes: &[(String, usize)]) -> String {
+        let mut out = String::with_capacity(1024 + queue_sizes.len() * 48);
+        let counters: [(&str, &str, &AtomicU64); 7] = [
+            (
+                "ironpost_connections_total",
+                "Inbound SMTP connections accepted.",
+                &self.connections,
+            ),
+            (
+                "ironpost_messages_received_total",
+                "Messages accepted and spooled (SMTP and HTTP injection).",
+                &self.messages_received,
+            ),
+            (
+                "ironpost_messages_delivered_total",
+                "Recipients delivered.",
+                &self.messages_delivered,
+            ),
+            (
+                "ironpost_messages_deferred_total",
+                "Delivery attempts that failed temporarily.",
+                &self.messages_deferred,
+            ),
+            (
+                "ironpost_messages_bounced_total",
+                "Recipients bounced.",
+                &self.messages_bounced,
+            ),
+            (
+                "ironpost_auth_successes_total",
+                "Successful authentications (SMTP AUTH and HTTP Basic).",
+                &self.auth_successes,
+            ),
+            (
+                "ironpost_auth_failures_total",
+                "Failed authentications (SMTP AUTH and HTTP Basic).",
+                &self.auth_failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_queue_size Messages waiting in each scheduled queue."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_queue_size gauge");
+        for (queue, size) in queue_sizes {
+            let _ = writeln!(
+                out,
+                "ironpost_queue_size{{queue=\"{}\"}} {size}",
+                escape_label(queue)
+            );
+        }
+        out
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_format() {
+        let m = Metrics::new();
+        Metrics::inc(&m.connections);
+        Metrics::add(&m.messages_received, 3);
+        Metrics::inc(&m.auth_failures);
+        let text = m.render(&[("example.com".into(), 2), ("we\"ird\\q\nname".into(), 1)]);
+        assert!(text
+            .contains("# TYPE ironpost_connections_total counter\nironpost_connections_total 1\n"));
+        assert!(text.contains("\nironpost_messages_received_total 3\n"));
+        assert!(text.contains("\nironpost_messages_delivered_total 0\n"));
+        assert!(text.contains("\nironpost_auth_failures_total 1\n"));
+        assert!(text.contains("# HELP ironpost_auth_successes_total "));
+        assert!(text.contains("ironpost_queue_size{queue=\"example.com\"} 2\n"));
+        assert!(text.contains("ironpost_queue_size{queue=\"we\\\"ird\\\\q\\nname\"} 1\n"));
+        // Every line is a comment or `name[{labels}] value`.
+        for line in text.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<u64>().unwrap();
+        }
+        assert!(text.ends_with('\n'));
+    }
+}
