@@ -18,6 +18,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+echo "==> Vault-compatible test server (rusty_vault)"
+export IRONPOST_RVAULT="$(bash scripts/install-rvault.sh)"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

@@ -87,10 +87,11 @@ fn client(v: &VaultSource) -> Result<reqwest::blocking::Client, VaultError> {
             what: "vault_ca_file",
             reason: format!("{}: {e}", ca.display()),
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| VaultError::Config {
-            what: "vault_ca_file",
-            reason: format!("{}: {e}", ca.display()),
-        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| VaultError::Config {
+                what: "vault_ca_file",
+                reason: format!("{}: {e}", ca.display()),
+            })?;
         for c in certs {
             b = b.add_root_certificate(c);
         }
@@ -108,10 +109,33 @@ fn unavailable(location: &str, e: impl std::fmt::Display) -> VaultError {
     }
 }
 
+/// A transport error with its causes (e.g. "invalid peer certificate:
+/// UnknownIssuer"), which reqwest's own message leaves out.
+fn transport(location: &str, e: reqwest::Error) -> VaultError {
+    let e = e.without_url();
+    let mut reason = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        reason.push_str(": ");
+        reason.push_str(&c.to_string());
+        cause = c.source();
+    }
+    unavailable(location, reason)
+}
+
 /// The token to use: explicit, from the environment, or from an AppRole
 /// login (renewed before it expires, re-obtained when renewal fails).
-fn token(v: &VaultSource, addr: &str, http: &reqwest::blocking::Client) -> Result<Zeroizing<String>, VaultError> {
-    if let Some(t) = v.vault_token.clone().or_else(|| std::env::var("VAULT_TOKEN").ok()).filter(|t| !t.is_empty()) {
+fn token(
+    v: &VaultSource,
+    addr: &str,
+    http: &reqwest::blocking::Client,
+) -> Result<Zeroizing<String>, VaultError> {
+    if let Some(t) = v
+        .vault_token
+        .clone()
+        .or_else(|| std::env::var("VAULT_TOKEN").ok())
+        .filter(|t| !t.is_empty())
+    {
         if v.vault_role_id.is_none() {
             return Ok(Zeroizing::new(t));
         }
@@ -133,7 +157,14 @@ fn token(v: &VaultSource, addr: &str, http: &reqwest::blocking::Client) -> Resul
                     // Renew before expiry; fall through to a fresh login on failure.
                     if let Ok(lease) = renew(addr, http, &tok.value) {
                         let value = tok.value.clone();
-                        t.insert(key.clone(), Token { value: value.clone(), obtained: Instant::now(), lease });
+                        t.insert(
+                            key.clone(),
+                            Token {
+                                value: value.clone(),
+                                obtained: Instant::now(),
+                                lease,
+                            },
+                        );
                         return Ok(value);
                     }
                     t.remove(&key);
@@ -151,37 +182,61 @@ fn token(v: &VaultSource, addr: &str, http: &reqwest::blocking::Client) -> Resul
         "secret_id": String::from_utf8_lossy(secret_id.expose()),
     });
     let location = format!("{addr}/v1/auth/approle/login");
-    let resp = http.post(&location).json(&body).send().map_err(|e| unavailable(&location, e))?;
+    let resp = http
+        .post(&location)
+        .json(&body)
+        .send()
+        .map_err(|e| transport(&location, e))?;
     let status = resp.status();
     if status.is_server_error() {
         return Err(unavailable(&location, format!("HTTP {status}")));
     }
     if !status.is_success() {
-        return Err(VaultError::Denied { location, status: status.as_u16() });
+        return Err(VaultError::Denied {
+            location,
+            status: status.as_u16(),
+        });
     }
     let v: serde_json::Value = resp.json().map_err(|e| unavailable(&location, e))?;
     let tok = v["auth"]["client_token"]
         .as_str()
         .ok_or_else(|| unavailable(&location, "no client_token in the AppRole login response"))?;
-    let lease = v["auth"]["lease_duration"].as_u64().filter(|s| *s > 0).map(Duration::from_secs);
+    let lease = v["auth"]["lease_duration"]
+        .as_u64()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs);
     let value = Zeroizing::new(tok.to_string());
-    lock(tokens()).insert(key, Token { value: value.clone(), obtained: Instant::now(), lease });
+    lock(tokens()).insert(
+        key,
+        Token {
+            value: value.clone(),
+            obtained: Instant::now(),
+            lease,
+        },
+    );
     Ok(value)
 }
 
-fn renew(addr: &str, http: &reqwest::blocking::Client, token: &str) -> Result<Option<Duration>, VaultError> {
+fn renew(
+    addr: &str,
+    http: &reqwest::blocking::Client,
+    token: &str,
+) -> Result<Option<Duration>, VaultError> {
     let location = format!("{addr}/v1/auth/token/renew-self");
     let resp = http
         .post(&location)
         .header("X-Vault-Token", token)
         .json(&serde_json::json!({}))
         .send()
-        .map_err(|e| unavailable(&location, e))?;
+        .map_err(|e| transport(&location, e))?;
     if !resp.status().is_success() {
         return Err(unavailable(&location, format!("HTTP {}", resp.status())));
     }
     let v: serde_json::Value = resp.json().map_err(|e| unavailable(&location, e))?;
-    Ok(v["auth"]["lease_duration"].as_u64().filter(|s| *s > 0).map(Duration::from_secs))
+    Ok(v["auth"]["lease_duration"]
+        .as_u64()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs))
 }
 
 fn fetch(v: &VaultSource) -> Result<Secret, VaultError> {
@@ -197,12 +252,17 @@ fn fetch(v: &VaultSource) -> Result<Secret, VaultError> {
         .get(&location)
         .header("X-Vault-Token", tok.as_str())
         .send()
-        .map_err(|e| unavailable(&location, e))?;
+        .map_err(|e| transport(&location, e))?;
     let status = resp.status();
     match status.as_u16() {
         200 => {}
         404 => return Err(VaultError::NotFound { location }),
-        401 | 403 => return Err(VaultError::Denied { location, status: status.as_u16() }),
+        401 | 403 => {
+            return Err(VaultError::Denied {
+                location,
+                status: status.as_u16(),
+            })
+        }
         _ => return Err(unavailable(&location, format!("HTTP {status}"))),
     }
     let body: serde_json::Value = resp.json().map_err(|e| unavailable(&location, e))?;
@@ -210,7 +270,10 @@ fn fetch(v: &VaultSource) -> Result<Secret, VaultError> {
     let bytes = match field {
         serde_json::Value::String(s) => s.as_bytes().to_vec(),
         serde_json::Value::Null => {
-            return Err(VaultError::MissingField { location, field: v.vault_key.clone() });
+            return Err(VaultError::MissingField {
+                location,
+                field: v.vault_key.clone(),
+            });
         }
         other => other.to_string().into_bytes(),
     };
@@ -219,9 +282,19 @@ fn fetch(v: &VaultSource) -> Result<Secret, VaultError> {
 
 /// Load through the cache (see the module comment for the rules).
 pub fn load(v: &VaultSource) -> Result<Secret, VaultError> {
+    // The credentials are part of the key: a keysource with a wrong or
+    // revoked token must not be served what another one fetched.
+    let credentials = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        v.vault_token.hash(&mut h);
+        std::env::var("VAULT_TOKEN").ok().hash(&mut h);
+        v.vault_role_id.as_ref().map(|r| r.describe()).hash(&mut h);
+        h.finish()
+    };
     let key = format!(
-        "{}|{}|{}|{}",
-        v.vault_address.as_deref().unwrap_or("$VAULT_ADDR"),
+        "{}|{}|{}|{}|{credentials:x}",
+        address(v).unwrap_or_default(),
         v.vault_mount,
         v.vault_path,
         v.vault_key
@@ -233,14 +306,24 @@ pub fn load(v: &VaultSource) -> Result<Secret, VaultError> {
     }
     match fetch(v) {
         Ok(secret) => {
-            lock(secrets()).insert(key, Cached { value: secret.clone(), fetched: Instant::now() });
+            lock(secrets()).insert(
+                key,
+                Cached {
+                    value: secret.clone(),
+                    fetched: Instant::now(),
+                },
+            );
             Ok(secret)
         }
         Err(e) if e.is_temporary() => {
             let mut cache = lock(secrets());
             match cache.get(&key) {
                 Some(c) if c.fetched.elapsed() < CACHE_TTL + GRACE => {
-                    tracing::warn!("serving a cached secret ({}/{}) while Vault is unavailable: {e}", v.vault_mount, v.vault_path);
+                    tracing::warn!(
+                        "serving a cached secret ({}/{}) while Vault is unavailable: {e}",
+                        v.vault_mount,
+                        v.vault_path
+                    );
                     Ok(c.value.clone())
                 }
                 _ => {

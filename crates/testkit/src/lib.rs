@@ -8,7 +8,9 @@
 pub mod client;
 pub mod daemon;
 pub mod pki;
+pub mod sink;
 pub mod tls;
+pub mod vault;
 
 pub use client::{dot_stuff, Reply, SmtpClient};
 pub use daemon::{Daemon, DaemonOptions};
