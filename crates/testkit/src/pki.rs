@@ -51,6 +51,17 @@ impl TestCa {
         self.issue(params)
     }
 
+    /// Client-auth leaf that expired in 2001.
+    pub fn issue_expired_client(&self, common_name: &str) -> (String, String) {
+        let mut params = leaf_params(&[], ExtendedKeyUsagePurpose::ClientAuth);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.not_before = date_time_ymd(2000, 1, 1);
+        params.not_after = date_time_ymd(2001, 1, 1);
+        self.issue(params)
+    }
+
     /// Server leaf that expired in 2001, otherwise identical to `issue_server`.
     pub fn issue_expired_server(&self, dns_names: &[&str]) -> (String, String) {
         let mut params = leaf_params(dns_names, ExtendedKeyUsagePurpose::ServerAuth);
