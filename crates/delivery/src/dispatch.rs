@@ -90,9 +90,11 @@ impl Attempt {
 
 /// TLS configurations derived from an egress path, built once per path.
 pub struct TlsMaterial {
-    verifying: Arc<ClientConfig>,
+    /// Validating config and verifier; an error when no trust anchors exist
+    /// (no system roots and no `tls_extra_ca`), which only matters for
+    /// connections that must validate.
+    verifying: Result<(Arc<ClientConfig>, Arc<WebPkiServerVerifier>), String>,
     insecure: Arc<ClientConfig>,
-    verifier: Arc<WebPkiServerVerifier>,
 }
 
 fn build_tls(path: &EgressPath) -> Result<TlsMaterial, String> {
@@ -114,20 +116,22 @@ fn build_tls(path: &EgressPath) -> Result<TlsMaterial, String> {
         _ => None,
     };
     let extra_bytes = extra.as_ref().map(|s| s.expose());
-    let verifier = webpki_verifier(root_store(extra_bytes).map_err(|e| e.to_string())?)
+    let verifying = (|| {
+        let verifier = webpki_verifier(root_store(extra_bytes).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let config = verifying_config(
+            extra_bytes,
+            client_cert
+                .as_ref()
+                .map(|(c, k)| (c.clone(), k.clone_key())),
+        )
         .map_err(|e| e.to_string())?;
-    let verifying = verifying_config(
-        extra_bytes,
-        client_cert
-            .as_ref()
-            .map(|(c, k)| (c.clone(), k.clone_key())),
-    )
-    .map_err(|e| e.to_string())?;
+        Ok((config, verifier))
+    })();
     let insecure = insecure_config(client_cert).map_err(|e| e.to_string())?;
     Ok(TlsMaterial {
         verifying,
         insecure,
-        verifier,
     })
 }
 
@@ -268,13 +272,24 @@ async fn try_host(
         let config = if insecure {
             tls.insecure.clone()
         } else {
-            tls.verifying.clone()
+            match &tls.verifying {
+                Ok((config, _)) => config.clone(),
+                Err(e) => {
+                    client.quit().await;
+                    return Err(attempt.because(format!("cannot validate certificates: {e}")));
+                }
+            }
         };
         match client.starttls(host, config).await {
             Ok(info) => {
                 attempt.tls = Some((log_version(&info.protocol_version), info.cipher.clone()));
                 attempt.tls_validated = Some(if insecure {
-                    check_certificate(&*tls.verifier, host, &info.peer_certificates).is_ok()
+                    match &tls.verifying {
+                        Ok((_, verifier)) => {
+                            check_certificate(&**verifier, host, &info.peer_certificates).is_ok()
+                        }
+                        Err(_) => false,
+                    }
                 } else {
                     true
                 });
