@@ -516,7 +516,6 @@ impl QueueManager {
             return;
         }
         let rec = records::attempt_record(&part, &part.recipients, attempt, None, part.attempts);
-        self.0.logger.log("TransientFailure", rec);
         let meta = SpoolMeta {
             id: part.msg.id.to_string(),
             sender: part.msg.sender.to_string(),
@@ -532,6 +531,9 @@ impl QueueManager {
                 tracing::warn!(id = %part.msg.id, "cannot record retry state: {e}");
             }
         }
+        // Logged once the retry state is durable, so a record never claims
+        // more than a restart would remember.
+        self.0.logger.log("TransientFailure", rec);
         self.schedule(part, delay);
     }
 
