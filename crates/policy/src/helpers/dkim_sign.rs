@@ -5,7 +5,6 @@
 //! cannot be loaded makes the handler raise, so the message is deferred
 //! rather than sent unsigned.
 
-use super::{load_data_file, merge};
 use crate::dkim::{make_signer, sign, SignerParams};
 use crate::message::MessageHandle;
 use ironpost_dkim::Algorithm;
@@ -13,7 +12,7 @@ use ironpost_keysource::{KeySource, VaultSource};
 use mlua::{AnyUserData, Lua, Table, Value};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,13 +160,7 @@ impl Plan {
 }
 
 fn load(files: &[String]) -> Result<DkimData, String> {
-    let mut merged = serde_json::Map::new();
-    for f in files {
-        match load_data_file(Path::new(f))? {
-            serde_json::Value::Object(m) => merge(&mut merged, m),
-            _ => return Err(format!("{f}: expected tables")),
-        }
-    }
+    let merged = super::load_merged(files)?;
     let names = files.join(", ");
     let data: DkimData = serde_path_to_error::deserialize(serde_json::Value::Object(merged))
         .map_err(|e| format!("dkim_sign {names}: key '{}': {}", e.path(), e.inner()))?;

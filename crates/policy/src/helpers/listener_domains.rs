@@ -1,22 +1,15 @@
 //! `policy-extras.listener_domains`: a `get_listener_domain` handler built
 //! from `["domain"]` tables, with `["*"]` as the fallback.
 
-use super::{load_data_file, merge};
 use crate::config::{ListenerDomain, ListenerDomainConfig};
 use crate::kumo::ListenerDomainValue;
 use mlua::{Lua, Table, Value};
 use std::collections::HashMap;
-use std::path::Path;
+
 use std::sync::Arc;
 
 pub fn load(files: &[String]) -> Result<HashMap<String, ListenerDomain>, String> {
-    let mut merged = serde_json::Map::new();
-    for f in files {
-        match load_data_file(Path::new(f))? {
-            serde_json::Value::Object(m) => merge(&mut merged, m),
-            _ => return Err(format!("{f}: expected a table of domains")),
-        }
-    }
+    let merged = super::load_merged(files)?;
     let mut out = HashMap::new();
     for (domain, v) in merged {
         let cfg: ListenerDomainConfig = serde_json::from_value(v).map_err(|e| {

@@ -26,6 +26,18 @@ pub fn load_data_file(path: &Path) -> Result<Value, String> {
     }
 }
 
+/// Load every file (each a table of tables) and merge them in order.
+pub fn load_merged(files: &[String]) -> Result<serde_json::Map<String, Value>, String> {
+    let mut merged = serde_json::Map::new();
+    for f in files {
+        match load_data_file(Path::new(f))? {
+            Value::Object(m) => merge(&mut merged, m),
+            _ => return Err(format!("{f}: expected a file of tables")),
+        }
+    }
+    Ok(merged)
+}
+
 /// Later files override earlier ones key by key within each table.
 pub fn merge(into: &mut serde_json::Map<String, Value>, from: serde_json::Map<String, Value>) {
     for (k, v) in from {

@@ -10,7 +10,7 @@
 //! tables (over `[queue.'default']`) and the tenant's `egress_pool`, unless
 //! the policy registers its own handler.
 
-use super::{load_data_file, merge};
+use super::merge;
 use crate::delivery_config::QueueConfig;
 use crate::error::Rejection;
 use crate::kumo::QueueConfigValue;
@@ -19,7 +19,6 @@ use mlua::{AnyUserData, Lua, Table, Value};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,13 +51,7 @@ struct QueuesFile {
 }
 
 fn load(files: &[String]) -> Result<QueuesFile, String> {
-    let mut merged = Map::new();
-    for f in files {
-        match load_data_file(Path::new(f))? {
-            Json::Object(m) => merge(&mut merged, m),
-            _ => return Err(format!("{f}: expected tables")),
-        }
-    }
+    let merged = super::load_merged(files)?;
     let names = files.join(", ");
     let q: QueuesFile = serde_path_to_error::deserialize(Json::Object(merged))
         .map_err(|e| format!("queues {names}: key '{}': {}", e.path(), e.inner()))?;

@@ -3,12 +3,11 @@
 //! by host or IP with `mx_rollup = false`. Files merge in order; every table
 //! is checked at setup so a typo fails start-up naming file, table and key.
 
-use super::{load_data_file, merge};
+use super::merge;
 use crate::delivery_config::EgressPathConfig;
 use crate::kumo::EgressPathValue;
 use mlua::{Lua, Table, Value};
 use serde_json::{Map, Value as Json};
-use std::path::Path;
 use std::sync::Arc;
 
 struct Shaping {
@@ -41,13 +40,7 @@ fn check_table(files: &str, name: &str, table: &Map<String, Json>) -> Result<(),
 }
 
 fn load(files: &[String]) -> Result<Shaping, String> {
-    let mut merged = Map::new();
-    for f in files {
-        match load_data_file(Path::new(f))? {
-            Json::Object(m) => merge(&mut merged, m),
-            _ => return Err(format!("{f}: expected tables")),
-        }
-    }
+    let merged = super::load_merged(files)?;
     let names = files.join(", ");
     let mut s = Shaping {
         default: Map::new(),
