@@ -186,3 +186,61 @@ async fn listener_domains_helper_and_require_confinement() {
         "{err}"
     );
 }
+
+/// Seed 000's pattern: an HTTP request with Basic credentials whose password
+/// comes from a keysource, against a real HTTP server on loopback.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_client_with_basic_auth_from_a_keysource() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        let req = String::from_utf8_lossy(&buf[..n]).to_string();
+        // base64("username:s3cret")
+        let ok = req.contains("authorization: Basic dXNlcm5hbWU6czNjcmV0")
+            || req.contains("Authorization: Basic dXNlcm5hbWU6czNjcmV0");
+        let (status, body) = if ok {
+            ("200 OK", "welcome")
+        } else {
+            ("401 Unauthorized", "no")
+        };
+        write!(s, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Test: yes\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pw = write(&dir, "pw", "s3cret");
+    let (e, _) = start(
+        &dir,
+        &format!(
+            r#"
+kumo.on('smtp_server_message_received', function(msg)
+  local request = kumo.http.build_client({{}}):get 'http://{addr}/check'
+  local passwd = kumo.secrets.load '{}'
+  request:basic_auth('username', passwd)
+  local response = request:send()
+  msg:set_meta('status', response:status_code())
+  msg:set_meta('body', response:text())
+  msg:set_meta('header', response:headers()['x-test'])
+end)
+"#,
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let out = e
+        .message_event(
+            "smtp_server_message_received",
+            Message {
+                data: b"Subject: x\r\n\r\n".to_vec(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    server.join().unwrap();
+    assert_eq!(out.meta["status"], 200);
+    assert_eq!(out.meta["body"], "welcome");
+    assert_eq!(out.meta["header"], "yes");
+}
