@@ -35,10 +35,9 @@ log="$root/install.log"
 echo "install-rvault: building rusty_vault $RVAULT_VERSION into $root (several minutes; log: $log)" >&2
 # --locked uses the crate's own Cargo.lock. Should that set no longer build
 # with this toolchain, retry with freshly resolved dependencies.
-# A debug build: it is a test fixture, and compiles in half the time.
-if ! cargo install rusty_vault --debug --version "=$RVAULT_VERSION" --locked --root "$root" >"$log" 2>&1; then
+if ! cargo install rusty_vault --version "=$RVAULT_VERSION" --locked --root "$root" >"$log" 2>&1; then
   echo "install-rvault: --locked build failed; retrying with fresh dependency resolution" >&2
-  if ! cargo install rusty_vault --debug --version "=$RVAULT_VERSION" --root "$root" >>"$log" 2>&1; then
+  if ! cargo install rusty_vault --version "=$RVAULT_VERSION" --root "$root" >>"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "install-rvault: cargo install rusty_vault failed (full log: $log)" >&2
     exit 1
