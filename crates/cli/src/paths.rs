@@ -5,8 +5,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Create missing parents of a data directory as 0700 so a fresh
-/// `./ironpost-data/` is private from the first byte.
-pub fn create_private_parents(dir: &Path) -> Result<()> {
+/// `./ironpost-data/` is private from the first byte. Returns the parent
+/// when it was created here (it then belongs to the daemon user).
+pub fn create_private_parents(dir: &Path) -> Result<Option<std::path::PathBuf>> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.exists() {
             std::fs::DirBuilder::new()
@@ -14,15 +15,16 @@ pub fn create_private_parents(dir: &Path) -> Result<()> {
                 .mode(0o700)
                 .create(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
+            return Ok(Some(parent.to_path_buf()));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Create (0o2770) or check a spool, log or key directory: other users must
 /// have no access at all.
-pub fn ensure_private_dir(dir: &Path, what: &str) -> Result<()> {
-    create_private_parents(dir)?;
+pub fn ensure_private_dir(dir: &Path, what: &str) -> Result<Option<std::path::PathBuf>> {
+    let created_parent = create_private_parents(dir)?;
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .mode(0o770)
@@ -42,7 +44,7 @@ pub fn ensure_private_dir(dir: &Path, what: &str) -> Result<()> {
             mode & 0o7777
         );
     }
-    Ok(())
+    Ok(created_parent)
 }
 
 /// The policy directory must not be writable by anyone but its owner, and

@@ -82,12 +82,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
 
-    paths::ensure_private_dir(&spool_def.path, "spool")?;
+    let mut created = Vec::new();
+    created.extend(paths::ensure_private_dir(&spool_def.path, "spool")?);
     let log_cfg = init.logs.clone();
     if let Some(logs) = &log_cfg {
-        paths::ensure_private_dir(&logs.log_dir, "log")?;
+        created.extend(paths::ensure_private_dir(&logs.log_dir, "log")?);
     }
     if let Some(user) = &user {
+        // A data root created just now (./ironpost-data) belongs to the user
+        // too, or it could not reach its own spool.
+        for dir in &created {
+            nix::unistd::chown(dir, Some(user.uid), Some(user.gid))
+                .with_context(|| format!("cannot chown {}", dir.display()))?;
+        }
         privileges::chown_tree(&spool_def.path, user)?;
         if let Some(logs) = &log_cfg {
             privileges::chown_tree(&logs.log_dir, user)?;

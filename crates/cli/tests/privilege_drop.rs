@@ -1,0 +1,76 @@
+//! `--user`: started as root, the daemon binds, reads its keys, then drops
+//! to the user completely (real, effective, saved and filesystem ids, no
+//! supplementary groups, no_new_privs) and still spools mail. Skipped when
+//! the tests do not run as root.
+
+use ironpost_testkit::{Daemon, DaemonOptions, SmtpClient};
+use std::os::unix::fs::PermissionsExt;
+
+const POLICY: &str = r#"
+kumo.on('init', function()
+  kumo.define_spool { name = 'data', path = './ironpost-data/spool' }
+  kumo.configure_local_logs { log_dir = './ironpost-data/logs' }
+  kumo.start_esmtp_listener { listen = '127.0.0.1:0' }
+end)
+kumo.on('get_queue_config', function()
+  return kumo.make_queue_config { protocol = { smtp = { mx_list = { '127.0.0.1:9' } } }, retry_interval = '1h' }
+end)
+"#;
+
+fn status_field(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .map(|l| l[name.len()..].trim().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drops_every_privilege_and_still_spools() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    let dir = tempfile::tempdir().unwrap();
+    // The user must be able to reach its data directory.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let mut d = Daemon::start(
+        DaemonOptions::new(env!("CARGO_BIN_EXE_ironpost"))
+            .policy(POLICY)
+            .arg("--user")
+            .arg("nobody")
+            .workdir(dir.path()),
+    )
+    .unwrap();
+    let pid = d.pid();
+    let uid = nobody.uid.as_raw().to_string();
+    let gid = nobody.gid.as_raw().to_string();
+    assert_eq!(
+        status_field(pid, "Uid:")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        vec![uid.as_str(); 4]
+    );
+    assert_eq!(
+        status_field(pid, "Gid:")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        vec![gid.as_str(); 4]
+    );
+    assert_eq!(status_field(pid, "Groups:"), "");
+    assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+    assert_eq!(status_field(pid, "CapEff:"), "0000000000000000");
+
+    let (mut c, _) = SmtpClient::connect(d.smtp_addr()).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    let r = c
+        .send_message("a@b.test", &["c@d.test"], b"Subject: x\r\n\r\nbody\r\n")
+        .await
+        .unwrap();
+    assert_eq!(r.code, 250, "{r}");
+    d.stop();
+}
