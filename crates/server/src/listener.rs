@@ -14,6 +14,21 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// Pending connections the kernel may queue (capped by
+/// net.core.somaxconn). The std default of 128 overflows when hundreds of
+/// clients connect at once, and every dropped SYN costs the client a 1 s+
+/// retransmission.
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// What every session needs besides its own listener's settings.
 #[derive(Clone)]
 pub struct Services {
@@ -76,7 +91,11 @@ impl PreparedListener {
             addr: cfg.listen.clone(),
             source,
         };
-        let socket = std::net::TcpListener::bind(&cfg.listen).map_err(bind_err)?;
+        let addr: SocketAddr = cfg.listen.parse().map_err(|_| ServerError::Config {
+            listen: cfg.listen.clone(),
+            reason: "listen: not an ip:port address".into(),
+        })?;
+        let socket = bind_listener(addr).map_err(bind_err)?;
         socket.set_nonblocking(true).map_err(bind_err)?;
         let local = socket.local_addr().map_err(bind_err)?;
         Ok(PreparedListener {
