@@ -447,7 +447,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%
 echo
 echo "End to end: smtp-source -s C -m $N -l $SIZE -> MTA -> smtp-sink (loopback), median of R=$R runs."
 echo "e2e msg/s = N / (start of smtp-source until the sink counted all N). accepted = smtp-source's own time."
-echo "Ironpost: $BUILT_FROM, spool flush=true, logs on. Postfix $(postconf -d -h mail_version 2>/dev/null): relayhost = the sink, concurrency 50."
+echo "Ironpost: $BUILT_FROM, spool flush=true, logs on.$([ "$POSTFIX" = 1 ] && echo " Postfix $(postconf -d -h mail_version 2>/dev/null): relayhost = the sink, concurrency 50.")"
 echo "Both fsync every message before 250. Postfix never signs. 250->dlv: Reception to Delivery record, median over runs of each run's percentile."
 echo
 fmt='%-9s %-8s %5s %4s %9s %-20s %7s %9s %10s %9s %9s\n'
