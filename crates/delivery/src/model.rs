@@ -1,6 +1,7 @@
 //! What the queue keeps per message: only the envelope and where the body
 //! lies in the spool. Bodies stay on disk until a connection is ready for
-//! them, so a million queued messages cost a few hundred bytes each.
+//! them. Measured: about 1.6 KB of memory per queued message (bench/rss_million.sh),
+//! mostly the per-message meta map and recipient strings; to be shrunk.
 
 use ironpost_spool::{Location, SpoolId};
 use serde::{Deserialize, Serialize};
