@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// How the client decides whether to trust the server certificate.
 #[derive(Clone, Debug)]
@@ -104,63 +103,6 @@ pub fn server_config(
 }
 
 /// Test-only verifier: accepts every server certificate and name, so tests
-/// can reach a daemon using a self-signed or mismatched certificate.
-#[derive(Debug)]
-pub struct InsecureAcceptAnyServerCert(Arc<CryptoProvider>);
-
-impl InsecureAcceptAnyServerCert {
-    pub fn new() -> Self {
-        Self(provider())
-    }
-}
-
-impl Default for InsecureAcceptAnyServerCert {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ServerCertVerifier for InsecureAcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
+/// can reach a daemon using a self-signed or mismatched certificate. The
+/// delivery client's own accept-any verifier, reused.
+pub use ironpost_smtp_client::tls::AcceptAnyCertificate as InsecureAcceptAnyServerCert;
