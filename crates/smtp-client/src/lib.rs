@@ -12,20 +12,26 @@
 //! - [`fuzz`]: the same, wrapped with invariant checks for fuzz targets.
 //!
 //! [`SmtpClient`] drives them over TCP and STARTTLS with a timeout per
-//! phase; [`tls`] builds the rustls configurations it uses.
+//! phase; [`tls`] builds the rustls configurations it uses, [`dane`] the
+//! DANE (RFC 7672) one, and [`tls_report`] maps TLS failures to RFC 8460
+//! result types.
 
 pub mod body;
 pub mod caps;
 pub mod client;
 pub mod command;
+pub mod dane;
 pub mod error;
 pub mod fuzz;
 pub mod reply;
 pub mod tls;
+pub mod tls_report;
 
 pub use body::{check_data_stream, dot_stuff, DotStuffer};
 pub use caps::Capabilities;
 pub use client::{SmtpClient, Timeouts, TlsInfo};
 pub use command::{MailParams, TransactionResult};
+pub use dane::{dane_config, DaneFailure, DaneFailureKind, DaneVerifier, Tlsa};
 pub use error::{ClientError, Phase, TlsError};
 pub use reply::{parse_reply, EnhancedCode, Reply, ReplyError};
+pub use tls_report::TlsResultType;

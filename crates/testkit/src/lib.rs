@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod https;
 pub mod pki;
 pub mod sink;
 pub mod tls;
