@@ -1,8 +1,10 @@
 //! A small registry of process-wide counters rendered in the Prometheus
 //! text exposition format (version 0.0.4) for `GET /metrics`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Counters shared by the listeners and the queue manager; cheap to bump
 /// from any thread (`Relaxed` atomics: each is an independent total).
@@ -22,6 +24,10 @@ pub struct Metrics {
     pub auth_successes: AtomicU64,
     /// Failed authentications (SMTP AUTH and HTTP Basic).
     pub auth_failures: AtomicU64,
+    /// Delivery attempts by outbound TLS policy (none, mta-sts-testing,
+    /// mta-sts-enforce, dane) and result ("success" or an RFC 8460 type).
+    /// Both label sets are small and fixed, so a map under a lock is enough.
+    tls_policy_results: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 /// The content type to serve [`Metrics::render`] with.
@@ -38,6 +44,16 @@ impl Metrics {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count one delivery attempt's TLS policy outcome.
+    pub fn tls_policy_result(&self, policy: &str, result: &str) {
+        let mut m = self
+            .tls_policy_results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *m.entry((policy.to_string(), result.to_string()))
+            .or_default() += 1;
     }
 
     /// The counters, then one `ironpost_queue_size` sample per queue.
@@ -84,6 +100,24 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_tls_policy_results_total Delivery attempts by outbound TLS policy and RFC 8460 result."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_tls_policy_results_total counter");
+        for ((policy, result), n) in self
+            .tls_policy_results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "ironpost_tls_policy_results_total{{policy=\"{}\",result=\"{}\"}} {n}",
+                escape_label(policy),
+                escape_label(result)
+            );
         }
         let _ = writeln!(
             out,

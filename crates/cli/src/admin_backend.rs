@@ -40,6 +40,14 @@ pub fn observer(metrics: Arc<Metrics>) -> ironpost_logs::Observer {
         if let Some(c) = counter {
             Metrics::inc(c);
         }
+        if matches!(kind, "Delivery" | "TransientFailure" | "Bounce") {
+            if let (Some(policy), Some(result)) = (
+                rec.get("tls_policy").and_then(Value::as_str),
+                rec.get("tls_result").and_then(Value::as_str),
+            ) {
+                metrics.tls_policy_result(policy, result);
+            }
+        }
     })
 }
 

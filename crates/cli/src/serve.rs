@@ -84,6 +84,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     let mut created = Vec::new();
     created.extend(paths::ensure_private_dir(&spool_def.path, "spool")?);
+    // MTA-STS policies are cached beside the spool so they survive restarts
+    // (RFC 8461 §5.1: a cached policy protects against a blocked fetch).
+    let sts_dir = spool_def.path.with_file_name("mta-sts");
+    created.extend(paths::ensure_private_dir(&sts_dir, "MTA-STS cache")?);
     let log_cfg = init.logs.clone();
     if let Some(logs) = &log_cfg {
         created.extend(paths::ensure_private_dir(&logs.log_dir, "log")?);
@@ -96,6 +100,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 .with_context(|| format!("cannot chown {}", dir.display()))?;
         }
         privileges::chown_tree(&spool_def.path, user)?;
+        privileges::chown_tree(&sts_dir, user)?;
         if let Some(logs) = &log_cfg {
             privileges::chown_tree(&logs.log_dir, user)?;
         }
@@ -122,6 +127,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let logger = logger.with_observer(crate::admin_backend::observer(metrics.clone()));
     let dns_cfg = dns_config(init.resolver.as_ref())?;
+    let sts = Arc::new(mta_sts_resolver(sts_dir)?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,6 +148,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             DeliveryOptions {
                 hostname: hostname.clone(),
                 dns,
+                mta_sts: Some(sts),
             },
         );
         queue.start();
@@ -252,19 +259,56 @@ fn dns_config(settings: Option<&ironpost_policy::ResolverSettings>) -> Result<Dn
     let Some(s) = settings else {
         return Ok(DnsConfig::default());
     };
-    if s.options.validate == Some(true) {
-        tracing::warn!("kumo.dns: DNSSEC validation (options.validate) is not implemented yet; answers are not validated");
-    }
     let name_servers = s
         .name_servers
         .iter()
         .map(|n| ironpost_policy::delivery_config::parse_name_server(n).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
+    let validate = s.options.validate == Some(true);
+    if validate {
+        tracing::info!(
+            "DNSSEC validation on (trust anchors: {})",
+            s.options
+                .trust_anchor_file
+                .as_deref()
+                .unwrap_or("the built-in root keys")
+        );
+    } else if s.options.trust_anchor_file.is_some() {
+        tracing::warn!("kumo.dns: trust_anchor_file is ignored without options.validate = true");
+    }
     Ok(DnsConfig {
         name_servers,
         timeout: s.options.timeout,
         attempts: s.options.attempts,
+        validate,
+        trust_anchor_file: s
+            .options
+            .trust_anchor_file
+            .as_ref()
+            .map(std::path::PathBuf::from),
     })
+}
+
+/// The MTA-STS resolver. Two environment variables exist for the test
+/// suites only, and are loud about it: `IRONPOST_TEST_MTA_STS_PORT` (the
+/// policy host's HTTPS port instead of 443) and `IRONPOST_TEST_MTA_STS_CA`
+/// (a PEM file of extra CAs trusted for policy fetches).
+fn mta_sts_resolver(cache_dir: std::path::PathBuf) -> Result<ironpost_delivery::StsResolver> {
+    let mut cfg = ironpost_delivery::StsConfig::new(cache_dir);
+    if let Ok(port) = std::env::var("IRONPOST_TEST_MTA_STS_PORT") {
+        cfg.https_port = port
+            .parse()
+            .with_context(|| format!("IRONPOST_TEST_MTA_STS_PORT: {port:?} is not a port"))?;
+        tracing::warn!("TEST MODE: MTA-STS policies are fetched from port {port}, not 443");
+    }
+    if let Ok(path) = std::env::var("IRONPOST_TEST_MTA_STS_CA") {
+        cfg.extra_ca_pem = Some(
+            std::fs::read(&path)
+                .with_context(|| format!("IRONPOST_TEST_MTA_STS_CA: cannot read {path}"))?,
+        );
+        tracing::warn!("TEST MODE: MTA-STS policy hosts may present certificates from {path}");
+    }
+    ironpost_delivery::StsResolver::new(cfg).map_err(|e| anyhow::anyhow!("MTA-STS: {e}"))
 }
 
 fn warn_inline_secrets(init: &InitConfig) {

@@ -13,14 +13,26 @@
 //!
 //! AUTH credentials are only sent over TLS whose certificate validated,
 //! unless `allow_smtp_auth_plain_without_tls` says otherwise.
+//!
+//! A host's MTA-STS or DANE policy ([`crate::tls_policy`]) can only raise
+//! the mode: `enforce` makes it `Required`; usable TLSA records make TLS
+//! mandatory and authenticated by them alone; unusable TLSA records make
+//! TLS mandatory without authentication. No policy path ever retries in
+//! cleartext.
 
 use crate::bounce::FailedRecipient;
 use crate::manager::{EgressPath, Inner};
 use crate::model::QueuedPart;
 pub use crate::route::Site;
+use crate::route::Target;
+use crate::tls_policy::HostPolicy;
 use ironpost_policy::TlsMode;
+use ironpost_smtp_client::dane::{dane_config, DaneFailure, DaneVerifier, Tlsa};
 use ironpost_smtp_client::tls::{
-    check_certificate, insecure_config, root_store, verifying_config, webpki_verifier,
+    check_certificate, insecure_config, root_store, verifying_config, webpki_verifier, ClientCert,
+};
+use ironpost_smtp_client::tls_report::{
+    classify_client_error, classify_rustls_error, TlsResultType,
 };
 use ironpost_smtp_client::{ClientError, MailParams, Reply, SmtpClient, Timeouts};
 use rustls::client::WebPkiServerVerifier;
@@ -40,12 +52,27 @@ pub struct Attempt {
     pub error: Option<String>,
     pub tls: Option<(String, String)>,
     pub tls_validated: Option<bool>,
+    /// The downgrade-resistant policy that applied ("none",
+    /// "mta-sts-testing", "mta-sts-enforce", "dane").
+    pub tls_policy: Option<&'static str>,
+    /// "success" or an RFC 8460 result type, with detail for failures.
+    pub tls_result: Option<(&'static str, Option<String>)>,
 }
 
 impl Attempt {
     pub fn local(reason: &str) -> Attempt {
         Attempt {
             error: Some(reason.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// A destination refused by a TLS policy before any connection.
+    pub fn policy_failure(policy: &'static str, result: &'static str, reason: &str) -> Attempt {
+        Attempt {
+            error: Some(reason.to_string()),
+            tls_policy: Some(policy),
+            tls_result: Some((result, Some(reason.to_string()))),
             ..Default::default()
         }
     }
@@ -69,6 +96,10 @@ impl Attempt {
     fn because(mut self, reason: String) -> Attempt {
         self.error = Some(reason);
         self
+    }
+
+    fn tls_failed(&mut self, result: TlsResultType, detail: String) {
+        self.tls_result = Some((result.as_str(), Some(detail)));
     }
 
     fn set_reply(&mut self, r: &Reply) {
@@ -95,6 +126,8 @@ pub struct TlsMaterial {
     /// connections that must validate.
     verifying: Result<(Arc<ClientConfig>, Arc<WebPkiServerVerifier>), String>,
     insecure: Arc<ClientConfig>,
+    /// Kept to build per-host DANE configurations.
+    client_cert: Option<Arc<ClientCert>>,
 }
 
 fn build_tls(path: &EgressPath) -> Result<TlsMaterial, String> {
@@ -128,10 +161,16 @@ fn build_tls(path: &EgressPath) -> Result<TlsMaterial, String> {
         .map_err(|e| e.to_string())?;
         Ok((config, verifier))
     })();
-    let insecure = insecure_config(client_cert).map_err(|e| e.to_string())?;
+    let insecure = insecure_config(
+        client_cert
+            .as_ref()
+            .map(|(c, k)| (c.clone(), k.clone_key())),
+    )
+    .map_err(|e| e.to_string())?;
     Ok(TlsMaterial {
         verifying,
         insecure,
+        client_cert: client_cert.map(Arc::new),
     })
 }
 
@@ -216,7 +255,7 @@ pub async fn connect(
                     Attempt::at(&target.host, ip).because(format!("{ip} is in prohibited_hosts"));
                 continue;
             }
-            match try_host(inner, &target.host, SocketAddr::new(ip, port), path, &tls).await {
+            match try_host(inner, target, SocketAddr::new(ip, port), path, &tls).await {
                 Ok(c) => return Ok(c),
                 Err(a) => {
                     tracing::debug!(host = %target.host, %ip, "connection failed: {}", a.describe());
@@ -245,31 +284,97 @@ async fn open(
     Ok(client)
 }
 
+/// How one connection negotiates TLS: the egress path's mode, raised (never
+/// lowered) by the host's MTA-STS or DANE policy.
+struct Plan {
+    mode: TlsMode,
+    dane: Option<Arc<Vec<Tlsa>>>,
+}
+
+fn plan(configured: TlsMode, policy: &HostPolicy) -> Plan {
+    let mode = match policy {
+        HostPolicy::None | HostPolicy::StsTesting { .. } => configured,
+        HostPolicy::StsEnforce | HostPolicy::Dane(_) => TlsMode::Required,
+        HostPolicy::DaneUnusable => match configured {
+            TlsMode::Opportunistic | TlsMode::Required => TlsMode::Required,
+            _ => TlsMode::RequiredInsecure,
+        },
+    };
+    let dane = match policy {
+        HostPolicy::Dane(records) => Some(records.clone()),
+        _ => None,
+    };
+    Plan { mode, dane }
+}
+
+fn classify(e: &ClientError) -> (TlsResultType, String) {
+    let kind = classify_client_error(e).unwrap_or(TlsResultType::ValidationFailure);
+    // DANE failures carry their own clean text (the presented digests).
+    let detail = match e {
+        ClientError::Tls(t) => t
+            .rustls
+            .as_ref()
+            .and_then(DaneFailure::from_rustls_error)
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| t.to_string()),
+        other => other.to_string(),
+    };
+    (kind, detail)
+}
+
 async fn try_host(
     inner: &Inner,
-    host: &str,
+    target: &Target,
     addr: SocketAddr,
     path: &EgressPath,
     tls: &TlsMaterial,
 ) -> Result<Connection, Attempt> {
+    let host = target.host.as_str();
     let t = timeouts(path);
     let mut attempt = Attempt::at(host, addr.ip());
-    let mut client = open(inner, host, addr, &t).await?;
+    let policy = &target.policy;
+    attempt.tls_policy = Some(policy.name());
+    let mut client = open(inner, host, addr, &t).await.map_err(|mut a| {
+        a.tls_policy = Some(policy.name());
+        a
+    })?;
     let offered = client.capabilities().starttls;
-    let mode = path.cfg.enable_tls;
+    let Plan { mode, dane } = plan(path.cfg.enable_tls, policy);
     let required = matches!(mode, TlsMode::Required | TlsMode::RequiredInsecure);
-    if mode != TlsMode::Disabled && !offered && required {
-        client.quit().await;
-        return Err(attempt.because(format!(
-            "{host} does not offer STARTTLS and enable_tls = {mode:?}"
-        )));
+    if mode != TlsMode::Disabled && !offered {
+        let detail = format!("{host} does not offer STARTTLS");
+        attempt.tls_failed(TlsResultType::StartTlsNotSupported, detail.clone());
+        if required {
+            client.quit().await;
+            let why = match policy {
+                HostPolicy::None | HostPolicy::StsTesting { .. } => {
+                    format!("enable_tls = {mode:?}")
+                }
+                p => format!("its {} policy requires TLS", p.name()),
+            };
+            return Err(attempt.because(format!("{detail} and {why}")));
+        }
     }
     if mode != TlsMode::Disabled && offered {
-        let insecure = matches!(
-            mode,
-            TlsMode::OpportunisticInsecure | TlsMode::RequiredInsecure
-        );
-        let config = if insecure {
+        let insecure = dane.is_none()
+            && matches!(
+                mode,
+                TlsMode::OpportunisticInsecure | TlsMode::RequiredInsecure
+            );
+        let config = if let Some(records) = &dane {
+            let verifier = Arc::new(DaneVerifier::new(records.as_slice(), &[host]));
+            let cert = tls
+                .client_cert
+                .as_ref()
+                .map(|c| (c.0.clone(), c.1.clone_key()));
+            match dane_config(verifier, cert) {
+                Ok(c) => c,
+                Err(e) => {
+                    client.quit().await;
+                    return Err(attempt.because(format!("DANE TLS setup: {e}")));
+                }
+            }
+        } else if insecure {
             tls.insecure.clone()
         } else {
             match &tls.verifying {
@@ -283,27 +388,64 @@ async fn try_host(
         match client.starttls(host, config).await {
             Ok(info) => {
                 attempt.tls = Some((log_version(&info.protocol_version), info.cipher.clone()));
-                attempt.tls_validated = Some(if insecure {
+                let validated = if insecure {
                     match &tls.verifying {
                         Ok((_, verifier)) => {
-                            check_certificate(&**verifier, host, &info.peer_certificates).is_ok()
+                            match check_certificate(&**verifier, host, &info.peer_certificates) {
+                                Ok(()) => true,
+                                Err(e) => {
+                                    if matches!(policy, HostPolicy::StsTesting { .. }) {
+                                        attempt
+                                            .tls_failed(classify_rustls_error(&e), e.to_string());
+                                    }
+                                    false
+                                }
+                            }
                         }
                         Err(_) => false,
                     }
                 } else {
                     true
-                });
+                };
+                attempt.tls_validated = Some(validated);
+                if attempt.tls_result.is_none() {
+                    attempt.tls_result = Some(("success", None));
+                }
                 client
                     .ehlo(&inner.hostname)
                     .await
                     .map_err(|e| attempt.clone().failed(&e))?;
             }
-            Err(e) if mode == TlsMode::OpportunisticInsecure => {
+            Err(e) if mode == TlsMode::OpportunisticInsecure && dane.is_none() => {
+                let (kind, detail) = classify(&e);
                 tracing::info!(%host, "TLS handshake failed ({e}); retrying in cleartext (OpportunisticInsecure)");
-                client = open(inner, host, addr, &t).await?;
+                let mut a2 = attempt.clone();
+                client = open(inner, host, addr, &t).await.map_err(|mut a| {
+                    a.tls_policy = a2.tls_policy;
+                    a
+                })?;
+                a2.tls_failed(kind, detail);
+                attempt = a2;
             }
-            Err(e) => return Err(attempt.failed(&e)),
+            Err(e) => {
+                let (kind, detail) = classify(&e);
+                attempt.tls_failed(kind, detail);
+                return Err(attempt.failed(&e));
+            }
         }
+    }
+    if let HostPolicy::StsTesting { mx_match: false } = policy {
+        if matches!(attempt.tls_result, None | Some(("success", _))) {
+            attempt.tls_failed(
+                TlsResultType::ValidationFailure,
+                format!("{host} is not listed in the MTA-STS policy (testing mode)"),
+            );
+        }
+    }
+    if let (HostPolicy::StsTesting { .. }, Some((result, Some(detail)))) =
+        (policy, &attempt.tls_result)
+    {
+        tracing::warn!(%host, "MTA-STS (testing) would refuse this delivery: {result}: {detail}");
     }
     if let (Some(user), Some(secret)) = (
         &path.cfg.smtp_auth_plain_username,

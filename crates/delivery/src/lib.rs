@@ -3,7 +3,7 @@
 //! Accepted messages are split per recipient domain into parts that wait in
 //! a time-ordered schedule. When a part is due its queue config is fetched
 //! (`get_queue_config`), its destination resolved (MX or `mx_list`) into a
-//! site, and it joins that site's ready queue, where up to
+//! site, narrowed by the domain's DANE and MTA-STS policies, and it joins that site's ready queue, where up to
 //! `connection_limit` workers deliver over reused connections. Each attempt
 //! ends delivered, deferred (exponential backoff until `max_age`, then an
 //! Expiration and a DSN) or bounced (a DSN to the sender, never for a null
@@ -15,7 +15,9 @@ mod manager;
 pub mod model;
 mod records;
 mod route;
+pub mod tls_policy;
 
 pub use bounce::build_dsn;
+pub use ironpost_mta_sts::{StsConfig, StsResolver};
 pub use manager::{backoff, DeliveryOptions, QueueManager};
 pub use route::{parse_target, Site, Target};

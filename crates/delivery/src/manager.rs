@@ -31,6 +31,9 @@ const CONFIG_TTL: Duration = Duration::from_secs(60);
 pub struct DeliveryOptions {
     pub hostname: String,
     pub dns: Dns,
+    /// MTA-STS policy discovery and cache; `None` disables MTA-STS whatever
+    /// the egress paths say (tools and tests without a cache directory).
+    pub mta_sts: Option<Arc<ironpost_mta_sts::StsResolver>>,
 }
 
 /// A ready queue: messages whose destination resolved to one site, sharing
@@ -69,6 +72,7 @@ pub(crate) struct Inner {
     pub policy: PolicyEngine,
     pub logger: Logger,
     pub dns: Dns,
+    pub sts: Option<Arc<ironpost_mta_sts::StsResolver>>,
     pub hostname: String,
     state: Mutex<State>,
     wake: Notify,
@@ -107,6 +111,7 @@ impl QueueManager {
             policy,
             logger,
             dns: opts.dns,
+            sts: opts.mta_sts,
             hostname: opts.hostname,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
@@ -330,12 +335,8 @@ impl QueueManager {
                 }
                 return;
             }
-            Err(RouteError::Transient(reason)) => {
-                for p in parts {
-                    let attempt = Attempt::local(&reason);
-                    self.defer(p.clone(), p.recipients.clone(), &attempt, &qcfg)
-                        .await;
-                }
+            Err(e) => {
+                self.defer_all(parts, e, &qcfg).await;
                 return;
             }
         };
@@ -351,7 +352,13 @@ impl QueueManager {
                 return;
             }
         };
-        let site = Arc::new(site);
+        let site = match crate::tls_policy::apply(&self.0, &domain, site, &path).await {
+            Ok(site) => Arc::new(site),
+            Err(e) => {
+                self.defer_all(parts, e, &qcfg).await;
+                return;
+            }
+        };
         let spawn = {
             let mut s = lock(&self.0.state);
             let rq = s
@@ -374,6 +381,24 @@ impl QueueManager {
             let me = self.clone();
             let name = site.name.clone();
             tokio::spawn(async move { me.worker(name).await });
+        }
+    }
+
+    /// Defer a batch for a temporary routing or TLS policy failure.
+    async fn defer_all(&self, parts: Vec<QueuedPart>, e: RouteError, qcfg: &QueueConfig) {
+        let attempt = match e {
+            RouteError::Policy {
+                policy,
+                result,
+                reason,
+            } => Attempt::policy_failure(policy, result, &reason),
+            RouteError::Transient(reason) | RouteError::Permanent { text: reason, .. } => {
+                Attempt::local(&reason)
+            }
+        };
+        for p in parts {
+            self.defer(p.clone(), p.recipients.clone(), &attempt, qcfg)
+                .await;
         }
     }
 

@@ -49,6 +49,23 @@ pub fn attempt_record(
     if let Some(v) = a.tls_validated {
         r.insert("tls_validated".into(), json!(v));
     }
+    // Which downgrade-resistant policy applied and how it went, in RFC 8460
+    // result types, so TLS-RPT reports can be built from the log.
+    if let Some(p) = a.tls_policy {
+        r.insert("tls_policy".into(), json!(p));
+    }
+    if let Some((result, detail)) = &a.tls_result {
+        r.insert("tls_result".into(), json!(result));
+        if let Some(d) = detail {
+            r.insert("tls_result_detail".into(), json!(d));
+        }
+    }
+    if let Some((kind, detail)) = site.and_then(|s| s.discovery_failure.as_ref()) {
+        r.insert(
+            "tls_policy_discovery_failure".into(),
+            json!({ "result": kind, "detail": detail }),
+        );
+    }
     r.insert("delivery_protocol".into(), json!("ESMTP"));
     r
 }

@@ -1,6 +1,7 @@
 //! Where a domain's mail goes: the queue's `mx_list` when the policy gives
 //! one, otherwise the MX records (RFC 7505 null MX, RFC 5321 implicit MX).
 
+use crate::tls_policy::HostPolicy;
 use ironpost_dns::{Dns, DnsError, MxAnswer};
 use ironpost_policy::QueueConfig;
 use std::net::IpAddr;
@@ -10,6 +11,18 @@ pub struct Target {
     pub host: String,
     /// `None`: the egress path's `smtp_port`.
     pub port: Option<u16>,
+    /// MTA-STS or DANE requirements for this host, set after routing.
+    pub policy: HostPolicy,
+}
+
+impl Target {
+    fn new(host: String, port: Option<u16>) -> Target {
+        Target {
+            host,
+            port,
+            policy: HostPolicy::None,
+        }
+    }
 }
 
 /// The set of hosts one ready queue delivers to ("MX rollup": domains with
@@ -18,12 +31,43 @@ pub struct Target {
 pub struct Site {
     pub name: String,
     pub hosts: Vec<Target>,
+    /// The MX answer (or its denial, for an implicit MX) was DNSSEC-secure.
+    pub mx_secure: bool,
+    /// The hosts came from the policy's `mx_list` or an address literal, not
+    /// from the recipient domain's MX: its MTA-STS and DANE don't apply.
+    pub configured: bool,
+    /// A policy-discovery problem to report with every attempt, as an
+    /// RFC 8460 result type and detail (e.g. an MTA-STS fetch failure while
+    /// a cached policy is in force).
+    pub discovery_failure: Option<(&'static str, String)>,
+}
+
+impl Site {
+    fn new(name: String, hosts: Vec<Target>, mx_secure: bool, configured: bool) -> Site {
+        Site {
+            name,
+            hosts,
+            mx_secure,
+            configured,
+            discovery_failure: None,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub enum RouteError {
-    Permanent { status: String, text: String },
+    Permanent {
+        status: String,
+        text: String,
+    },
     Transient(String),
+    /// A temporary failure that a TLS policy check caused, with its RFC 8460
+    /// result type and the policy that applied, for the delivery log.
+    Policy {
+        policy: &'static str,
+        result: &'static str,
+        reason: String,
+    },
 }
 
 /// "host", "host:port", "ip", "ip:port", "[v6]", "[v6]:port".
@@ -42,26 +86,17 @@ pub fn parse_target(entry: &str) -> Result<Target, String> {
             None if after.is_empty() => None,
             None => return Err(format!("{entry:?}: unexpected text after ]")),
         };
-        return Ok(Target {
-            host: ip.to_string(),
-            port,
-        });
+        return Ok(Target::new(ip.to_string(), port));
     }
     if e.parse::<IpAddr>().is_ok() {
-        return Ok(Target {
-            host: e.to_string(),
-            port: None,
-        });
+        return Ok(Target::new(e.to_string(), None));
     }
     match e.rsplit_once(':') {
-        Some((h, p)) => Ok(Target {
-            host: h.to_ascii_lowercase(),
-            port: Some(p.parse().map_err(|_| format!("{entry:?}: bad port"))?),
-        }),
-        None if !e.is_empty() => Ok(Target {
-            host: e.to_ascii_lowercase(),
-            port: None,
-        }),
+        Some((h, p)) => Ok(Target::new(
+            h.to_ascii_lowercase(),
+            Some(p.parse().map_err(|_| format!("{entry:?}: bad port"))?),
+        )),
+        None if !e.is_empty() => Ok(Target::new(e.to_ascii_lowercase(), None)),
         None => Err("empty mx_list entry".into()),
     }
 }
@@ -78,10 +113,7 @@ pub async fn resolve(dns: &Dns, domain: &str, qcfg: &QueueConfig) -> Result<Site
             .map(|e| parse_target(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RouteError::Transient(format!("queue config mx_list: {e}")))?;
-        return Ok(Site {
-            name: list.join(","),
-            hosts,
-        });
+        return Ok(Site::new(list.join(","), hosts, false, true));
     }
     // Address literal recipient domains route straight to the address.
     if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
@@ -90,36 +122,41 @@ pub async fn resolve(dns: &Dns, domain: &str, qcfg: &QueueConfig) -> Result<Site
             status: "5.1.2".into(),
             text: format!("bad address literal {domain}"),
         })?;
-        return Ok(Site {
-            name: ip.to_string(),
-            hosts: vec![Target {
-                host: ip.to_string(),
-                port: None,
-            }],
-        });
+        return Ok(Site::new(
+            ip.to_string(),
+            vec![Target::new(ip.to_string(), None)],
+            false,
+            true,
+        ));
     }
-    match dns.mx(domain).await {
-        Ok(MxAnswer::Null) => Err(RouteError::Permanent {
+    match dns.mx_secure(domain).await.map(|s| (s.value, s.secure)) {
+        Ok((MxAnswer::Null, _)) => Err(RouteError::Permanent {
             status: "5.1.10".into(),
             text: format!("556 5.1.10 {domain} does not accept mail (null MX)"),
         }),
-        Ok(MxAnswer::Hosts { hosts, .. }) => Ok(Site {
-            name: hosts
+        Ok((MxAnswer::Hosts { hosts, .. }, secure)) => Ok(Site::new(
+            hosts
                 .iter()
                 .map(|h| h.name.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
-            hosts: hosts
+            hosts
                 .into_iter()
-                .map(|h| Target {
-                    host: h.name,
-                    port: None,
-                })
+                .map(|h| Target::new(h.name, None))
                 .collect(),
-        }),
+            secure,
+            false,
+        )),
         Err(DnsError::NxDomain(_)) => Err(RouteError::Permanent {
             status: "5.1.2".into(),
             text: format!("550 5.1.2 {domain}: domain does not exist"),
+        }),
+        // A validating resolver says the answer was forged or broken: wait,
+        // never fall back to an unvalidated route.
+        Err(e @ DnsError::Bogus(..)) => Err(RouteError::Policy {
+            policy: "none",
+            result: "dnssec-invalid",
+            reason: e.to_string(),
         }),
         Err(e) => Err(RouteError::Transient(e.to_string())),
     }
@@ -133,31 +170,19 @@ mod tests {
     fn targets() {
         assert_eq!(
             parse_target("127.0.0.1:2526").unwrap(),
-            Target {
-                host: "127.0.0.1".into(),
-                port: Some(2526)
-            }
+            Target::new("127.0.0.1".into(), Some(2526))
         );
         assert_eq!(
             parse_target("[::1]:25").unwrap(),
-            Target {
-                host: "::1".into(),
-                port: Some(25)
-            }
+            Target::new("::1".into(), Some(25))
         );
         assert_eq!(
             parse_target("MX.test").unwrap(),
-            Target {
-                host: "mx.test".into(),
-                port: None
-            }
+            Target::new("mx.test".into(), None)
         );
         assert_eq!(
             parse_target("10.0.0.1").unwrap(),
-            Target {
-                host: "10.0.0.1".into(),
-                port: None
-            }
+            Target::new("10.0.0.1".into(), None)
         );
         assert!(parse_target("mx.test:x").is_err());
     }

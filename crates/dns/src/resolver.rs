@@ -1,8 +1,13 @@
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::dnssec::{Proof, TrustAnchors};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, Record, RecordType};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError as HickoryError, NetError};
 use hickory_resolver::TokioResolver;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Resolver settings from `kumo.dns.configure_resolver` or
@@ -13,6 +18,12 @@ pub struct DnsConfig {
     pub name_servers: Vec<SocketAddr>,
     pub timeout: Option<Duration>,
     pub attempts: Option<usize>,
+    /// Validate DNSSEC locally, so that answers carry a trustworthy secure
+    /// flag (DANE needs it) and forged answers fail as `Bogus`.
+    pub validate: bool,
+    /// DNSKEY records in zone-file format to trust instead of the built-in
+    /// root keys. Only read when `validate` is set.
+    pub trust_anchor_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +37,11 @@ pub enum DnsError {
     /// SERVFAIL, timeouts, network errors: try again later.
     #[error("{0}: temporary DNS failure: {1}")]
     Temporary(String, String),
+    /// The answer failed DNSSEC validation (bad or missing signatures, an
+    /// unproven denial). Possibly an attack or a broken zone: defer, never
+    /// treat as an answer.
+    #[error("{0}: DNSSEC validation failed (bogus): {1}")]
+    Bogus(String, String),
     #[error("resolver configuration: {0}")]
     Config(String),
 }
@@ -34,6 +50,15 @@ impl DnsError {
     pub fn is_permanent(&self) -> bool {
         matches!(self, DnsError::NxDomain(_) | DnsError::NoRecords(..))
     }
+}
+
+/// An answer with its DNSSEC status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Secured<T> {
+    pub value: T,
+    /// True only when validating and every RRset the answer depends on (or,
+    /// for a negative answer, the denial of existence) was proven Secure.
+    pub secure: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,9 +77,35 @@ pub enum MxAnswer {
     Hosts { hosts: Vec<MxHost>, implicit: bool },
 }
 
+/// One TLSA record (RFC 6698 §2.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsaRecord {
+    pub usage: u8,
+    pub selector: u8,
+    pub matching: u8,
+    pub data: Vec<u8>,
+}
+
 #[derive(Clone)]
 pub struct Dns {
     resolver: TokioResolver,
+    validate: bool,
+}
+
+/// The outcome of one query once DNSSEC has been accounted for; every
+/// failure (including Bogus) is an `Err` before this is built.
+enum Answer {
+    /// The answer section without RRSIGs (CNAMEs kept, so their proof counts).
+    Records {
+        records: Vec<Record>,
+        secure: bool,
+    },
+    NoData {
+        secure: bool,
+    },
+    NxDomain {
+        secure: bool,
+    },
 }
 
 fn fqdn(name: &str) -> String {
@@ -65,14 +116,41 @@ fn fqdn(name: &str) -> String {
     }
 }
 
-fn classify(name: &str, e: hickory_resolver::net::NetError, what: &'static str) -> DnsError {
-    if e.is_nx_domain() {
-        DnsError::NxDomain(name.to_string())
-    } else if e.is_no_records_found() {
-        DnsError::NoRecords(name.to_string(), what)
-    } else {
-        DnsError::Temporary(name.to_string(), e.to_string())
+/// A negative answer is proven only if it carries at least one validated
+/// NSEC/NSEC3 and nothing in the authority section is less than Secure; the
+/// validator lets unproven denials through as long as it can show the zone
+/// is insecure, so "no error" alone proves nothing.
+fn denial_proven(authorities: Option<&[Record]>) -> bool {
+    let Some(records) = authorities else {
+        return false;
+    };
+    let mut nsec = false;
+    for r in records
+        .iter()
+        .filter(|r| r.record_type() != RecordType::RRSIG)
+    {
+        if r.proof != Proof::Secure {
+            return false;
+        }
+        nsec |= matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3);
     }
+    nsec
+}
+
+fn load_trust_anchors(path: Option<&Path>) -> Result<TrustAnchors, DnsError> {
+    let Some(path) = path else {
+        return Ok(TrustAnchors::default());
+    };
+    let bad =
+        |what: String| DnsError::Config(format!("trust anchor file {}: {what}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    // An empty anchor set would make every signed answer Bogus; refuse it
+    // rather than fail every delivery at run time.
+    if !text.to_ascii_uppercase().contains("DNSKEY") {
+        return Err(bad("no DNSKEY records".to_string()));
+    }
+    text.parse::<TrustAnchors>()
+        .map_err(|e| bad(format!("not DNSKEY records in zone-file format: {e}")))
 }
 
 impl Dns {
@@ -96,6 +174,10 @@ impl Dns {
                 TokioRuntimeProvider::default(),
             )
         };
+        if cfg.validate {
+            let anchors = load_trust_anchors(cfg.trust_anchor_file.as_deref())?;
+            builder = builder.with_trust_anchor(Arc::new(anchors));
+        }
         let opts = builder.options_mut();
         if let Some(t) = cfg.timeout {
             opts.timeout = t;
@@ -103,49 +185,143 @@ impl Dns {
         if let Some(a) = cfg.attempts {
             opts.attempts = a;
         }
+        opts.validate = cfg.validate;
+        // Keep CNAMEs in answers: the secure flag must cover every hop.
+        opts.preserve_intermediates = true;
         let resolver = builder
             .build()
             .map_err(|e| DnsError::Config(e.to_string()))?;
-        Ok(Dns { resolver })
+        Ok(Dns {
+            resolver,
+            validate: cfg.validate,
+        })
+    }
+
+    /// Whether answers are DNSSEC-validated (and `secure` can be true).
+    pub fn validating(&self) -> bool {
+        self.validate
+    }
+
+    async fn query(&self, name: &str, rtype: RecordType) -> Result<Answer, DnsError> {
+        match self.resolver.lookup(fqdn(name).as_str(), rtype).await {
+            Ok(lookup) => {
+                let records: Vec<Record> = lookup
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() != RecordType::RRSIG)
+                    .cloned()
+                    .collect();
+                // hickory already turns Bogus answers into DnssecBogus; this
+                // guards against that ever changing.
+                if self.validate && records.iter().any(|r| r.proof == Proof::Bogus) {
+                    return Err(DnsError::Bogus(
+                        name.to_string(),
+                        format!("{rtype} answer has a bad signature"),
+                    ));
+                }
+                let secure = self.validate
+                    && !records.is_empty()
+                    && records.iter().all(|r| r.proof == Proof::Secure);
+                Ok(Answer::Records { records, secure })
+            }
+            Err(e) => self.failure(name, e),
+        }
+    }
+
+    /// Sort a hickory error into a negative answer or one of our errors.
+    fn failure(&self, name: &str, e: NetError) -> Result<Answer, DnsError> {
+        match e {
+            NetError::Dns(HickoryError::NoRecordsFound(nr)) => {
+                let secure = self.validate && denial_proven(nr.authorities.as_deref());
+                match nr.response_code {
+                    ResponseCode::NXDomain => Ok(Answer::NxDomain { secure }),
+                    ResponseCode::NoError => Ok(Answer::NoData { secure }),
+                    code => Err(DnsError::Temporary(name.to_string(), code.to_string())),
+                }
+            }
+            // The validator's verdict on a denial it could not prove secure.
+            // Only Insecure (e.g. NSEC3 over the soft iteration limit) is an
+            // answer; anything else is a failed proof.
+            NetError::Dns(HickoryError::Nsec {
+                response, proof, ..
+            }) => {
+                if proof != Proof::Insecure {
+                    return Err(DnsError::Bogus(
+                        name.to_string(),
+                        format!("denial of existence is {proof}"),
+                    ));
+                }
+                let records: Vec<Record> = response
+                    .answers
+                    .iter()
+                    .filter(|r| r.record_type() != RecordType::RRSIG)
+                    .cloned()
+                    .collect();
+                if !records.is_empty() {
+                    Ok(Answer::Records {
+                        records,
+                        secure: false,
+                    })
+                } else if response.response_code == ResponseCode::NXDomain {
+                    Ok(Answer::NxDomain { secure: false })
+                } else {
+                    Ok(Answer::NoData { secure: false })
+                }
+            }
+            NetError::Dns(HickoryError::DnssecBogus) => Err(DnsError::Bogus(
+                name.to_string(),
+                "DNSSEC validation failed".to_string(),
+            )),
+            e => Err(DnsError::Temporary(name.to_string(), e.to_string())),
+        }
     }
 
     /// MX hosts for `domain`, sorted by preference (ties keep DNS order; the
     /// caller may shuffle equal preferences).
     pub async fn mx(&self, domain: &str) -> Result<MxAnswer, DnsError> {
-        let name = fqdn(domain);
-        match self.resolver.lookup(name.as_str(), RecordType::MX).await {
-            Ok(lookup) => {
-                let mut hosts: Vec<MxHost> = lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::MX(mx) => Some(MxHost {
-                            preference: mx.preference,
-                            name: mx
-                                .exchange
-                                .to_ascii()
-                                .trim_end_matches('.')
-                                .to_ascii_lowercase(),
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                if hosts.iter().any(|h| h.name.is_empty()) {
-                    // A "." exchange anywhere means null MX (RFC 7505 §3).
-                    return Ok(MxAnswer::Null);
-                }
-                if hosts.is_empty() {
-                    return Ok(implicit(domain));
-                }
-                hosts.sort_by_key(|h| h.preference);
-                Ok(MxAnswer::Hosts {
-                    hosts,
-                    implicit: false,
+        self.mx_secure(domain).await.map(|s| s.value)
+    }
+
+    /// `mx` with the DNSSEC status of the MX RRset (for an implicit MX: of
+    /// the proof that there is no MX RRset).
+    pub async fn mx_secure(&self, domain: &str) -> Result<Secured<MxAnswer>, DnsError> {
+        let (records, secure) = match self.query(domain, RecordType::MX).await? {
+            Answer::Records { records, secure } => (records, secure),
+            Answer::NoData { secure } => {
+                return Ok(Secured {
+                    value: implicit(domain),
+                    secure,
                 })
             }
-            Err(e) if e.is_no_records_found() && !e.is_nx_domain() => Ok(implicit(domain)),
-            Err(e) => Err(classify(domain, e, "MX")),
-        }
+            Answer::NxDomain { .. } => return Err(DnsError::NxDomain(domain.to_string())),
+        };
+        let mut hosts: Vec<MxHost> = records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) => Some(MxHost {
+                    preference: mx.preference,
+                    name: mx
+                        .exchange
+                        .to_ascii()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let value = if hosts.iter().any(|h| h.name.is_empty()) {
+            // A "." exchange anywhere means null MX (RFC 7505 §3).
+            MxAnswer::Null
+        } else if hosts.is_empty() {
+            implicit(domain)
+        } else {
+            hosts.sort_by_key(|h| h.preference);
+            MxAnswer::Hosts {
+                hosts,
+                implicit: false,
+            }
+        };
+        Ok(Secured { value, secure })
     }
 
     /// A and AAAA addresses of `host`.
@@ -163,8 +339,119 @@ impl Dns {
                     Ok(ips)
                 }
             }
-            Err(e) => Err(classify(host, e, "A/AAAA")),
+            Err(e) => match self.failure(host, e)? {
+                Answer::NxDomain { .. } => Err(DnsError::NxDomain(host.to_string())),
+                _ => Err(DnsError::NoRecords(host.to_string(), "A/AAAA")),
+            },
         }
+    }
+
+    /// A then AAAA addresses of `host`, both always queried. Secure only if
+    /// both answers (positive or NODATA) were proven. A Bogus answer in
+    /// either family fails the lookup; a temporary failure of one family
+    /// while the other has addresses yields those addresses, not secure.
+    /// An IP literal is returned as is, not secure (nothing was proven).
+    pub async fn ips_secure(&self, host: &str) -> Result<Secured<Vec<IpAddr>>, DnsError> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(Secured {
+                value: vec![ip],
+                secure: false,
+            });
+        }
+        let (a, aaaa) = tokio::join!(
+            self.query(host, RecordType::A),
+            self.query(host, RecordType::AAAA)
+        );
+        for r in [&a, &aaaa] {
+            if let Err(e @ DnsError::Bogus(..)) = r {
+                return Err(e.clone());
+            }
+        }
+        let mut ips = Vec::new();
+        let mut secure = true;
+        let mut nxdomain = false;
+        let mut failure = None;
+        for r in [a, aaaa] {
+            match r {
+                Ok(Answer::Records { records, secure: s }) => {
+                    secure &= s;
+                    ips.extend(records.iter().filter_map(|r| match &r.data {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                        _ => None,
+                    }));
+                }
+                Ok(Answer::NoData { secure: s }) => secure &= s,
+                Ok(Answer::NxDomain { secure: s }) => {
+                    secure &= s;
+                    nxdomain = true;
+                }
+                // Under validation a family that failed could be an attacker
+                // blocking it to strip DANE: the whole answer fails.
+                Err(e) if self.validating() => return Err(e),
+                Err(e) => {
+                    secure = false;
+                    failure = Some(e);
+                }
+            }
+        }
+        if !ips.is_empty() {
+            return Ok(Secured { value: ips, secure });
+        }
+        Err(match failure {
+            Some(e) => e,
+            None if nxdomain => DnsError::NxDomain(host.to_string()),
+            None => DnsError::NoRecords(host.to_string(), "A/AAAA"),
+        })
+    }
+
+    /// TLSA records at `_<port>._tcp.<host>`. No such name or no TLSA
+    /// records is an empty list; `secure` then says whether that absence
+    /// was proven.
+    pub async fn tlsa(&self, port: u16, host: &str) -> Result<Secured<Vec<TlsaRecord>>, DnsError> {
+        let name = format!("_{port}._tcp.{}", host.trim_end_matches('.'));
+        match self.query(&name, RecordType::TLSA).await? {
+            Answer::Records { records, secure } => Ok(Secured {
+                value: records
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::TLSA(t) => Some(TlsaRecord {
+                            usage: t.cert_usage.into(),
+                            selector: t.selector.into(),
+                            matching: t.matching.into(),
+                            data: t.cert_data.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect(),
+                secure,
+            }),
+            Answer::NoData { secure } | Answer::NxDomain { secure } => Ok(Secured {
+                value: Vec::new(),
+                secure,
+            }),
+        }
+    }
+
+    /// TXT records of `name`, each record's character-strings joined into
+    /// one string (invalid UTF-8 replaced).
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let records = match self.query(name, RecordType::TXT).await? {
+            Answer::Records { records, .. } => records,
+            Answer::NoData { .. } => return Err(DnsError::NoRecords(name.to_string(), "TXT")),
+            Answer::NxDomain { .. } => return Err(DnsError::NxDomain(name.to_string())),
+        };
+        let texts: Vec<String> = records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(String::from_utf8_lossy(&t.txt_data.concat()).into_owned()),
+                _ => None,
+            })
+            .collect();
+        if texts.is_empty() {
+            return Err(DnsError::NoRecords(name.to_string(), "TXT"));
+        }
+        Ok(texts)
     }
 }
 

@@ -16,6 +16,7 @@ async fn mx_null_implicit_nxdomain_servfail() {
         name_servers: vec![server.addr],
         timeout: Some(Duration::from_millis(500)),
         attempts: Some(1),
+        ..Default::default()
     })
     .unwrap();
 

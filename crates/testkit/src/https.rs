@@ -64,19 +64,19 @@ pub struct PolicyServer {
 impl PolicyServer {
     /// Serve with the certificate chain and key (PEM) on 127.0.0.1.
     pub async fn start(cert_pem: &str, key_pem: &str) -> std::io::Result<PolicyServer> {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let config = ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

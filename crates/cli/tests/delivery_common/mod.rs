@@ -122,6 +122,7 @@ pub struct Policy {
     dns: SocketAddr,
     routes: Vec<(String, String, String)>,
     extra: String,
+    resolver: Option<String>,
 }
 
 fn lua_str(s: &str) -> String {
@@ -134,6 +135,7 @@ impl Policy {
             dns,
             routes: Vec::new(),
             extra: String::new(),
+            resolver: None,
         }
     }
 
@@ -147,6 +149,13 @@ impl Policy {
     ) -> Self {
         self.routes
             .push((domain.to_string(), queue.into(), egress.into()));
+        self
+    }
+
+    /// Replaces the `kumo.dns.configure_resolver` call in `init` (Lua
+    /// statement; it must still point at loopback).
+    pub fn resolver(mut self, lua: impl Into<String>) -> Self {
+        self.resolver = Some(lua.into());
         self
     }
 
@@ -167,12 +176,15 @@ kumo.on('init', function()
     hostname = '{SENDER_HOST}',
     relay_hosts = {{ '127.0.0.1' }},
   }}
-  kumo.dns.configure_resolver {{ name_servers = {{ '{}' }} }}
+  {}
 end)
 local QUEUES = {{}}
 local PATHS = {{}}
 "#,
-            self.dns
+            self.resolver.clone().unwrap_or_else(|| format!(
+                "kumo.dns.configure_resolver {{ name_servers = {{ '{}' }} }}",
+                self.dns
+            ))
         );
         for (domain, q, e) in &self.routes {
             let d = lua_str(domain);
