@@ -333,7 +333,9 @@ async fn mta_sts_matrix() {
             w.https.set(&policy_host(c.name), resp.clone());
         }
     }
-    let policy = w.policy(&ports);
+    let policy = w.policy(&ports).init(
+        "kumo.start_http_listener { listen = '127.0.0.1:0', trusted_hosts = { '127.0.0.1' } }",
+    );
     let d = w.daemon(&policy);
     let mut rcpts = Vec::new();
     for c in &cases {
@@ -368,7 +370,22 @@ async fn mta_sts_matrix() {
         "redirect followed"
     );
     // Metrics count the outcomes.
-    drop(d);
+    let url = format!("http://{}/metrics", d.http[0]);
+    let metrics =
+        tokio::task::spawn_blocking(move || reqwest::blocking::get(url).and_then(|r| r.text()))
+            .await
+            .unwrap()
+            .expect("GET /metrics");
+    for line in [
+        "ironpost_tls_policy_results_total{policy=\"mta-sts-enforce\",result=\"success\"} 2",
+        "ironpost_tls_policy_results_total{policy=\"mta-sts-testing\",result=\"certificate-not-trusted\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("ironpost_tls_policy_results_total{policy=\"mta-sts-enforce\",result=\"starttls-not-supported\"}"),
+        "{metrics}"
+    );
 }
 
 /// A fetched policy is cached: an unchanged TXT id means no new fetch, a

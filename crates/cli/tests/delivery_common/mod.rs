@@ -123,6 +123,7 @@ pub struct Policy {
     routes: Vec<(String, String, String)>,
     extra: String,
     resolver: Option<String>,
+    init: String,
 }
 
 fn lua_str(s: &str) -> String {
@@ -136,6 +137,7 @@ impl Policy {
             routes: Vec::new(),
             extra: String::new(),
             resolver: None,
+            init: String::new(),
         }
     }
 
@@ -159,6 +161,13 @@ impl Policy {
         self
     }
 
+    /// Lua statements appended to the `init` handler.
+    pub fn init(mut self, lua: &str) -> Self {
+        self.init.push_str(lua);
+        self.init.push('\n');
+        self
+    }
+
     /// Lua appended at the end (e.g. a different egress path handler).
     pub fn extra(mut self, lua: &str) -> Self {
         self.extra.push_str(lua);
@@ -177,6 +186,7 @@ kumo.on('init', function()
     relay_hosts = {{ '127.0.0.1' }},
   }}
   {}
+  {}
 end)
 local QUEUES = {{}}
 local PATHS = {{}}
@@ -184,7 +194,8 @@ local PATHS = {{}}
             self.resolver.clone().unwrap_or_else(|| format!(
                 "kumo.dns.configure_resolver {{ name_servers = {{ '{}' }} }}",
                 self.dns
-            ))
+            )),
+            self.init
         );
         for (domain, q, e) in &self.routes {
             let d = lua_str(domain);
