@@ -13,18 +13,40 @@ pub fn lookup(user: &str) -> Result<User> {
 }
 
 /// Hand the data directories (and what is in them) to the daemon user.
+///
+/// This runs as root on every start, inside directories the daemon user
+/// owns: a compromised daemon could have planted symlinks there to get root
+/// to chown `/etc/shadow` on the next start. So `dir` itself must not be a
+/// symlink, and entries are changed with `lchown` (a symlink's own owner,
+/// never its target's); anything but plain files and directories is left
+/// alone.
 pub fn chown_tree(dir: &Path, user: &User) -> Result<()> {
     if !Uid::effective().is_root() {
         return Ok(());
     }
+    let meta =
+        std::fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "{} is not a directory (a symlink?); refusing to hand it to {}",
+            dir.display(),
+            user.name
+        );
+    }
     let chown = |p: &Path| {
-        nix::unistd::chown(p, Some(user.uid), Some(user.gid))
+        std::os::unix::fs::lchown(p, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
             .with_context(|| format!("cannot chown {}", p.display()))
     };
     chown(dir)?;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            chown(&e.path())?;
+            match e.file_type() {
+                Ok(t) if t.is_file() || t.is_dir() => chown(&e.path())?,
+                _ => tracing::warn!(
+                    "{}: not a plain file or directory; ownership left alone",
+                    e.path().display()
+                ),
+            }
         }
     }
     Ok(())

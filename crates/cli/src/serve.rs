@@ -84,9 +84,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     let mut created = Vec::new();
     created.extend(paths::ensure_private_dir(&spool_def.path, "spool")?);
-    // MTA-STS policies are cached beside the spool so they survive restarts
-    // (RFC 8461 §5.1: a cached policy protects against a blocked fetch).
-    let sts_dir = spool_def.path.with_file_name("mta-sts");
+    // MTA-STS policies are cached inside the spool directory (segment
+    // scans ignore it) so they survive restarts: RFC 8461 §5.1, a cached
+    // policy protects against a blocked fetch.
+    let sts_dir = spool_def.path.join("mta-sts");
     created.extend(paths::ensure_private_dir(&sts_dir, "MTA-STS cache")?);
     let log_cfg = init.logs.clone();
     if let Some(logs) = &log_cfg {

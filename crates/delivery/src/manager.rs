@@ -359,27 +359,37 @@ impl QueueManager {
                 return;
             }
         };
-        let spawn = {
+        let (spawn, key) = {
             let mut s = lock(&self.0.state);
-            let rq = s
-                .ready
-                .entry(site.name.clone())
-                .or_insert_with(|| ReadyQueue {
-                    site: site.clone(),
-                    path: path.clone(),
-                    msgs: VecDeque::new(),
-                    active: 0,
-                });
-            rq.path = path.clone();
+            // A ready queue's connections are shared by its parts, so every
+            // part in it must have equal egress path settings (TLS mode,
+            // AUTH credentials, ...): a domain whose settings differ from
+            // the queue already there for the same hosts gets its own.
+            let mut key = site.name.clone();
+            if s.ready.get(&key).is_some_and(|rq| rq.path.cfg != path.cfg) {
+                key = format!("{}|{domain}", site.name);
+            }
+            let rq = s.ready.entry(key.clone()).or_insert_with(|| ReadyQueue {
+                site: site.clone(),
+                path: path.clone(),
+                msgs: VecDeque::new(),
+                active: 0,
+            });
+            if rq.path.cfg != path.cfg {
+                // Only this domain's own queue can get here: its settings
+                // changed, and the newest apply to all its parts.
+                rq.path = path.clone();
+            }
+            rq.site = site.clone();
             rq.msgs.extend(parts);
             let limit = rq.path.cfg.connection_limit;
             let want = rq.msgs.len().min(limit).saturating_sub(rq.active);
             rq.active += want;
-            want
+            (want, key)
         };
         for _ in 0..spawn {
             let me = self.clone();
-            let name = site.name.clone();
+            let name = key.clone();
             tokio::spawn(async move { me.worker(name).await });
         }
     }

@@ -12,8 +12,10 @@
 //!   requires TLS with a valid certificate for them; `testing` changes
 //!   nothing but the report.
 //!
-//! A host with secure TLSA records follows DANE whatever MTA-STS says; the
-//! other hosts follow MTA-STS. Neither ever lowers the egress path's own
+//! A host with usable secure TLSA records follows DANE whatever MTA-STS
+//! says; the other hosts follow MTA-STS (for a host whose TLSA records are
+//! all unusable, an `enforce` policy replaces "encrypt without
+//! authentication" with its stricter rule). Neither ever lowers the egress path's own
 //! `enable_tls` (see [`crate::dispatch`]).
 
 use crate::manager::{EgressPath, Inner};
@@ -54,15 +56,26 @@ impl HostPolicy {
         }
     }
 
-    fn tag(&self) -> Option<&'static str> {
-        match self {
-            HostPolicy::None => None,
-            HostPolicy::StsTesting { mx_match: true } => Some("sts-testing"),
-            HostPolicy::StsTesting { mx_match: false } => Some("sts-testing-nomatch"),
-            HostPolicy::StsEnforce => Some("sts-enforce"),
-            HostPolicy::Dane(_) => Some("dane"),
-            HostPolicy::DaneUnusable => Some("dane-unusable"),
-        }
+    /// Part of the site name: destinations whose policies differ must not
+    /// share a ready queue (and its connections). DANE tags carry a hash of
+    /// the records, so a TLSA change (a key rollover, a revoked key) starts
+    /// a new queue instead of being checked against the old records.
+    fn tag(&self) -> Option<String> {
+        Some(match self {
+            HostPolicy::None => return None,
+            HostPolicy::StsTesting { mx_match: true } => "sts-testing".into(),
+            HostPolicy::StsTesting { mx_match: false } => "sts-testing-nomatch".into(),
+            HostPolicy::StsEnforce => "sts-enforce".into(),
+            HostPolicy::Dane(records) => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                for r in records.iter() {
+                    (r.usage, r.selector, r.matching, &r.data).hash(&mut h);
+                }
+                format!("dane-{:016x}", h.finish())
+            }
+            HostPolicy::DaneUnusable => "dane-unusable".into(),
+        })
     }
 }
 
@@ -117,8 +130,10 @@ pub(crate) async fn apply(
                 site.discovery_failure = Some((f.kind.result_type(), f.detail.clone()));
             }
             if let Some(policy) = out.policy {
-                let is_dane =
-                    |p: &HostPolicy| matches!(p, HostPolicy::Dane(_) | HostPolicy::DaneUnusable);
+                // Usable TLSA records take precedence over MTA-STS. Unusable
+                // ones don't: a host that publishes only PKIX records still
+                // has to satisfy an enforce policy.
+                let is_dane = |p: &HostPolicy| matches!(p, HostPolicy::Dane(_));
                 match policy.mode {
                     Mode::Enforce => {
                         let before: Vec<String> =
@@ -147,7 +162,11 @@ pub(crate) async fn apply(
                         }
                     }
                     Mode::Testing => {
-                        for t in site.hosts.iter_mut().filter(|t| !is_dane(&t.policy)) {
+                        // Testing never changes a host that DANE already
+                        // makes stricter.
+                        for t in site.hosts.iter_mut().filter(|t| {
+                            !matches!(t.policy, HostPolicy::Dane(_) | HostPolicy::DaneUnusable)
+                        }) {
                             let mx_match = policy.matches_mx(&t.host);
                             if !mx_match {
                                 tracing::warn!(domain, host = %t.host, "MX host not in the MTA-STS policy (testing mode: delivering anyway)");

@@ -6,6 +6,9 @@
 //! One JSON file per domain, named after the validated, lower-cased
 //! domain. Entries are read from disk on first use and kept in memory.
 
+/// Bound on the in-memory map: it also remembers domains without a policy.
+const MAX_MEMORY_ENTRIES: usize = 100_000;
+
 use crate::domain;
 use crate::policy::Policy;
 use crate::StsError;
@@ -111,7 +114,13 @@ impl PolicyCache {
                         None
                     }
                 };
-                self.mem().insert(domain.to_string(), entry.clone());
+                let mut mem = self.mem();
+                if mem.len() >= MAX_MEMORY_ENTRIES {
+                    // Misses (domains without a policy) are cheap to look
+                    // up again; policies are kept.
+                    mem.retain(|_, e| e.is_some());
+                }
+                mem.insert(domain.to_string(), entry.clone());
                 entry
             }
         };

@@ -48,7 +48,7 @@ impl FetchFailure {
     fn fetch(detail: impl Into<String>) -> FetchFailure {
         FetchFailure {
             kind: FetchFailureKind::FetchError,
-            detail: detail.into(),
+            detail: crate::clip(detail.into()),
         }
     }
 }
@@ -249,7 +249,10 @@ fn classify(url: &str, err: &reqwest::Error) -> FetchFailure {
     if err.is_timeout() && !detail.contains("timed out") {
         detail.push_str(" (timed out)");
     }
-    FetchFailure { kind, detail }
+    FetchFailure {
+        kind,
+        detail: crate::clip(detail),
+    }
 }
 
 /// Whether a certificate-validation failure by rustls is somewhere in the

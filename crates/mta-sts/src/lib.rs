@@ -32,3 +32,18 @@ pub use fetch::{
 pub use policy::{Mode, Policy, MAX_AGE_LIMIT};
 pub use resolver::{Source, StsConfig, StsOutcome, StsResolver};
 pub use txt::{parse_txt, TxtOutcome};
+
+/// Error details quote what a policy host sent; keep them short, since they
+/// go into logs and into every delivery record while the failure lasts.
+pub(crate) fn clip(mut s: String) -> String {
+    const MAX: usize = 300;
+    if s.len() > MAX {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}

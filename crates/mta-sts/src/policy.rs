@@ -28,7 +28,7 @@ pub struct Policy {
 }
 
 fn invalid(msg: impl Into<String>) -> StsError {
-    StsError::InvalidPolicy(msg.into())
+    StsError::InvalidPolicy(crate::clip(msg.into()))
 }
 
 impl Policy {

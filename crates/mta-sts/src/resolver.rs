@@ -12,7 +12,17 @@ use crate::StsError;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// After a failed fetch, the same domain is not fetched again for this
+/// long: each routing of its mail would otherwise wait for the timeout.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+/// Bound on remembered failures (domains with a broken policy host).
+const MAX_FAILURES: usize = 10_000;
+/// A cached policy is re-fetched (same TXT id) once it is this old, or
+/// half its max_age, whichever comes first (RFC 8461 §10.2: refresh
+/// proactively, so a blocked fetch near expiry can't remove the policy).
+const REFRESH_AFTER: u64 = 24 * 3600;
 
 /// Settings for [`StsResolver`].
 #[derive(Debug, Clone)]
@@ -95,6 +105,8 @@ pub struct StsResolver {
     /// Per-domain locks so concurrent deliveries to one domain share a
     /// single discovery/fetch instead of racing.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Recent fetch failures per domain and TXT id.
+    failures: Mutex<HashMap<String, (Instant, String, FetchFailure)>>,
 }
 
 impl StsResolver {
@@ -110,6 +122,7 @@ impl StsResolver {
             cache: PolicyCache::open(config.cache_dir)?,
             fetch_timeout: config.fetch_timeout,
             locks: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -125,7 +138,10 @@ impl StsResolver {
     ///   STSv1 record: the unexpired cached policy, if any (§5.1: a
     ///   policy stays in force until it expires).
     /// - The TXT id matches the unexpired cached policy: that policy, no
-    ///   fetch.
+    ///   fetch, unless the policy is due for a proactive refresh (a day
+    ///   old, or half its max_age); a failed refresh keeps it.
+    /// - A fetch for this domain and id failed in the last five minutes:
+    ///   the cached policy (if any) and that failure, without a new fetch.
     /// - Otherwise fetch. A `none` policy deletes the cached one and
     ///   yields no policy; `enforce`/`testing` are cached and returned.
     ///   On failure the cached policy (if any) is returned along with the
@@ -160,12 +176,18 @@ impl StsResolver {
         };
 
         if let Some(c) = &cached {
-            if c.id == id {
+            let refresh_after = (c.policy.max_age / 2).min(REFRESH_AFTER);
+            if c.id == id && now_unix().saturating_sub(c.fetched_at) < refresh_after {
                 return StsOutcome::fallback(cached, None);
             }
         }
+        if let Some(failure) = self.recent_failure(&domain, &id) {
+            return StsOutcome::fallback(cached, Some(failure));
+        }
 
-        match self.fetcher.fetch(dns, &domain).await {
+        let fetched = self.fetcher.fetch(dns, &domain).await;
+        self.note_failure(&domain, &id, fetched.as_ref().err());
+        match fetched {
             Ok(policy) if policy.mode == Mode::None => {
                 // §5: "none" withdraws the policy; forget the old one now
                 // rather than keep enforcing it until it expires.
@@ -196,6 +218,40 @@ impl StsResolver {
             Err(failure) => {
                 tracing::info!("MTA-STS policy fetch for {domain}: {failure}");
                 StsOutcome::fallback(cached, Some(failure))
+            }
+        }
+    }
+
+    fn failures(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, String, FetchFailure)>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The failure of a fetch for this domain and TXT id in the last
+    /// [`FAILURE_BACKOFF`]; a new id is worth a fetch at once.
+    fn recent_failure(&self, domain: &str, id: &str) -> Option<FetchFailure> {
+        let f = self.failures();
+        let (at, failed_id, failure) = f.get(domain)?;
+        (failed_id == id && at.elapsed() < FAILURE_BACKOFF).then(|| failure.clone())
+    }
+
+    fn note_failure(&self, domain: &str, id: &str, failure: Option<&FetchFailure>) {
+        let mut f = self.failures();
+        match failure {
+            None => {
+                f.remove(domain);
+            }
+            Some(failure) => {
+                if f.len() >= MAX_FAILURES {
+                    f.retain(|_, (at, _, _)| at.elapsed() < FAILURE_BACKOFF);
+                }
+                if f.len() < MAX_FAILURES {
+                    f.insert(
+                        domain.to_string(),
+                        (Instant::now(), id.to_string(), failure.clone()),
+                    );
+                }
             }
         }
     }

@@ -503,3 +503,44 @@ async fn bad_extra_ca_is_a_config_error() {
     config.extra_ca_pem = Some(b"not a certificate".to_vec());
     assert!(StsResolver::new(config).is_err());
 }
+
+#[tokio::test]
+async fn old_cached_policy_is_refreshed_proactively() {
+    let env = Env::enforce().await;
+    // Cached two days ago under the current id, valid for a week more.
+    let policy = Policy::parse(&enforce("old.example.test", 9 * 86400)).unwrap();
+    let entry = CachedPolicy::new(DOMAIN, "id1", policy, now() - 2 * 86400);
+    write_entry(&env.cache_file(), &entry);
+    let r = env.resolver();
+    let out = env.lookup(&r).await;
+    assert_eq!(out.source, Source::Fresh);
+    assert_eq!(mx(&out), vec!["mx1.example.test"]);
+    assert_eq!(env.server.hits(), 1);
+    // The refreshed entry restarts the clock: no fetch on the next lookup.
+    let out = env.lookup(&r).await;
+    assert_eq!(out.source, Source::Cached);
+    assert_eq!(env.server.hits(), 1);
+}
+
+#[tokio::test]
+async fn failed_refresh_keeps_the_policy_and_is_not_retried_at_once() {
+    let env = Env::enforce().await;
+    let policy = Policy::parse(&enforce("old.example.test", 9 * 86400)).unwrap();
+    let entry = CachedPolicy::new(DOMAIN, "id1", policy, now() - 2 * 86400);
+    write_entry(&env.cache_file(), &entry);
+    env.server
+        .set_reply(Reply::status("500 Internal Server Error"));
+    let r = env.resolver();
+    for _ in 0..3 {
+        let out = env.lookup(&r).await;
+        assert_eq!(out.source, Source::Cached);
+        assert_eq!(mx(&out), vec!["old.example.test"]);
+        assert_eq!(failure_kind(&out), FetchFailureKind::FetchError);
+    }
+    // One fetch, then the failure is remembered for a while.
+    assert_eq!(env.server.hits(), 1);
+    // A new id is worth a fetch at once.
+    env.dns.set_id("id2");
+    env.lookup(&r).await;
+    assert_eq!(env.server.hits(), 2);
+}

@@ -92,7 +92,7 @@ fn default_prohibited() -> Vec<String> {
     ]
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EgressPathConfig {
     #[serde(default)]
