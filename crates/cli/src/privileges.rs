@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use nix::unistd::{Gid, Uid, User};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 pub fn lookup(user: &str) -> Result<User> {
@@ -16,22 +17,40 @@ pub fn lookup(user: &str) -> Result<User> {
 ///
 /// This runs as root on every start, inside directories the daemon user
 /// owns: a compromised daemon could have planted symlinks there to get root
-/// to chown `/etc/shadow` on the next start. So `dir` itself must not be a
-/// symlink, and entries are changed with `lchown` (a symlink's own owner,
-/// never its target's); anything but plain files and directories is left
-/// alone.
+/// to chown `/etc/shadow` on the next start. So `dir` may only be a symlink
+/// that root owns, and entries are changed with `lchown` (a symlink's own
+/// owner, never its target's); anything but plain files and directories is
+/// left alone.
 pub fn chown_tree(dir: &Path, user: &User) -> Result<()> {
     if !Uid::effective().is_root() {
         return Ok(());
     }
-    let meta =
+    // A symlink the operator (root) made, e.g. /var/spool/x -> /data/x, is
+    // followed; one owned by anyone else could be the daemon's doing.
+    let link =
         std::fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
-    if !meta.is_dir() {
+    if link.file_type().is_symlink() && link.uid() != 0 {
         bail!(
-            "{} is not a directory (a symlink?); refusing to hand it to {}",
+            "{} is a symlink owned by uid {}, not root; refusing to hand its target to {}",
             dir.display(),
+            link.uid(),
             user.name
         );
+    }
+    let resolved;
+    let dir = if link.file_type().is_symlink() {
+        resolved = dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        resolved.as_path()
+    } else {
+        dir
+    };
+    if !std::fs::symlink_metadata(dir)
+        .with_context(|| format!("cannot stat {}", dir.display()))?
+        .is_dir()
+    {
+        bail!("{} is not a directory", dir.display());
     }
     let chown = |p: &Path| {
         std::os::unix::fs::lchown(p, Some(user.uid.as_raw()), Some(user.gid.as_raw()))

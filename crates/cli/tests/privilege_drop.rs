@@ -74,3 +74,58 @@ async fn drops_every_privilege_and_still_spools() {
     assert_eq!(r.code, 250, "{r}");
     d.stop();
 }
+
+/// A compromised daemon owns its data directories. Symlinks it plants
+/// there must not make root hand it other files on the next start.
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_symlinks_do_not_make_root_chown_their_targets() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let opts = DaemonOptions::new(env!("CARGO_BIN_EXE_ironpost"))
+        .policy(POLICY)
+        .arg("--user")
+        .arg("nobody")
+        .workdir(dir.path());
+    let mut d = Daemon::start(opts.clone()).unwrap();
+    d.stop();
+    // What the "daemon" plants: a link to a root-owned file in the spool
+    // and in the MTA-STS cache.
+    let victim = tempfile::NamedTempFile::new().unwrap();
+    let spool = dir.path().join("ironpost-data/spool");
+    std::os::unix::fs::symlink(victim.path(), spool.join("planted")).unwrap();
+    std::os::unix::fs::symlink(victim.path(), spool.join("mta-sts/evil.test.json")).unwrap();
+    let d = Daemon::start(opts).unwrap();
+    assert_eq!(std::fs::metadata(victim.path()).unwrap().uid(), 0);
+    drop(d);
+
+    // The cache directory itself replaced by a symlink (to a root-owned
+    // directory) is refused.
+    let target = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(target.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::remove_dir_all(spool.join("mta-sts")).unwrap();
+    std::os::unix::fs::symlink(target.path(), spool.join("mta-sts")).unwrap();
+    nix::unistd::fchownat(
+        None,
+        &spool.join("mta-sts"),
+        Some(nix::unistd::User::from_name("nobody").unwrap().unwrap().uid),
+        None,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    let (code, out) = Daemon::try_start_expect_failure(
+        DaemonOptions::new(env!("CARGO_BIN_EXE_ironpost"))
+            .policy(POLICY)
+            .arg("--user")
+            .arg("nobody")
+            .workdir(dir.path()),
+    )
+    .unwrap();
+    assert_ne!(code, 0);
+    assert!(out.contains("symlink"), "{out}");
+    assert_eq!(std::fs::metadata(target.path()).unwrap().uid(), 0);
+}
