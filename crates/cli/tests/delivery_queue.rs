@@ -49,7 +49,19 @@ async fn connections_are_reused_within_the_limits() {
         let rec = wait_kind(&d, "Delivery", id, Duration::from_secs(15)).await;
         assert_eq!(rec["num_attempts"], 1, "{rec}");
     }
-    let seen = sink.snapshot();
+    // The Delivery record is written before the worker QUITs: give the last
+    // QUIT a moment to arrive.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let seen = loop {
+        let seen = sink.snapshot();
+        let quit = |s: &ironpost_testkit::sink::SinkSession| {
+            s.commands.last().map(|c| c.verb()).as_deref() == Some("QUIT")
+        };
+        if seen.sessions.iter().all(quit) || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        sleep(Duration::from_millis(50)).await;
+    };
     let per_session: Vec<usize> = seen
         .sessions
         .iter()
