@@ -160,13 +160,16 @@ impl QueueManager {
             })
             .unwrap_or_else(unix_now);
         let parts = split_by_domain(&meta.recipients);
+        let (tenant, campaign) = crate::model::labels(meta.meta.as_deref());
         let shared = Arc::new(SharedMessage {
             id,
             location,
             sender: meta.sender.as_str().into(),
             created,
             meta: meta.meta,
-            received_at: meta.received_at,
+            tenant,
+            campaign,
+            received_at: meta.received_at.map(String::into_boxed_str),
             pending: Mutex::new(meta.recipients.clone()),
             parts: AtomicUsize::new(parts.len()),
         });
@@ -522,7 +525,7 @@ impl QueueManager {
             sender: part.msg.sender.to_string(),
             recipients: lock(&part.msg.pending).clone(),
             meta: part.msg.meta.clone(),
-            received_at: part.msg.received_at.clone(),
+            received_at: part.msg.received_at.as_deref().map(str::to_string),
             attempts: part.attempts,
             due: None,
             created: Some(part.msg.created),
@@ -556,7 +559,7 @@ impl QueueManager {
             sender: part.msg.sender.to_string(),
             recipients: lock(&part.msg.pending).clone(),
             meta: part.msg.meta.clone(),
-            received_at: part.msg.received_at.clone(),
+            received_at: part.msg.received_at.as_deref().map(str::to_string),
             attempts: part.attempts,
             due: Some(unix_now() + delay.as_secs()),
             created: Some(part.msg.created),
@@ -653,7 +656,7 @@ impl QueueManager {
             id: id.to_string(),
             sender: String::new(),
             recipients: vec![part.msg.sender.to_string()],
-            meta: serde_json::Map::new(),
+            meta: None,
             received_at: Some(chrono::Utc::now().to_rfc3339()),
             attempts: 0,
             due: None,

@@ -1,11 +1,13 @@
 //! What the queue keeps per message: only the envelope and where the body
 //! lies in the spool. Bodies stay on disk until a connection is ready for
-//! them. Measured: about 1.6 KB of memory per queued message (bench/rss_million.sh),
-//! mostly the per-message meta map and recipient strings; to be shrunk.
+//! them. The message metadata is kept as the JSON text it was stored as: the
+//! queue reads only the tenant and campaign from it (extracted once), and a
+//! parsed map cost about 1 KB per queued message (bench/rss_million.sh).
 
 use ironpost_spool::{Location, SpoolId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,8 +21,9 @@ pub struct SpoolMeta {
     pub sender: String,
     /// Recipients still to be delivered.
     pub recipients: Vec<String>,
-    #[serde(default)]
-    pub meta: Map<String, Value>,
+    /// Connection and message metadata (a JSON object), carried verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Box<RawValue>>,
     #[serde(default)]
     pub received_at: Option<String>,
     #[serde(default)]
@@ -51,8 +54,10 @@ pub struct SharedMessage {
     pub location: Location,
     pub sender: Arc<str>,
     pub created: u64,
-    pub meta: Map<String, Value>,
-    pub received_at: Option<String>,
+    pub meta: Option<Box<RawValue>>,
+    pub tenant: Option<Box<str>>,
+    pub campaign: Option<Box<str>>,
+    pub received_at: Option<Box<str>>,
     /// Recipients not yet finished (delivered, bounced or expired).
     pub pending: Mutex<Vec<String>>,
     /// Parts still queued; the spool record is removed when this hits 0.
@@ -73,18 +78,31 @@ impl SharedMessage {
     }
 
     pub fn tenant(&self) -> Option<String> {
-        self.meta
-            .get("tenant")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        self.tenant.as_deref().map(str::to_string)
     }
 
     pub fn campaign(&self) -> Option<String> {
-        self.meta
-            .get("campaign")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        self.campaign.as_deref().map(str::to_string)
     }
+}
+
+/// The two metadata keys the queue needs, read once at enqueue time.
+#[derive(Default, Deserialize)]
+struct Labels {
+    tenant: Option<Value>,
+    campaign: Option<Value>,
+}
+
+/// `tenant` and `campaign` (string values only) from the metadata JSON.
+pub fn labels(meta: Option<&RawValue>) -> (Option<Box<str>>, Option<Box<str>>) {
+    let l: Labels = meta
+        .and_then(|m| serde_json::from_str(m.get()).ok())
+        .unwrap_or_default();
+    let s = |v: Option<Value>| match v {
+        Some(Value::String(s)) => Some(s.into_boxed_str()),
+        _ => None,
+    };
+    (s(l.tenant), s(l.campaign))
 }
 
 /// One domain's share of a message: the unit the queues move around.
@@ -142,5 +160,20 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].0, "x.test");
         assert_eq!(parts[0].1, vec!["a@X.test", "c@x.test"]);
+    }
+
+    #[test]
+    fn labels_and_round_trip() {
+        let json = br#"{"id":"x","sender":"a@b","recipients":["c@d"],"meta":{"tenant":"t1","campaign":7,"other":{"k":[1,2]}}}"#;
+        let m: SpoolMeta = serde_json::from_slice(json).unwrap();
+        let (tenant, campaign) = labels(m.meta.as_deref());
+        assert_eq!(tenant.as_deref(), Some("t1"));
+        assert_eq!(campaign, None);
+        let again: Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(again["meta"]["other"]["k"][1], 2);
+        let bare: SpoolMeta =
+            serde_json::from_slice(br#"{"id":"x","sender":"","recipients":[]}"#).unwrap();
+        assert!(bare.meta.is_none());
+        assert_eq!(labels(None), (None, None));
     }
 }
