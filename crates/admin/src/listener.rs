@@ -43,6 +43,17 @@ pub struct BoundHttpListener {
     throttle: Arc<AuthThrottle>,
 }
 
+/// Bind with a deep accept backlog: std's 128 overflows when many clients
+/// (injectors, scrapers) connect at once, as the SMTP listeners found.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// Validate `cfg`, load TLS material (while still privileged) and bind.
 /// Needs no async runtime.
 pub fn bind(cfg: HttpListenerConfig) -> Result<BoundHttpListener, AdminError> {
@@ -77,7 +88,7 @@ pub fn bind(cfg: HttpListenerConfig) -> Result<BoundHttpListener, AdminError> {
         listen: cfg.listen.clone(),
         source,
     };
-    let socket = std::net::TcpListener::bind(v.listen).map_err(bind_err)?;
+    let socket = listen(v.listen).map_err(bind_err)?;
     socket.set_nonblocking(true).map_err(bind_err)?;
     let local = socket.local_addr().map_err(bind_err)?;
     Ok(BoundHttpListener {

@@ -11,16 +11,14 @@
 
 mod delivery_common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use delivery_common::*;
 use ironpost_dns::testserver::{RecordType, TestDnsServer, TestZone};
-use ironpost_testkit::sink::{Sink, SinkConfig, SinkRecord, SinkTls};
-use ironpost_testkit::Daemon;
+use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};
 use ring::digest::{digest, SHA256};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use serde_json::Value;
 
 const PARENT: &str = "dane.test";
 
@@ -98,31 +96,6 @@ fn resolver(f: &Fixture) -> String {
         f.anchor.display(),
         f.dns.addr
     )
-}
-
-fn for_rcpt<'a>(records: &'a [Value], kind: &str, rcpt: &str) -> Vec<&'a Value> {
-    records
-        .iter()
-        .filter(|r| is(r, kind) && has_rcpt(r, rcpt))
-        .collect()
-}
-
-fn describe(rec: &SinkRecord) -> String {
-    rec.sessions
-        .iter()
-        .map(|s| {
-            format!(
-                "  session {}: tls={:?} tls_error={:?} commands={:?}\n",
-                s.id,
-                s.tls,
-                s.tls_error,
-                s.commands
-                    .iter()
-                    .map(|c| c.line.clone())
-                    .collect::<Vec<_>>()
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +300,12 @@ async fn dane_matrix() {
     for c in &cases {
         inject(&d, "sender@origin.test", &[&c.rcpt], c.name).await;
     }
-    settle(&d, cases.iter().map(|c| c.rcpt.clone()).collect()).await;
+    settle(
+        &d,
+        &cases.iter().map(|c| c.rcpt.clone()).collect::<Vec<_>>(),
+        Duration::from_secs(30),
+    )
+    .await;
     sleep(Duration::from_millis(300)).await;
     let records = d.read_log_records();
     for c in &cases {
@@ -336,7 +314,7 @@ async fn dane_matrix() {
             "case {} expected {:?}\nsink saw:\n{}records:\n{}\nstderr:\n{}",
             c.name,
             c.expect,
-            describe(&seen),
+            describe_sink(&seen),
             dump(&d),
             d.stderr()
         );
@@ -378,31 +356,6 @@ async fn dane_matrix() {
                 }
             }
         }
-    }
-}
-
-/// Waits for each rcpt's outcome: a Delivery, or two TransientFailures.
-async fn settle(d: &Daemon, rcpts: Vec<String>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let records = d.read_log_records();
-        let pending: Vec<&String> = rcpts
-            .iter()
-            .filter(|r| {
-                for_rcpt(&records, "Delivery", r).is_empty()
-                    && for_rcpt(&records, "TransientFailure", r).len() < 2
-            })
-            .collect();
-        if pending.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no outcome for {pending:?}; records:\n{}\nstderr:\n{}",
-            dump(d),
-            d.stderr()
-        );
-        sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -10,14 +10,13 @@
 
 mod delivery_common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use delivery_common::*;
 use ironpost_dns::testserver::{TestDnsServer, TestZone};
 use ironpost_testkit::https::{HttpResponse, PolicyServer};
-use ironpost_testkit::sink::{Sink, SinkConfig, SinkRecord, SinkTls};
+use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};
 use ironpost_testkit::Daemon;
-use serde_json::Value;
 
 const PARENT: &str = "sts.test";
 
@@ -146,61 +145,12 @@ impl World {
     }
 }
 
-fn for_rcpt<'a>(records: &'a [Value], kind: &str, rcpt: &str) -> Vec<&'a Value> {
-    records
-        .iter()
-        .filter(|r| is(r, kind) && has_rcpt(r, rcpt))
-        .collect()
-}
-
-fn describe(rec: &SinkRecord) -> String {
-    rec.sessions
-        .iter()
-        .map(|s| {
-            format!(
-                "  session {}: tls={:?} commands={:?}\n",
-                s.id,
-                s.tls,
-                s.commands
-                    .iter()
-                    .map(|c| c.line.clone())
-                    .collect::<Vec<_>>()
-            )
-        })
-        .collect()
-}
-
-/// Waits for each rcpt's outcome: a Delivery, or two TransientFailures.
-async fn settle(d: &Daemon, rcpts: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(25);
-    loop {
-        let records = d.read_log_records();
-        let pending: Vec<&String> = rcpts
-            .iter()
-            .filter(|r| {
-                for_rcpt(&records, "Delivery", r).is_empty()
-                    && for_rcpt(&records, "TransientFailure", r).len() < 2
-            })
-            .collect();
-        if pending.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no outcome for {pending:?}; records:\n{}\nstderr:\n{}",
-            dump(d),
-            d.stderr()
-        );
-        sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn check(d: &Daemon, w: &World, case: &str, rcpt: &str, expect: &Expect) {
     let records = d.read_log_records();
     let seen = w.sink(case).snapshot();
     let ctx = format!(
         "case {case}, expected {expect:?}\nsink saw:\n{}records:\n{}\nstderr:\n{}",
-        describe(&seen),
+        describe_sink(&seen),
         dump(d),
         d.stderr()
     );
@@ -343,7 +293,7 @@ async fn mta_sts_matrix() {
         inject(&d, "sender@origin.test", &[&rcpt], c.name).await;
         rcpts.push(rcpt);
     }
-    settle(&d, &rcpts).await;
+    settle(&d, &rcpts, Duration::from_secs(25)).await;
     sleep(Duration::from_millis(300)).await;
     for (c, rcpt) in cases.iter().zip(&rcpts) {
         check(&d, &w, c.name, rcpt, &c.expect);
@@ -480,5 +430,5 @@ async fn mta_sts_cache_lifecycle() {
     assert_eq!(r["tls_policy"], "mta-sts-enforce", "{r}");
     assert_eq!(r["tls_result"], "validation-failure", "{r}");
     let seen = w.sink(case).snapshot();
-    assert_eq!(seen.transactions.len(), 6, "{}", describe(&seen));
+    assert_eq!(seen.transactions.len(), 6, "{}", describe_sink(&seen));
 }

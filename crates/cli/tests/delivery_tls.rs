@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use delivery_common::*;
 use ironpost_dns::testserver::TestZone;
-use ironpost_testkit::sink::{Sink, SinkConfig, SinkRecord, SinkTls};
-use serde_json::Value;
+use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};
 
 const MX: &str = "mx.tls.test";
 
@@ -121,36 +120,6 @@ struct Case {
     id: String,
 }
 
-fn describe(rec: &SinkRecord) -> String {
-    let mut s = String::new();
-    for sess in &rec.sessions {
-        s.push_str(&format!(
-            "  session {}: tls={:?} tls_error={:?} commands={:?}\n",
-            sess.id,
-            sess.tls,
-            sess.tls_error,
-            sess.commands
-                .iter()
-                .map(|c| format!("{}{}", if c.tls { "[tls] " } else { "" }, c.line))
-                .collect::<Vec<_>>()
-        ));
-    }
-    for m in &rec.transactions {
-        s.push_str(&format!(
-            "  message from {:?} to {:?} tls={} reply={:?}\n",
-            m.mail_from, m.rcpt_to, m.tls, m.reply
-        ));
-    }
-    s
-}
-
-fn for_rcpt<'a>(records: &'a [Value], kind: &str, rcpt: &str) -> Vec<&'a Value> {
-    records
-        .iter()
-        .filter(|r| is(r, kind) && has_rcpt(r, rcpt))
-        .collect()
-}
-
 async fn run_matrix(mode: &str) {
     let pki = Pki::new();
     let zone = TestZone::new();
@@ -222,7 +191,7 @@ async fn run_matrix(mode: &str) {
             "{mode} x {:?} (expected {:?})\nsink saw:\n{}records:\n{}",
             c.kind,
             c.expect,
-            describe(&seen),
+            describe_sink(&seen),
             dump(&d)
         );
         let deliveries = for_rcpt(&records, "Delivery", &c.rcpt);
@@ -377,11 +346,11 @@ async fn opportunistic_certificate_failure_moves_to_the_next_mx_not_to_cleartext
     assert_eq!(rec["peer_address"]["addr"], "127.0.0.3", "{rec}");
     assert_eq!(rec["tls_validated"], true, "{rec}");
     let seen_bad = bad.snapshot();
-    assert_eq!(seen_bad.sessions.len(), 1, "{}", describe(&seen_bad));
+    assert_eq!(seen_bad.sessions.len(), 1, "{}", describe_sink(&seen_bad));
     assert!(seen_bad.sessions[0].starttls_requested);
-    assert!(!seen_bad.any_in_clear("MAIL"), "{}", describe(&seen_bad));
+    assert!(!seen_bad.any_in_clear("MAIL"), "{}", describe_sink(&seen_bad));
     assert!(seen_bad.transactions.is_empty());
     let seen_good = good.snapshot();
-    assert_eq!(seen_good.messages().len(), 1, "{}", describe(&seen_good));
+    assert_eq!(seen_good.messages().len(), 1, "{}", describe_sink(&seen_good));
     assert!(seen_good.messages()[0].tls);
 }

@@ -169,8 +169,10 @@ fn set_once<T>(slot: &mut Option<T>, value: T, key: &str) -> Result<(), StsError
     }
 }
 
-/// `sts-policy-ext-name`: (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".").
-fn is_field_name(key: &str) -> bool {
+/// `sts-policy-ext-name` (RFC 8461 §3.2), which has the same grammar as the
+/// TXT record's `sts-ext-name` (§3.1): (ALPHA / DIGIT) *31(ALPHA / DIGIT /
+/// "_" / "-" / ".").
+pub(crate) fn is_field_name(key: &str) -> bool {
     let b = key.as_bytes();
     !b.is_empty()
         && b.len() <= 32

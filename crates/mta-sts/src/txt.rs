@@ -54,7 +54,7 @@ fn parse_record(r: &str) -> Result<String, String> {
         let (name, value) = field
             .split_once('=')
             .ok_or_else(|| format!("field without '=': {field:?}"))?;
-        if !is_ext_name(name) {
+        if !crate::policy::is_field_name(name) {
             return Err(format!("bad field name {name:?}"));
         }
         if name == "id" {
@@ -74,17 +74,6 @@ fn parse_record(r: &str) -> Result<String, String> {
         }
     }
     id.map(str::to_string).ok_or_else(|| "no id field".into())
-}
-
-/// `sts-ext-name`: (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".").
-fn is_ext_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 32
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
 #[cfg(test)]

@@ -185,12 +185,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        handshake_signature(&self.provider, false, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -199,19 +194,36 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        handshake_signature(&self.provider, true, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        signature_schemes(&self.provider)
     }
+}
+
+/// The handshake signature check every verifier here shares: it binds the
+/// presented certificate's key to this connection, whatever decided that
+/// the certificate itself is acceptable.
+pub(crate) fn handshake_signature(
+    provider: &CryptoProvider,
+    tls13: bool,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let algs = &provider.signature_verification_algorithms;
+    if tls13 {
+        verify_tls13_signature(message, cert, dss, algs)
+    } else {
+        verify_tls12_signature(message, cert, dss, algs)
+    }
+}
+
+pub(crate) fn signature_schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
+    provider
+        .signature_verification_algorithms
+        .supported_schemes()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ironpost_dns::testserver::{TestDnsServer, TestZone};
+use ironpost_testkit::sink::SinkRecord;
 use ironpost_testkit::{Daemon, DaemonOptions, SmtpClient, TestCa};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -373,4 +374,62 @@ pub fn spool_id_marker(id: &str) -> String {
 
 pub async fn sleep(d: Duration) {
     tokio::time::sleep(d).await
+}
+
+/// Records of `kind` that list `rcpt`.
+pub fn for_rcpt<'a>(records: &'a [Value], kind: &str, rcpt: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| is(r, kind) && has_rcpt(r, rcpt))
+        .collect()
+}
+
+/// What a capture sink saw, for assertion messages.
+pub fn describe_sink(rec: &SinkRecord) -> String {
+    let mut s = String::new();
+    for sess in &rec.sessions {
+        s.push_str(&format!(
+            "  session {}: tls={:?} tls_error={:?} commands={:?}\n",
+            sess.id,
+            sess.tls,
+            sess.tls_error,
+            sess.commands
+                .iter()
+                .map(|c| format!("{}{}", if c.tls { "[tls] " } else { "" }, c.line))
+                .collect::<Vec<_>>()
+        ));
+    }
+    for m in &rec.transactions {
+        s.push_str(&format!(
+            "  message from {:?} to {:?} tls={} reply={:?}\n",
+            m.mail_from, m.rcpt_to, m.tls, m.reply
+        ));
+    }
+    s
+}
+
+/// Waits until each of `rcpts` has an outcome: a Delivery, or two
+/// TransientFailures (so a retry was watched too).
+pub async fn settle(d: &Daemon, rcpts: &[String], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let records = d.read_log_records();
+        let pending: Vec<&String> = rcpts
+            .iter()
+            .filter(|r| {
+                for_rcpt(&records, "Delivery", r).is_empty()
+                    && for_rcpt(&records, "TransientFailure", r).len() < 2
+            })
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no outcome for {pending:?}; records:\n{}\nstderr:\n{}",
+            dump(d),
+            d.stderr()
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
 }
