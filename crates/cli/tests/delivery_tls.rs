@@ -348,9 +348,18 @@ async fn opportunistic_certificate_failure_moves_to_the_next_mx_not_to_cleartext
     let seen_bad = bad.snapshot();
     assert_eq!(seen_bad.sessions.len(), 1, "{}", describe_sink(&seen_bad));
     assert!(seen_bad.sessions[0].starttls_requested);
-    assert!(!seen_bad.any_in_clear("MAIL"), "{}", describe_sink(&seen_bad));
+    assert!(
+        !seen_bad.any_in_clear("MAIL"),
+        "{}",
+        describe_sink(&seen_bad)
+    );
     assert!(seen_bad.transactions.is_empty());
     let seen_good = good.snapshot();
-    assert_eq!(seen_good.messages().len(), 1, "{}", describe_sink(&seen_good));
+    assert_eq!(
+        seen_good.messages().len(),
+        1,
+        "{}",
+        describe_sink(&seen_good)
+    );
     assert!(seen_good.messages()[0].tls);
 }
