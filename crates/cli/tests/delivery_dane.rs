@@ -122,6 +122,9 @@ async fn dane_matrix() {
         tweak: fn(&TestZone, &str, &str),
         /// Put the domain under the unsigned child zone.
         insecure: bool,
+        /// The MX name is a CNAME alias of `real.<domain>`, where the
+        /// address and the TLSA records are.
+        alias: bool,
     }
     fn none(_: &TestZone, _: &str, _: &str) {}
 
@@ -142,6 +145,7 @@ async fn dane_matrix() {
             policy: "dane",
             tweak: none,
             insecure: false,
+            alias: false,
         },
         Spec {
             name: "ta-match",
@@ -151,6 +155,7 @@ async fn dane_matrix() {
             policy: "dane",
             tweak: none,
             insecure: false,
+            alias: false,
         },
         Spec {
             name: "ta-wrong-name",
@@ -160,6 +165,7 @@ async fn dane_matrix() {
             policy: "dane",
             tweak: none,
             insecure: false,
+            alias: false,
         },
         Spec {
             name: "wrong-digest",
@@ -169,6 +175,7 @@ async fn dane_matrix() {
             policy: "dane",
             tweak: none,
             insecure: false,
+            alias: false,
         },
         // PKIX-TA/EE records are unusable for SMTP: TLS stays mandatory,
         // without authentication.
@@ -180,6 +187,7 @@ async fn dane_matrix() {
             policy: "dane",
             tweak: none,
             insecure: false,
+            alias: false,
         },
         Spec {
             name: "pkix-only-no-starttls",
@@ -189,6 +197,7 @@ async fn dane_matrix() {
             policy: "dane",
             tweak: none,
             insecure: false,
+            alias: false,
         },
         // No TLSA records, proven by NSEC: no DANE; opportunistic as
         // configured (this sink has no TLS at all).
@@ -200,6 +209,7 @@ async fn dane_matrix() {
             policy: "none",
             tweak: none,
             insecure: false,
+            alias: false,
         },
         // An unsigned zone: its TLSA records (deliberately wrong) carry no
         // weight.
@@ -211,6 +221,7 @@ async fn dane_matrix() {
             policy: "none",
             tweak: none,
             insecure: true,
+            alias: false,
         },
         Spec {
             name: "bogus-tlsa",
@@ -222,6 +233,7 @@ async fn dane_matrix() {
                 z.bogus(tlsa, RecordType::TLSA);
             },
             insecure: false,
+            alias: false,
         },
         Spec {
             name: "servfail-tlsa",
@@ -233,6 +245,7 @@ async fn dane_matrix() {
                 z.servfail(tlsa);
             },
             insecure: false,
+            alias: false,
         },
         Spec {
             name: "bogus-mx",
@@ -244,6 +257,7 @@ async fn dane_matrix() {
                 z.bogus(domain, RecordType::MX);
             },
             insecure: false,
+            alias: false,
         },
         // The on-path downgrade: usable TLSA records, and STARTTLS stripped
         // from the EHLO reply.
@@ -255,6 +269,39 @@ async fn dane_matrix() {
             policy: "dane",
             tweak: none,
             insecure: false,
+            alias: false,
+        },
+        // RFC 7672 §2.2.2: the MX name is an alias; the TLSA records sit at
+        // the expanded name, and a DANE-TA certificate may name it.
+        Spec {
+            name: "alias-ee",
+            sink: SinkTls::offer(ee_cert.clone(), ee_key.clone()),
+            tlsa: vec![(3, 1, 1, ee_digest.clone())],
+            expect: Expect::Authenticated,
+            policy: "dane",
+            tweak: none,
+            insecure: false,
+            alias: true,
+        },
+        Spec {
+            name: "alias-ta",
+            sink: SinkTls::offer_pair(chain(&["real.alias-ta.dane.test"])),
+            tlsa: vec![(2, 1, 1, ca_spki.clone())],
+            expect: Expect::Authenticated,
+            policy: "dane",
+            tweak: none,
+            insecure: false,
+            alias: true,
+        },
+        Spec {
+            name: "alias-wrong-digest",
+            sink: SinkTls::offer(ee_cert.clone(), ee_key.clone()),
+            tlsa: vec![(3, 1, 1, vec![0xEF; 32])],
+            expect: Expect::Deferred("tlsa-invalid"),
+            policy: "dane",
+            tweak: none,
+            insecure: false,
+            alias: true,
         },
     ];
     let _ = other_key;
@@ -275,8 +322,16 @@ async fn dane_matrix() {
         .await
         .expect("sink");
         let port = sink.port();
-        let tlsa_name = format!("_{port}._tcp.{host}");
-        zone.mx(&d, 10, &host).ip(&host, LOCALHOST);
+        let tlsa_name = if s.alias {
+            let real = format!("real.{d}");
+            zone.mx(&d, 10, &host)
+                .cname(&host, &real)
+                .ip(&real, LOCALHOST);
+            format!("_{port}._tcp.{real}")
+        } else {
+            zone.mx(&d, 10, &host).ip(&host, LOCALHOST);
+            format!("_{port}._tcp.{host}")
+        };
         for (u, sel, m, data) in &s.tlsa {
             zone.tlsa(&tlsa_name, *u, *sel, *m, data);
         }

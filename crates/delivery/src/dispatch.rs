@@ -25,9 +25,9 @@ use crate::manager::{EgressPath, Inner};
 use crate::model::QueuedPart;
 pub use crate::route::Site;
 use crate::route::Target;
-use crate::tls_policy::HostPolicy;
+use crate::tls_policy::{DaneSpec, HostPolicy};
 use ironpost_policy::TlsMode;
-use ironpost_smtp_client::dane::{dane_config, DaneFailure, DaneVerifier, Tlsa};
+use ironpost_smtp_client::dane::{dane_config, DaneFailure, DaneVerifier};
 use ironpost_smtp_client::tls::{
     check_certificate, insecure_config, root_store, verifying_config, webpki_verifier, ClientCert,
 };
@@ -288,7 +288,7 @@ async fn open(
 /// lowered) by the host's MTA-STS or DANE policy.
 struct Plan {
     mode: TlsMode,
-    dane: Option<Arc<Vec<Tlsa>>>,
+    dane: Option<Arc<DaneSpec>>,
 }
 
 fn plan(configured: TlsMode, policy: &HostPolicy) -> Plan {
@@ -301,7 +301,7 @@ fn plan(configured: TlsMode, policy: &HostPolicy) -> Plan {
         },
     };
     let dane = match policy {
-        HostPolicy::Dane(records) => Some(records.clone()),
+        HostPolicy::Dane(spec) => Some(spec.clone()),
         _ => None,
     };
     Plan { mode, dane }
@@ -361,8 +361,8 @@ async fn try_host(
                 mode,
                 TlsMode::OpportunisticInsecure | TlsMode::RequiredInsecure
             );
-        let config = if let Some(records) = &dane {
-            let verifier = Arc::new(DaneVerifier::new(records.as_slice(), &[host]));
+        let config = if let Some(spec) = &dane {
+            let verifier = Arc::new(DaneVerifier::new(&spec.records, &spec.names));
             let cert = tls
                 .client_cert
                 .as_ref()

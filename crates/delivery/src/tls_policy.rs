@@ -39,7 +39,7 @@ pub enum HostPolicy {
     /// MTA-STS `enforce`: TLS with a certificate valid for the MX name.
     StsEnforce,
     /// Usable TLSA records: TLS authenticated by them, nothing else.
-    Dane(Arc<Vec<Tlsa>>),
+    Dane(Arc<DaneSpec>),
     /// Secure TLSA records exist but none is usable for SMTP: TLS is still
     /// mandatory, without authentication (RFC 7672 §2.2).
     DaneUnusable,
@@ -66,17 +66,27 @@ impl HostPolicy {
             HostPolicy::StsTesting { mx_match: true } => "sts-testing".into(),
             HostPolicy::StsTesting { mx_match: false } => "sts-testing-nomatch".into(),
             HostPolicy::StsEnforce => "sts-enforce".into(),
-            HostPolicy::Dane(records) => {
+            HostPolicy::Dane(spec) => {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                for r in records.iter() {
+                for r in &spec.records {
                     (r.usage, r.selector, r.matching, &r.data).hash(&mut h);
                 }
+                spec.names.hash(&mut h);
                 format!("dane-{:016x}", h.finish())
             }
             HostPolicy::DaneUnusable => "dane-unusable".into(),
         })
     }
+}
+
+/// What authenticates a DANE host: its usable TLSA records, and the names a
+/// DANE-TA certificate may carry (the MX name, and the CNAME-expanded name
+/// when the records were found there, RFC 7672 §2.2.2 and §3.2.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaneSpec {
+    pub records: Vec<Tlsa>,
+    pub names: Vec<String>,
 }
 
 /// The resolver as the MTA-STS crate needs it.
@@ -230,22 +240,39 @@ async fn dane_hosts(
 }
 
 /// RFC 7672 §2.2: TLSA records count only when the host's addresses are
-/// DNSSEC-secure too; a failed lookup makes the host unusable.
+/// DNSSEC-secure too; a failed lookup makes the host unusable. §2.2.2: for
+/// an MX name that is a (secure) CNAME alias, records at the expanded name
+/// come first, then those at the MX name; a DANE-TA certificate may carry
+/// either name.
 async fn dane_for_host(dns: &Dns, host: &str, port: u16) -> Result<HostPolicy, String> {
-    let ips = match dns.ips_secure(host).await {
-        Ok(ips) => ips,
+    let addrs = match dns.addresses_secure(host).await {
+        Ok(a) => a,
         // No address at all: the connection step reports it like any other
         // host without addresses.
         Err(DnsError::NxDomain(_) | DnsError::NoRecords(..)) => return Ok(HostPolicy::None),
         Err(e) => return Err(format!("address lookup: {e}")),
     };
-    if !ips.secure {
+    if !addrs.secure {
         return Ok(HostPolicy::None);
     }
-    let tlsa = dns
-        .tlsa(port, host)
-        .await
-        .map_err(|e| format!("TLSA lookup: {e}"))?;
+    let lookup = |name: String| async move {
+        dns.tlsa(port, &name)
+            .await
+            .map_err(|e| format!("TLSA lookup: {e}"))
+    };
+    let mut names = vec![host.to_string()];
+    let mut tlsa = None;
+    if let Some(expanded) = addrs.value.canonical.filter(|c| c != host) {
+        let found = lookup(expanded.clone()).await?;
+        names.push(expanded);
+        if found.secure && !found.value.is_empty() {
+            tlsa = Some(found);
+        }
+    }
+    let tlsa = match tlsa {
+        Some(t) => t,
+        None => lookup(host.to_string()).await?,
+    };
     if !tlsa.secure || tlsa.value.is_empty() {
         return Ok(HostPolicy::None);
     }
@@ -263,6 +290,9 @@ async fn dane_for_host(dns: &Dns, host: &str, port: u16) -> Result<HostPolicy, S
     Ok(if usable.is_empty() {
         HostPolicy::DaneUnusable
     } else {
-        HostPolicy::Dane(Arc::new(usable))
+        HostPolicy::Dane(Arc::new(DaneSpec {
+            records: usable,
+            names,
+        }))
     })
 }

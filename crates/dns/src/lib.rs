@@ -7,4 +7,6 @@
 mod resolver;
 pub mod testserver;
 
-pub use resolver::{Dns, DnsConfig, DnsError, MxAnswer, MxHost, Secured, TlsaRecord};
+pub use resolver::{
+    Dns, DnsConfig, DnsError, HostAddresses, MxAnswer, MxHost, Secured, TlsaRecord,
+};

@@ -1,6 +1,6 @@
 use hickory_proto::dnssec::{Proof, TrustAnchors};
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryError, NetError};
@@ -77,6 +77,17 @@ pub enum MxAnswer {
     Hosts { hosts: Vec<MxHost>, implicit: bool },
 }
 
+/// The addresses of a host and, when its A/AAAA answers went through
+/// CNAMEs, the name they lead to (RFC 7672 §2.2.2: DANE looks for TLSA
+/// records at that name first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostAddresses {
+    pub ips: Vec<IpAddr>,
+    /// The fully CNAME-expanded name, lower-case, without the trailing dot;
+    /// `None` when the host is not an alias (or A and AAAA disagree).
+    pub canonical: Option<String>,
+}
+
 /// One TLSA record (RFC 6698 §2.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsaRecord {
@@ -96,16 +107,65 @@ pub struct Dns {
 /// failure (including Bogus) is an `Err` before this is built.
 enum Answer {
     /// The answer section without RRSIGs (CNAMEs kept, so their proof counts).
-    Records {
-        records: Vec<Record>,
-        secure: bool,
-    },
+    Records { records: Vec<Record>, secure: bool },
+    /// `canonical`: for negative answers, where CNAMEs led (see
+    /// [`canonical_name`]).
     NoData {
         secure: bool,
+        canonical: Option<String>,
     },
     NxDomain {
         secure: bool,
+        canonical: Option<String>,
     },
+}
+
+impl Answer {
+    /// The fully CNAME-expanded name of the answer to a query for `name`,
+    /// if it differs from `name`.
+    fn canonical(&self, name: &str) -> Option<String> {
+        match self {
+            Answer::Records { records, .. } => canonical_name(name, records),
+            Answer::NoData { canonical, .. } | Answer::NxDomain { canonical, .. } => {
+                canonical.clone()
+            }
+        }
+    }
+}
+
+/// Lower-case, without the trailing dot.
+fn name_key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Where the CNAME chain in `records` leads from `name` (None when there
+/// is no CNAME at `name`). Bounded by the number of records, so a loop
+/// cannot hang it.
+fn canonical_name(name: &str, records: &[Record]) -> Option<String> {
+    let start = name_key(name);
+    let mut cur = start.clone();
+    for _ in 0..records.len() {
+        let next = records.iter().find_map(|r| match &r.data {
+            RData::CNAME(c) if name_key(&r.name.to_ascii()) == cur => {
+                Some(name_key(&c.0.to_ascii()))
+            }
+            _ => None,
+        });
+        match next {
+            Some(next) => cur = next,
+            None => break,
+        }
+    }
+    (cur != start).then_some(cur)
+}
+
+/// For a negative answer reached through CNAMEs: the final query hickory
+/// made (its CNAME chain is gone by then), or the chain in `records`.
+fn negative_canonical(name: &str, final_query: &Name, records: &[Record]) -> Option<String> {
+    canonical_name(name, records).or_else(|| {
+        let last = name_key(&final_query.to_ascii());
+        (!last.is_empty() && last != name_key(name)).then_some(last)
+    })
 }
 
 fn fqdn(name: &str) -> String {
@@ -233,9 +293,10 @@ impl Dns {
         match e {
             NetError::Dns(HickoryError::NoRecordsFound(nr)) => {
                 let secure = self.validate && denial_proven(nr.authorities.as_deref());
+                let canonical = negative_canonical(name, nr.query.name(), &[]);
                 match nr.response_code {
-                    ResponseCode::NXDomain => Ok(Answer::NxDomain { secure }),
-                    ResponseCode::NoError => Ok(Answer::NoData { secure }),
+                    ResponseCode::NXDomain => Ok(Answer::NxDomain { secure, canonical }),
+                    ResponseCode::NoError => Ok(Answer::NoData { secure, canonical }),
                     code => Err(DnsError::Temporary(name.to_string(), code.to_string())),
                 }
             }
@@ -243,7 +304,10 @@ impl Dns {
             // Only Insecure (e.g. NSEC3 over the soft iteration limit) is an
             // answer; anything else is a failed proof.
             NetError::Dns(HickoryError::Nsec {
-                response, proof, ..
+                query,
+                response,
+                proof,
+                ..
             }) => {
                 if proof != Proof::Insecure {
                     return Err(DnsError::Bogus(
@@ -257,15 +321,22 @@ impl Dns {
                     .filter(|r| r.record_type() != RecordType::RRSIG)
                     .cloned()
                     .collect();
+                let canonical = negative_canonical(name, query.name(), &records);
                 if !records.is_empty() {
                     Ok(Answer::Records {
                         records,
                         secure: false,
                     })
                 } else if response.response_code == ResponseCode::NXDomain {
-                    Ok(Answer::NxDomain { secure: false })
+                    Ok(Answer::NxDomain {
+                        secure: false,
+                        canonical,
+                    })
                 } else {
-                    Ok(Answer::NoData { secure: false })
+                    Ok(Answer::NoData {
+                        secure: false,
+                        canonical,
+                    })
                 }
             }
             NetError::Dns(HickoryError::DnssecBogus) => Err(DnsError::Bogus(
@@ -287,7 +358,7 @@ impl Dns {
     pub async fn mx_secure(&self, domain: &str) -> Result<Secured<MxAnswer>, DnsError> {
         let (records, secure) = match self.query(domain, RecordType::MX).await? {
             Answer::Records { records, secure } => (records, secure),
-            Answer::NoData { secure } => {
+            Answer::NoData { secure, .. } => {
                 return Ok(Secured {
                     value: implicit(domain),
                     secure,
@@ -352,9 +423,26 @@ impl Dns {
     /// while the other has addresses yields those addresses, not secure.
     /// An IP literal is returned as is, not secure (nothing was proven).
     pub async fn ips_secure(&self, host: &str) -> Result<Secured<Vec<IpAddr>>, DnsError> {
+        let s = self.addresses_secure(host).await?;
+        Ok(Secured {
+            value: s.value.ips,
+            secure: s.secure,
+        })
+    }
+
+    /// [`ips_secure`](Self::ips_secure) that also reports where CNAMEs led:
+    /// `canonical` is the fully expanded name when the answers went
+    /// through one or more CNAMEs. Secure only if every CNAME in the chain
+    /// and the address RRsets (or their denials) are. Should A and AAAA
+    /// lead to different names, the answer is not secure and `canonical`
+    /// is None.
+    pub async fn addresses_secure(&self, host: &str) -> Result<Secured<HostAddresses>, DnsError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Secured {
-                value: vec![ip],
+                value: HostAddresses {
+                    ips: vec![ip],
+                    canonical: None,
+                },
                 secure: false,
             });
         }
@@ -371,7 +459,12 @@ impl Dns {
         let mut secure = true;
         let mut nxdomain = false;
         let mut failure = None;
+        // Where each family that answered was led.
+        let mut canonicals = Vec::new();
         for r in [a, aaaa] {
+            if let Ok(answer) = &r {
+                canonicals.push(answer.canonical(host));
+            }
             match r {
                 Ok(Answer::Records { records, secure: s }) => {
                     secure &= s;
@@ -381,8 +474,8 @@ impl Dns {
                         _ => None,
                     }));
                 }
-                Ok(Answer::NoData { secure: s }) => secure &= s,
-                Ok(Answer::NxDomain { secure: s }) => {
+                Ok(Answer::NoData { secure: s, .. }) => secure &= s,
+                Ok(Answer::NxDomain { secure: s, .. }) => {
                     secure &= s;
                     nxdomain = true;
                 }
@@ -395,8 +488,16 @@ impl Dns {
                 }
             }
         }
+        let mut canonical = canonicals.first().cloned().flatten();
+        if canonicals.windows(2).any(|w| w[0] != w[1]) {
+            secure = false;
+            canonical = None;
+        }
         if !ips.is_empty() {
-            return Ok(Secured { value: ips, secure });
+            return Ok(Secured {
+                value: HostAddresses { ips, canonical },
+                secure,
+            });
         }
         Err(match failure {
             Some(e) => e,
@@ -426,7 +527,7 @@ impl Dns {
                     .collect(),
                 secure,
             }),
-            Answer::NoData { secure } | Answer::NxDomain { secure } => Ok(Secured {
+            Answer::NoData { secure, .. } | Answer::NxDomain { secure, .. } => Ok(Secured {
                 value: Vec::new(),
                 secure,
             }),
@@ -462,5 +563,45 @@ fn implicit(domain: &str) -> MxAnswer {
             name: domain.trim_end_matches('.').to_ascii_lowercase(),
         }],
         implicit: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, CNAME};
+    use std::str::FromStr;
+
+    fn cname(from: &str, to: &str) -> Record {
+        Record::from_rdata(
+            Name::from_str(from).unwrap(),
+            60,
+            RData::CNAME(CNAME(Name::from_str(to).unwrap())),
+        )
+    }
+
+    #[test]
+    fn canonical_names() {
+        let a = Record::from_rdata(
+            Name::from_str("c.test.").unwrap(),
+            60,
+            RData::A(A::new(127, 0, 0, 1)),
+        );
+        let chain = [cname("B.test.", "C.Test."), cname("a.test.", "b.test."), a];
+        assert_eq!(canonical_name("A.test", &chain).as_deref(), Some("c.test"));
+        assert_eq!(canonical_name("b.test.", &chain).as_deref(), Some("c.test"));
+        assert_eq!(canonical_name("c.test", &chain), None);
+        assert_eq!(canonical_name("other.test", &chain), None);
+        let looped = [cname("x.test.", "y.test."), cname("y.test.", "x.test.")];
+        // Terminates.
+        let _ = canonical_name("x.test", &looped);
+
+        let target = Name::from_str("t.test.").unwrap();
+        assert_eq!(
+            negative_canonical("a.test", &target, &[]).as_deref(),
+            Some("t.test")
+        );
+        assert_eq!(negative_canonical("T.Test.", &target, &[]), None);
+        assert_eq!(negative_canonical("a.test", &Name::root(), &[]), None);
     }
 }

@@ -1,7 +1,9 @@
 //! A small authoritative DNS server on loopback for tests: answers from a
 //! zone held in memory over UDP (and TCP, for truncated answers), NXDOMAIN
 //! for unknown names, NODATA for known names without the asked type, and
-//! SERVFAIL for names marked broken.
+//! SERVFAIL for names marked broken. [`TestZone::cname`] makes a name an
+//! alias: queries at it are answered with the CNAME chain followed by the
+//! target's answer, as a recursive resolver would.
 //!
 //! [`TestZone::signed`] makes the server authoritative for a DNSSEC-signed
 //! root zone holding every test name directly, signed on the fly with one
@@ -17,7 +19,7 @@ use hickory_proto::dnssec::rdata::{DNSSECRData, SigInput, DNSKEY, NSEC, RRSIG};
 use hickory_proto::dnssec::{Algorithm, SigningKey, TBS};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, AAAA, MX, NS, SOA, TLSA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TLSA, TXT};
 pub use hickory_proto::rr::RecordType;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, SerialNumber};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,6 +32,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 const TTL: u32 = 60;
+
+/// The longest CNAME chain the server follows (as resolvers cap them too).
+const MAX_CNAME_HOPS: usize = 8;
 
 #[derive(Default)]
 struct Zone {
@@ -140,11 +145,23 @@ struct RrSet {
     owner: Name,
     rtype: RecordType,
     data: Vec<RData>,
+    /// Gets an RRSIG (false in the insecure child zones).
+    signed: bool,
 }
 
 impl RrSet {
     fn new(owner: Name, rtype: RecordType, data: Vec<RData>) -> RrSet {
-        RrSet { owner, rtype, data }
+        RrSet {
+            owner,
+            rtype,
+            data,
+            signed: true,
+        }
+    }
+
+    fn signed(mut self, signed: bool) -> RrSet {
+        self.signed = signed;
+        self
     }
 }
 
@@ -224,6 +241,17 @@ impl TestZone {
         self.add(name, RecordType::TLSA, RData::TLSA(tlsa))
     }
 
+    /// `alias` is a CNAME for `target`. Queries for any other type at
+    /// `alias` are answered with the CNAME followed (up to
+    /// [`MAX_CNAME_HOPS`] aliases) by the target's records of that type, or
+    /// by the target's denial, as a recursive resolver answers; in a signed
+    /// zone every RRset carries its own RRSIG. An alias must have no other
+    /// records.
+    pub fn cname(&self, alias: &str, target: &str) -> &Self {
+        let target = dns_name(&key(target));
+        self.add(alias, RecordType::CNAME, RData::CNAME(CNAME(target)))
+    }
+
     /// Unsigned zones: the TTL of every answer (default 60 s).
     pub fn ttl(&self, seconds: u32) -> &Self {
         self.0.lock().unwrap().ttl = Some(seconds);
@@ -263,7 +291,9 @@ impl TestZone {
     }
 
     /// Signed zones only: every signature in the answer to (`name`, `rtype`)
-    /// is corrupted, whether the answer is positive or a denial.
+    /// is corrupted, whether the answer is positive or a denial; so is the
+    /// signature of the (`name`, `rtype`) RRset wherever it is served (for a
+    /// CNAME: in every answer that goes through it).
     pub fn bogus(&self, name: &str, rtype: RecordType) -> &Self {
         self.0.lock().unwrap().bogus.insert((key(name), rtype));
         self
@@ -292,13 +322,8 @@ impl TestZone {
         } else if let Some(k) = &z.key {
             let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
             answer_signed(&z, k, q, dnssec_ok, &mut resp);
-        } else if let Some(rdatas) = z.records.get(&(name.clone(), q.query_type())) {
-            let ttl = z.ttl.unwrap_or(TTL);
-            for rd in rdatas {
-                resp.add_answer(Record::from_rdata(q.name().clone(), ttl, rd.clone()));
-            }
-        } else if !z.names.contains(&name) {
-            resp.metadata.response_code = ResponseCode::NXDomain;
+        } else {
+            answer_unsigned(&z, q, &mut resp);
         }
         resp
     }
@@ -316,6 +341,28 @@ impl TestZone {
         resp.additionals.clear();
         resp.metadata.truncation = true;
         resp.to_vec().ok()
+    }
+}
+
+/// An unsigned zone's answer, following CNAMEs.
+fn answer_unsigned(z: &Zone, q: &Query, resp: &mut Message) {
+    let ttl = z.ttl.unwrap_or(TTL);
+    let (hops, target) = chase(z, &key(&q.name().to_ascii()), q.query_type());
+    if z.servfail.contains(&target) {
+        resp.metadata.response_code = ResponseCode::ServFail;
+        return;
+    }
+    let mut owner = q.name().clone();
+    for (_, rd, next) in hops {
+        resp.add_answer(Record::from_rdata(owner, ttl, rd));
+        owner = next;
+    }
+    if let Some(rdatas) = z.records.get(&(target.clone(), q.query_type())) {
+        for rd in rdatas {
+            resp.add_answer(Record::from_rdata(owner.clone(), ttl, rd.clone()));
+        }
+    } else if !z.names.contains(&target) {
+        resp.metadata.response_code = ResponseCode::NXDomain;
     }
 }
 
@@ -340,24 +387,123 @@ fn nsec_owners(z: &Zone) -> BTreeMap<Name, Vec<RecordType>> {
     owners
 }
 
+/// The CNAMEs a `t` query at `n` goes through (none for CNAME queries,
+/// which answer the alias itself), as (alias, CNAME data, target) hops, at
+/// most [`MAX_CNAME_HOPS`], and the name the chain ends at.
+fn chase(z: &Zone, n: &str, t: RecordType) -> (Vec<(String, RData, Name)>, String) {
+    let mut hops = Vec::new();
+    let mut cur = n.to_string();
+    if t == RecordType::CNAME {
+        return (hops, cur);
+    }
+    while hops.len() < MAX_CNAME_HOPS {
+        let Some(rd) = z
+            .records
+            .get(&(cur.clone(), RecordType::CNAME))
+            .and_then(|v| v.first())
+        else {
+            break;
+        };
+        let RData::CNAME(CNAME(target)) = rd else {
+            break;
+        };
+        let next = key(&target.to_ascii());
+        hops.push((cur, rd.clone(), target.clone()));
+        cur = next;
+    }
+    (hops, cur)
+}
+
+/// The insecure child zone `n` is in, if any (the DS at a delegation point
+/// is the parent's to answer).
+fn cut_of<'a>(z: &'a Zone, n: &str, t: RecordType) -> Option<&'a String> {
+    z.insecure
+        .iter()
+        .filter(|c| in_zone(n, c))
+        .max_by_key(|c| c.len())
+        .filter(|c| !(**c == n && t == RecordType::DS))
+}
+
+/// The sections answering one name, before signing.
+#[derive(Default)]
+struct Resolved {
+    answers: Vec<RrSet>,
+    authorities: Vec<RrSet>,
+    nxdomain: bool,
+}
+
 /// Answer from the signed root zone or, below an insecure delegation, from
-/// the unsigned child.
+/// the unsigned child, following CNAMEs as a recursive resolver would: the
+/// chain comes first, each CNAME signed where its owner is, then the
+/// target's answer.
 fn answer_signed(z: &Zone, k: &ZoneKey, q: &Query, dnssec_ok: bool, resp: &mut Message) {
     let n = key(&q.name().to_ascii());
     let t = q.query_type();
-    let cut = z
-        .insecure
-        .iter()
-        .filter(|c| in_zone(&n, c))
-        .max_by_key(|c| c.len());
-    // The DS at a delegation point is the parent's to answer.
-    if let Some(cut) = cut.filter(|c| !(**c == n && t == RecordType::DS)) {
-        answer_child(z, cut, q, resp);
+    let (hops, target) = chase(z, &n, t);
+    if z.servfail.contains(&target) {
+        resp.metadata.response_code = ResponseCode::ServFail;
         return;
     }
-
     let owners = nsec_owners(z);
-    let qname = dns_name(&n);
+    let mut answers = Vec::new();
+    let mut owner = q.name().clone();
+    for (alias, rd, next) in hops {
+        let signed = cut_of(z, &alias, RecordType::CNAME).is_none();
+        answers.push(RrSet::new(owner, RecordType::CNAME, vec![rd]).signed(signed));
+        owner = next;
+    }
+    let aliased = !answers.is_empty();
+    let mut fin = match cut_of(z, &target, t) {
+        Some(cut) => resolve_child(z, cut, &target, owner, t),
+        None => resolve_signed(z, k, &owners, &target, owner, t),
+    };
+    answers.append(&mut fin.answers);
+    if fin.nxdomain {
+        resp.metadata.response_code = ResponseCode::NXDomain;
+    }
+    if aliased {
+        // The target's NSEC records stay out of an aliased answer: hickory
+        // checks NSECs against the query name, not the CNAME target, and
+        // would call the answer Bogus. It follows the chain with a query of
+        // its own for the target instead, which gets the proof.
+        fin.authorities.retain(|set| set.rtype != RecordType::NSEC);
+    }
+
+    let corrupt_all = z.bogus.contains(&(n, t));
+    let emit = |sets: Vec<RrSet>| {
+        let mut out = Vec::new();
+        for set in sets {
+            for rd in &set.data {
+                out.push(Record::from_rdata(set.owner.clone(), TTL, rd.clone()));
+            }
+            if dnssec_ok && set.signed {
+                let corrupt =
+                    corrupt_all || z.bogus.contains(&(key(&set.owner.to_ascii()), set.rtype));
+                out.push(k.rrsig(&set.owner, set.rtype, &set.data, corrupt));
+            }
+        }
+        out
+    };
+    for r in emit(answers) {
+        resp.add_answer(r);
+    }
+    for r in emit(fin.authorities) {
+        resp.add_authority(r);
+    }
+}
+
+/// The signed root zone's answer for `n` (a key outside the insecure
+/// child zones): its `t` RRset at `owner`, or the SOA and NSEC records
+/// proving there is none.
+fn resolve_signed(
+    z: &Zone,
+    k: &ZoneKey,
+    owners: &BTreeMap<Name, Vec<RecordType>>,
+    n: &str,
+    owner: Name,
+    t: RecordType,
+) -> Resolved {
+    let qname = dns_name(n);
     let nsec = |owner: &Name| {
         let next = owners
             .range((Bound::Excluded(owner), Bound::Unbounded))
@@ -391,68 +537,48 @@ fn answer_signed(z: &Zone, k: &ZoneKey, q: &Query, dnssec_ok: bool, resp: &mut M
         Some(vec![RData::DNSSEC(DNSSECRData::DNSKEY(k.dnskey.clone()))])
     } else if n.is_empty() && t == RecordType::SOA {
         Some(vec![soa("")])
-    } else if z.insecure.contains(&n) {
+    } else if z.insecure.contains(n) {
         None // only a DS query gets here, and there is none
     } else {
-        z.records.get(&(n.clone(), t)).cloned()
+        z.records.get(&(n.to_string(), t)).cloned()
     };
 
-    let mut answers = Vec::new();
-    let mut authorities = Vec::new();
+    let mut out = Resolved::default();
     if let Some(data) = positive {
-        answers.push(RrSet::new(q.name().clone(), t, data));
+        out.answers.push(RrSet::new(owner, t, data));
+        return out;
+    }
+    out.authorities
+        .push(RrSet::new(Name::root(), RecordType::SOA, vec![soa("")]));
+    if owners.contains_key(&qname) {
+        out.authorities.push(nsec(&qname));
+    } else if empty_non_terminal(&qname) {
+        out.authorities.push(nsec(&predecessor(&qname)));
     } else {
-        authorities.push(RrSet::new(Name::root(), RecordType::SOA, vec![soa("")]));
-        if owners.contains_key(&qname) {
-            authorities.push(nsec(&qname));
-        } else if empty_non_terminal(&qname) {
-            authorities.push(nsec(&predecessor(&qname)));
-        } else {
-            resp.metadata.response_code = ResponseCode::NXDomain;
-            let mut encloser = qname.base_name();
-            while !encloser.is_root()
-                && !owners.contains_key(&encloser)
-                && !empty_non_terminal(&encloser)
-            {
-                encloser = encloser.base_name();
-            }
-            let covering = predecessor(&qname);
-            let wildcard = encloser.prepend_label("*").expect("wildcard name");
-            let wildcard_covering = predecessor(&wildcard);
-            if wildcard_covering != covering {
-                authorities.push(nsec(&wildcard_covering));
-            }
-            authorities.push(nsec(&covering));
+        out.nxdomain = true;
+        let mut encloser = qname.base_name();
+        while !encloser.is_root()
+            && !owners.contains_key(&encloser)
+            && !empty_non_terminal(&encloser)
+        {
+            encloser = encloser.base_name();
         }
-    }
-
-    let corrupt = z.bogus.contains(&(n, t));
-    let emit = |sets: Vec<RrSet>| {
-        let mut out = Vec::new();
-        for set in sets {
-            for rd in &set.data {
-                out.push(Record::from_rdata(set.owner.clone(), TTL, rd.clone()));
-            }
-            if dnssec_ok {
-                out.push(k.rrsig(&set.owner, set.rtype, &set.data, corrupt));
-            }
+        let covering = predecessor(&qname);
+        let wildcard = encloser.prepend_label("*").expect("wildcard name");
+        let wildcard_covering = predecessor(&wildcard);
+        if wildcard_covering != covering {
+            out.authorities.push(nsec(&wildcard_covering));
         }
-        out
-    };
-    for r in emit(answers) {
-        resp.add_answer(r);
+        out.authorities.push(nsec(&covering));
     }
-    for r in emit(authorities) {
-        resp.add_authority(r);
-    }
+    out
 }
 
-/// Unsigned answers from the child zone at `cut`, with a synthesised NS and
-/// SOA at its apex (validators look the NS up to find the zone cut).
-fn answer_child(z: &Zone, cut: &str, q: &Query, resp: &mut Message) {
-    let n = key(&q.name().to_ascii());
-    let t = q.query_type();
-    let data = z.records.get(&(n.clone(), t)).cloned().or_else(|| {
+/// Unsigned answers for `n` from the child zone at `cut`, with a
+/// synthesised NS and SOA at its apex (validators look the NS up to find
+/// the zone cut).
+fn resolve_child(z: &Zone, cut: &str, n: &str, owner: Name, t: RecordType) -> Resolved {
+    let data = z.records.get(&(n.to_string(), t)).cloned().or_else(|| {
         (n == cut).then_some(())?;
         match t {
             RecordType::NS => Some(vec![RData::NS(NS(dns_name(&format!("ns.{cut}"))))]),
@@ -460,18 +586,17 @@ fn answer_child(z: &Zone, cut: &str, q: &Query, resp: &mut Message) {
             _ => None,
         }
     });
+    let mut out = Resolved::default();
     if let Some(data) = data {
-        for rd in data {
-            resp.add_answer(Record::from_rdata(q.name().clone(), TTL, rd));
-        }
-        return;
+        out.answers.push(RrSet::new(owner, t, data).signed(false));
+        return out;
     }
     let exists =
-        n == cut || z.names.contains(&n) || z.names.iter().any(|o| o.ends_with(&format!(".{n}")));
-    if !exists {
-        resp.metadata.response_code = ResponseCode::NXDomain;
-    }
-    resp.add_authority(Record::from_rdata(dns_name(cut), TTL, soa(cut)));
+        n == cut || z.names.contains(n) || z.names.iter().any(|o| o.ends_with(&format!(".{n}")));
+    out.nxdomain = !exists;
+    out.authorities
+        .push(RrSet::new(dns_name(cut), RecordType::SOA, vec![soa(cut)]).signed(false));
+    out
 }
 
 /// A running server; stops when dropped.
