@@ -605,3 +605,43 @@ mod tests {
         assert_eq!(negative_canonical("a.test", &Name::root(), &[]), None);
     }
 }
+
+#[cfg(test)]
+mod anchor_file_tests {
+    use super::load_trust_anchors;
+
+    const KSK_2017: &str = "AwEAAaz/tAm8yTn4Mfeh5eyI96WSVexTBAvkMgJzkKTOiW1vkIbzxeF3+/4RgWOq7HrxRixHlFlExOLAJr5emLvN7SWXgnLh4+B5xQlNVz8Og8kvArMtNROxVQuCaSnIDdD5LKyWbRd2n9WGe2R8PzgCmr3EgVLrjyBxWezF0jLHwVN8efS3rCj/EWgvIWgb9tarpVUDK/b58Da+sqqls3eNbuv7pr+eoZG+SrDK6nWeL3c6H5Apxz7LjVc1uTIdsIXxuOLYA4/ilBmSVIzuDWfdRUfhHdY6+cn8HFRm+2hM8AnXGXws9555KrUB5qihylGa8subX2Nn6UwNR1AkUTV74bU=";
+
+    fn parse(text: &str) -> Result<usize, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("root.key");
+        std::fs::write(&p, text).unwrap();
+        load_trust_anchors(Some(&p))
+            .map(|a| a.len())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The formats operators point `trust_anchor_file` at.
+    #[test]
+    fn common_root_key_files_parse() {
+        // Debian's dns-root-data /usr/share/dns/root.key.
+        let debian = format!(". IN DNSKEY 257 3 8 {KSK_2017} ; keytag 20326\n");
+        assert_eq!(parse(&debian), Ok(1));
+        // unbound-anchor's auto-trust-anchor-file.
+        let unbound = format!(
+            "; autotrust trust anchor file\n;;id: . 1\n;;last_queried: 1700000000 ;;Tue Nov 14 22:13:20 2023\n\
+             ;;query_failed: 0\n;;query_interval: 43200\n;;retry_time: 8640\n\
+             .\t172800\tIN\tDNSKEY\t257 3 8 {KSK_2017} ;{{id = 20326 (ksk), size = 2048b}} ;;state=2 [  VALID  ] ;;count=0 ;;lastchange=1683248477 ;;Fri May  5 01:01:17 2023\n"
+        );
+        assert_eq!(parse(&unbound), Ok(1));
+    }
+
+    #[test]
+    fn ds_only_file_is_refused_with_a_reason() {
+        let e = parse(
+            ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("root.key") && e.contains("DNSKEY"), "{e}");
+    }
+}
