@@ -5,13 +5,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use mail_auth::common::crypto::{
-    Algorithm as MailAuthAlgorithm, DkimKey, Sha256, SigningKey as MailAuthSigningKey,
+    Algorithm as MailAuthAlgorithm, Sha256, SigningKey as MailAuthSigningKey,
 };
 use mail_auth::common::headers::{HeaderWriter, Writable};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 
 use crate::error::{DkimError, Result};
-use crate::key::{Algorithm, SigningKey};
+use crate::key::{Algorithm, KeyPair, SigningKey};
 use crate::{headers, names};
 
 /// The headers signed when the configuration lists none.
@@ -119,17 +119,39 @@ pub struct Signer {
 }
 
 /// Adapter so a shared key can be used by a per-message mail-auth signer.
-struct SharedKey(Arc<DkimKey>);
+struct SharedKey(Arc<KeyPair>);
 
 impl MailAuthSigningKey for SharedKey {
     type Hasher = Sha256;
 
     fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
-        self.0.sign(input)
+        match &*self.0 {
+            KeyPair::Rsa(key) => {
+                let mut data = Vec::with_capacity(512);
+                input.write(&mut data);
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    &data,
+                    &mut signature,
+                )
+                .map_err(|_| {
+                    mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(
+                        "RSA signing failed".to_string(),
+                    ))
+                })?;
+                Ok(signature)
+            }
+            KeyPair::Ed25519(key) => key.sign(input),
+        }
     }
 
     fn algorithm(&self) -> MailAuthAlgorithm {
-        self.0.algorithm()
+        match &*self.0 {
+            KeyPair::Rsa(_) => MailAuthAlgorithm::RsaSha256,
+            KeyPair::Ed25519(_) => MailAuthAlgorithm::Ed25519Sha256,
+        }
     }
 }
 
