@@ -323,7 +323,7 @@ impl SigningKey {
                 // the SubjectPublicKeyInfo form (`openssl rsa -pubout`).
                 use aws_lc_rs::signature::KeyPair as _;
                 let pkcs1 = key.public_key().as_ref();
-                let public = rsa::RsaPublicKey::from_pkcs1_der(&pkcs1)
+                let public = rsa::RsaPublicKey::from_pkcs1_der(pkcs1)
                     .map_err(|_| DkimError::invalid_key("cannot derive the RSA public key"))?;
                 let spki = public
                     .to_public_key_der()
