@@ -94,16 +94,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         created.extend(paths::ensure_private_dir(&logs.log_dir, "log")?);
     }
     if let Some(user) = &user {
-        // A data root created just now (./ironpost-data) belongs to the user
-        // too, or it could not reach its own spool.
-        for dir in &created {
-            nix::unistd::chown(dir, Some(user.uid), Some(user.gid))
-                .with_context(|| format!("cannot chown {}", dir.display()))?;
-        }
-        privileges::chown_tree(&spool_def.path, user)?;
-        privileges::chown_tree(&sts_dir, user)?;
+        paths::hand_over(&created, user)?;
+        paths::check_owner(&spool_def.path, "spool", user)?;
+        paths::check_owner(&sts_dir, "MTA-STS cache", user)?;
         if let Some(logs) = &log_cfg {
-            privileges::chown_tree(&logs.log_dir, user)?;
+            paths::check_owner(&logs.log_dir, "log", user)?;
         }
         privileges::drop_to(user)?;
         tracing::info!(

@@ -75,8 +75,10 @@ async fn drops_every_privilege_and_still_spools() {
     d.stop();
 }
 
-/// A compromised daemon owns its data directories. Symlinks it plants
-/// there must not make root hand it other files on the next start.
+/// A compromised daemon owns its data directories. Links it plants there
+/// must not make root hand it other files on the next start: existing
+/// files are never chowned, and a data directory swapped for a link to a
+/// root-owned directory is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn planted_symlinks_do_not_make_root_chown_their_targets() {
     use std::os::unix::fs::MetadataExt;
@@ -99,6 +101,7 @@ async fn planted_symlinks_do_not_make_root_chown_their_targets() {
     let spool = dir.path().join("ironpost-data/spool");
     std::os::unix::fs::symlink(victim.path(), spool.join("planted")).unwrap();
     std::os::unix::fs::symlink(victim.path(), spool.join("mta-sts/evil.test.json")).unwrap();
+    std::fs::hard_link(victim.path(), spool.join("hardlink")).unwrap();
     let d = Daemon::start(opts).unwrap();
     assert_eq!(std::fs::metadata(victim.path()).unwrap().uid(), 0);
     drop(d);
@@ -126,6 +129,6 @@ async fn planted_symlinks_do_not_make_root_chown_their_targets() {
     )
     .unwrap();
     assert_ne!(code, 0);
-    assert!(out.contains("symlink"), "{out}");
+    assert!(out.contains("does not change the owner"), "{out}");
     assert_eq!(std::fs::metadata(target.path()).unwrap().uid(), 0);
 }

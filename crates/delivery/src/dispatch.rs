@@ -385,7 +385,8 @@ async fn try_host(
                 }
             }
         };
-        match client.starttls(host, config).await {
+        let sni = dane.as_ref().map_or(host, |spec| spec.base.as_str());
+        match client.starttls(sni, config).await {
             Ok(info) => {
                 attempt.tls = Some((log_version(&info.protocol_version), info.cipher.clone()));
                 let validated = if insecure {

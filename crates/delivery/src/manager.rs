@@ -48,6 +48,10 @@ struct ReadyQueue {
 /// An egress path config with its parsed parts.
 pub struct EgressPath {
     pub cfg: EgressPathConfig,
+    /// A hash of `cfg`, so domains with equal settings for the same hosts
+    /// share a ready queue (equality is still checked: the hash is only a
+    /// key).
+    pub fingerprint: u64,
     pub prohibited: CidrSet,
     /// Built on first use, off the async threads (it reads keysources).
     pub tls: tokio::sync::OnceCell<Result<Arc<dispatch::TlsMaterial>, String>>,
@@ -291,8 +295,17 @@ impl QueueManager {
         let prohibited = cfg
             .validate()
             .map_err(|e| format!("get_egress_path_config: {e}"))?;
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            // Debug covers every field; secrets print redacted, which only
+            // makes collisions possible, and those are caught by `==`.
+            format!("{cfg:?}").hash(&mut h);
+            h.finish()
+        };
         let path = Arc::new(EgressPath {
             cfg,
+            fingerprint,
             prohibited,
             tls: tokio::sync::OnceCell::new(),
         });
@@ -366,11 +379,12 @@ impl QueueManager {
             let mut s = lock(&self.0.state);
             // A ready queue's connections are shared by its parts, so every
             // part in it must have equal egress path settings (TLS mode,
-            // AUTH credentials, ...): a domain whose settings differ from
-            // the queue already there for the same hosts gets its own.
-            let mut key = site.name.clone();
+            // AUTH credentials, ...): the key is the site and the settings'
+            // hash, and a domain whose settings merely share the hash gets a
+            // queue of its own.
+            let mut key = format!("{}\u{0}{:016x}", site.name, path.fingerprint);
             if s.ready.get(&key).is_some_and(|rq| rq.path.cfg != path.cfg) {
-                key = format!("{}|{domain}", site.name);
+                key = format!("{key}\u{0}{domain}");
             }
             let rq = s.ready.entry(key.clone()).or_insert_with(|| ReadyQueue {
                 site: site.clone(),
@@ -435,10 +449,14 @@ impl QueueManager {
     /// `max_deliveries_per_connection`.
     async fn worker(self, site_name: String) {
         let mut conn: Option<Connection> = None;
+        // The settings the open connection was made with (TLS mode, AUTH):
+        // when the queue's change, the connection is not reused.
+        let mut conn_path: Option<Arc<EgressPath>> = None;
         let mut sent_on_conn = 0usize;
         while let Some((part, site, path)) = self.next_for(&site_name) {
             let qcfg = self.queue_config(&part).await;
-            if conn.is_some() && sent_on_conn >= path.cfg.max_deliveries_per_connection {
+            let stale = conn_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &path));
+            if conn.is_some() && (stale || sent_on_conn >= path.cfg.max_deliveries_per_connection) {
                 if let Some(c) = conn.take() {
                     c.quit().await;
                 }
@@ -447,6 +465,7 @@ impl QueueManager {
                 match dispatch::connect(&self.0, &site, &path).await {
                     Ok(c) => {
                         conn = Some(c);
+                        conn_path = Some(path.clone());
                         sent_on_conn = 0;
                     }
                     Err(attempt) => {

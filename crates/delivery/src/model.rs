@@ -8,7 +8,7 @@
 use ironpost_spool::{Location, SpoolId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -87,23 +87,16 @@ impl SharedMessage {
     }
 }
 
-/// The two metadata keys the queue needs, read once at enqueue time.
-#[derive(Default, Deserialize)]
-struct Labels {
-    tenant: Option<Value>,
-    campaign: Option<Value>,
-}
-
-/// `tenant` and `campaign` (string values only) from the metadata JSON.
+/// `tenant` and `campaign` (string values only) from the metadata JSON,
+/// read once at enqueue time. Parsed as a map so a repeated key behaves as
+/// it did when the queue kept the map (the last one wins).
 pub fn labels(meta: Option<&RawValue>) -> (Option<Box<str>>, Option<Box<str>>) {
-    let l: Labels = meta
-        .and_then(|m| serde_json::from_str(m.get()).ok())
-        .unwrap_or_default();
-    let s = |v: Option<Value>| match v {
-        Some(Value::String(s)) => Some(s.into_boxed_str()),
-        _ => None,
+    let Some(map) = meta.and_then(|m| serde_json::from_str::<Map<String, Value>>(m.get()).ok())
+    else {
+        return (None, None);
     };
-    (s(l.tenant), s(l.campaign))
+    let s = |k: &str| map.get(k).and_then(Value::as_str).map(Box::from);
+    (s("tenant"), s("campaign"))
 }
 
 /// One domain's share of a message: the unit the queues move around.
@@ -176,5 +169,10 @@ mod tests {
             serde_json::from_slice(br#"{"id":"x","sender":"","recipients":[]}"#).unwrap();
         assert!(bare.meta.is_none());
         assert_eq!(labels(None), (None, None));
+        let twice: SpoolMeta = serde_json::from_slice(
+            br#"{"id":"x","sender":"","recipients":[],"meta":{"tenant":"a","tenant":"b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(labels(twice.meta.as_deref()).0.as_deref(), Some("b"));
     }
 }

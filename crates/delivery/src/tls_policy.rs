@@ -87,6 +87,8 @@ impl HostPolicy {
 pub struct DaneSpec {
     pub records: Vec<Tlsa>,
     pub names: Vec<String>,
+    /// The TLSA base domain, sent as SNI (RFC 7672 §8.1).
+    pub base: String,
 }
 
 /// The resolver as the MTA-STS crate needs it.
@@ -261,11 +263,15 @@ async fn dane_for_host(dns: &Dns, host: &str, port: u16) -> Result<HostPolicy, S
             .map_err(|e| format!("TLSA lookup: {e}"))
     };
     let mut names = vec![host.to_string()];
+    let mut base = host.to_string();
     let mut tlsa = None;
     if let Some(expanded) = addrs.value.canonical.filter(|c| c != host) {
         let found = lookup(expanded.clone()).await?;
-        names.push(expanded);
         if found.secure && !found.value.is_empty() {
+            // Records at the expanded name: it is the TLSA base domain
+            // (and the SNI name), and certificates may carry either name.
+            names.push(expanded.clone());
+            base = expanded;
             tlsa = Some(found);
         }
     }
@@ -293,6 +299,7 @@ async fn dane_for_host(dns: &Dns, host: &str, port: u16) -> Result<HostPolicy, S
         HostPolicy::Dane(Arc::new(DaneSpec {
             records: usable,
             names,
+            base,
         }))
     })
 }

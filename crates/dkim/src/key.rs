@@ -9,7 +9,6 @@ use aws_lc_rs::signature::RsaKeyPair;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use mail_auth::common::crypto::Ed25519Key;
-use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::der::asn1::ObjectIdentifier;
 use rsa::pkcs8::{EncodePublicKey, PrivateKeyInfo};
 use zeroize::Zeroizing;
@@ -323,7 +322,29 @@ impl SigningKey {
                 // the SubjectPublicKeyInfo form (`openssl rsa -pubout`).
                 use aws_lc_rs::signature::KeyPair as _;
                 let pkcs1 = key.public_key().as_ref();
-                let public = rsa::RsaPublicKey::from_pkcs1_der(pkcs1)
+                let parts = rsa::pkcs1::RsaPublicKey::try_from(pkcs1)
+                    .map_err(|_| DkimError::invalid_key("cannot derive the RSA public key"))?;
+                let n = rsa::BigUint::from_bytes_be(parts.modulus.as_bytes());
+                let e = rsa::BigUint::from_bytes_be(parts.public_exponent.as_bytes());
+                // The limits ring enforced, kept now that aws-lc-rs parses:
+                // 2048 to 8192 bits, and no small public exponent (e = 3
+                // keys have a history of signature forgeries).
+                if !(2048..=8192).contains(&n.bits()) {
+                    return Err(rejected(
+                        algo,
+                        if n.bits() < 2048 {
+                            "TooSmall"
+                        } else {
+                            "TooLarge"
+                        },
+                    ));
+                }
+                if e < rsa::BigUint::from(65537u32) {
+                    return Err(DkimError::invalid_key(
+                        "the RSA public exponent is below 65537; generate a new key",
+                    ));
+                }
+                let public = rsa::RsaPublicKey::new_with_max_size(n, e, 8192)
                     .map_err(|_| DkimError::invalid_key("cannot derive the RSA public key"))?;
                 let spki = public
                     .to_public_key_der()

@@ -366,6 +366,27 @@ fn small_rsa_key_is_refused() {
 }
 
 #[test]
+fn small_rsa_public_exponent_is_refused() {
+    if !have_openssl() {
+        return;
+    }
+    let e3 = openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-pkeyopt",
+            "rsa_keygen_pubexp:3",
+        ],
+        None,
+    );
+    let err = expect_err(RSA, &e3);
+    assert!(err.to_string().contains("exponent"), "{err}");
+}
+
+#[test]
 fn debug_output_is_redacted() {
     if !have_openssl() {
         return;

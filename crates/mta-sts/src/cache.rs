@@ -117,8 +117,12 @@ impl PolicyCache {
                 let mut mem = self.mem();
                 if mem.len() >= MAX_MEMORY_ENTRIES {
                     // Misses (domains without a policy) are cheap to look
-                    // up again; policies are kept.
+                    // up again; policies are kept if they fit, and are on
+                    // disk anyway.
                     mem.retain(|_, e| e.is_some());
+                    if mem.len() >= MAX_MEMORY_ENTRIES {
+                        mem.clear();
+                    }
                 }
                 mem.insert(domain.to_string(), entry.clone());
                 entry

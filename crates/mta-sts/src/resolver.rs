@@ -245,13 +245,22 @@ impl StsResolver {
             Some(failure) => {
                 if f.len() >= MAX_FAILURES {
                     f.retain(|_, (at, _, _)| at.elapsed() < FAILURE_BACKOFF);
+                    if f.len() >= MAX_FAILURES {
+                        // Still full of recent failures: make room rather
+                        // than let new ones wait for timeouts every time.
+                        if let Some(oldest) = f
+                            .iter()
+                            .min_by_key(|(_, (at, _, _))| *at)
+                            .map(|(d, _)| d.clone())
+                        {
+                            f.remove(&oldest);
+                        }
+                    }
                 }
-                if f.len() < MAX_FAILURES {
-                    f.insert(
-                        domain.to_string(),
-                        (Instant::now(), id.to_string(), failure.clone()),
-                    );
-                }
+                f.insert(
+                    domain.to_string(),
+                    (Instant::now(), id.to_string(), failure.clone()),
+                );
             }
         }
     }
