@@ -2,13 +2,14 @@
 //! report the canonical name and whether the whole chain was proven, and
 //! the test server answers through CNAME chains, signed or not.
 
+mod common;
+
+use common::{anchor_file, resolver};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData};
 use ironpost_dns::testserver::{RecordType, TestDnsServer, TestZone};
-use ironpost_dns::{Dns, DnsConfig, DnsError, HostAddresses, Secured, TlsaRecord};
-use std::io::Write;
+use ironpost_dns::{DnsError, HostAddresses, Secured, TlsaRecord};
 use std::net::IpAddr;
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -36,23 +37,6 @@ fn zone(z: TestZone) -> TestZone {
         .cname("loop1.example", "loop2.example")
         .cname("loop2.example", "loop1.example");
     z
-}
-
-fn anchor_file(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    f
-}
-
-fn resolver(server: &TestDnsServer, validate: bool, anchors: Option<&Path>) -> Dns {
-    Dns::new(&DnsConfig {
-        name_servers: vec![server.addr],
-        timeout: Some(Duration::from_secs(2)),
-        attempts: Some(1),
-        validate,
-        trust_anchor_file: anchors.map(Path::to_path_buf),
-    })
-    .unwrap()
 }
 
 async fn start_signed() -> (TestDnsServer, tempfile::NamedTempFile) {

@@ -1,11 +1,12 @@
 //! DNSSEC validation against the signed loopback test server.
 
+mod common;
+
+use common::{anchor_file, resolver};
 use ironpost_dns::testserver::{RecordType, TestDnsServer, TestZone};
 use ironpost_dns::{Dns, DnsConfig, DnsError, MxAnswer, TlsaRecord};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
 
 const V4: &str = "127.0.0.10";
 const V6: &str = "::1";
@@ -43,23 +44,6 @@ fn zone() -> TestZone {
         z.txt("big.example.test", &format!("{i:02}{}", "x".repeat(298)));
     }
     z
-}
-
-fn anchor_file(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    f
-}
-
-fn resolver(server: &TestDnsServer, validate: bool, anchors: Option<&Path>) -> Dns {
-    Dns::new(&DnsConfig {
-        name_servers: vec![server.addr],
-        timeout: Some(Duration::from_secs(2)),
-        attempts: Some(1),
-        validate,
-        trust_anchor_file: anchors.map(Path::to_path_buf),
-    })
-    .unwrap()
 }
 
 async fn start() -> (TestDnsServer, tempfile::NamedTempFile) {
