@@ -35,6 +35,14 @@ log="$root/install.log"
 echo "install-rvault: building rusty_vault $RVAULT_VERSION into $root (several minutes; log: $log)" >&2
 # --locked uses the crate's own Cargo.lock. Should that set no longer build
 # with this toolchain, retry with freshly resolved dependencies.
+# The server only has to answer a test suite: a lightly optimised build
+# without LTO or debug info takes a fraction of the release profile's time
+# on a fresh CI machine.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
+export CARGO_PROFILE_RELEASE_LTO=false
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+export CARGO_PROFILE_RELEASE_DEBUG=false
+export CARGO_PROFILE_RELEASE_INCREMENTAL=false
 if ! cargo install rusty_vault --version "=$RVAULT_VERSION" --locked --root "$root" >"$log" 2>&1; then
   echo "install-rvault: --locked build failed; retrying with fresh dependency resolution" >&2
   if ! cargo install rusty_vault --version "=$RVAULT_VERSION" --root "$root" >>"$log" 2>&1; then
