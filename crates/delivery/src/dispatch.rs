@@ -267,13 +267,16 @@ pub async fn connect(
     Err(last)
 }
 
+/// Connect and say EHLO; a failure is an attempt under `policy`.
 async fn open(
     inner: &Inner,
     host: &str,
     addr: SocketAddr,
     t: &Timeouts,
+    policy: &'static str,
 ) -> Result<SmtpClient, Attempt> {
-    let base = Attempt::at(host, addr.ip());
+    let mut base = Attempt::at(host, addr.ip());
+    base.tls_policy = Some(policy);
     let (mut client, _) = SmtpClient::connect(addr, None, t)
         .await
         .map_err(|e| base.clone().failed(&e))?;
@@ -334,10 +337,7 @@ async fn try_host(
     let mut attempt = Attempt::at(host, addr.ip());
     let policy = &target.policy;
     attempt.tls_policy = Some(policy.name());
-    let mut client = open(inner, host, addr, &t).await.map_err(|mut a| {
-        a.tls_policy = Some(policy.name());
-        a
-    })?;
+    let mut client = open(inner, host, addr, &t, policy.name()).await?;
     let offered = client.capabilities().starttls;
     let Plan { mode, dane } = plan(path.cfg.enable_tls, policy);
     let required = matches!(mode, TlsMode::Required | TlsMode::RequiredInsecure);
@@ -420,13 +420,8 @@ async fn try_host(
             Err(e) if mode == TlsMode::OpportunisticInsecure && dane.is_none() => {
                 let (kind, detail) = classify(&e);
                 tracing::info!(%host, "TLS handshake failed ({e}); retrying in cleartext (OpportunisticInsecure)");
-                let mut a2 = attempt.clone();
-                client = open(inner, host, addr, &t).await.map_err(|mut a| {
-                    a.tls_policy = a2.tls_policy;
-                    a
-                })?;
-                a2.tls_failed(kind, detail);
-                attempt = a2;
+                client = open(inner, host, addr, &t, policy.name()).await?;
+                attempt.tls_failed(kind, detail);
             }
             Err(e) => {
                 let (kind, detail) = classify(&e);
