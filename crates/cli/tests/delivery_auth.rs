@@ -12,7 +12,7 @@ mod delivery_common;
 use std::time::Duration;
 
 use delivery_common::*;
-use ironpost_dns::testserver::TestZone;
+use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Sink, SinkAuth, SinkConfig, SinkRecord, SinkTls};
 use ironpost_testkit::Daemon;
 

@@ -14,7 +14,7 @@ mod delivery_common;
 use std::time::Duration;
 
 use delivery_common::*;
-use ironpost_dns::testserver::{RecordType, TestDnsServer, TestZone};
+use ironpost_testkit::dns::{RecordType, TestDnsServer, TestZone};
 use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};
 use ring::digest::{digest, SHA256};
 use rustls_pki_types::pem::PemObject;

@@ -13,7 +13,7 @@ mod delivery_common;
 use std::time::Duration;
 
 use delivery_common::*;
-use ironpost_dns::testserver::{TestDnsServer, TestZone};
+use ironpost_testkit::dns::{TestDnsServer, TestZone};
 use ironpost_testkit::https::{HttpResponse, PolicyServer};
 use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};
 use ironpost_testkit::Daemon;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use delivery_common::*;
-use ironpost_dns::testserver::TestZone;
+use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::DaemonOptions;
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -6,7 +6,7 @@ mod delivery_common;
 use std::time::Duration;
 
 use delivery_common::*;
-use ironpost_dns::testserver::TestZone;
+use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Rule, Sink, SinkConfig, Stage};
 
 /// One connection at a time, two messages per connection: five messages

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use delivery_common::*;
-use ironpost_dns::testserver::TestZone;
+use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Rule, Sink, SinkConfig, SinkHandle, SinkRecord, Stage};
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -9,7 +9,7 @@ mod delivery_common;
 use std::time::Duration;
 
 use delivery_common::*;
-use ironpost_dns::testserver::TestZone;
+use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Rule, Sink, SinkConfig, SinkMessage, SinkRecord, Stage};
 
 const WAIT: Duration = Duration::from_secs(15);

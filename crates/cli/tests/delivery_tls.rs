@@ -13,7 +13,7 @@ mod delivery_common;
 use std::time::{Duration, Instant};
 
 use delivery_common::*;
-use ironpost_dns::testserver::TestZone;
+use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};
 
 const MX: &str = "mx.tls.test";

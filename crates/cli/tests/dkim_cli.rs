@@ -13,7 +13,7 @@ use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::TXT;
 use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use ironpost_dkim::{check_record, Algorithm, RecordCheck, SigningKey};
-use ironpost_dns::testserver::{TestDnsServer, TestZone};
+use ironpost_testkit::dns::{TestDnsServer, TestZone};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ironpost");
 const ED: Algorithm = Algorithm::Ed25519Sha256;

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{anchor_file, resolver};
-use ironpost_dns::testserver::{RecordType, TestDnsServer, TestZone};
 use ironpost_dns::{Dns, DnsConfig, DnsError, MxAnswer, TlsaRecord};
+use ironpost_testkit::dns::{RecordType, TestDnsServer, TestZone};
 use std::net::IpAddr;
 use std::path::Path;
 

@@ -1,5 +1,5 @@
-use ironpost_dns::testserver::{TestDnsServer, TestZone};
 use ironpost_dns::{Dns, DnsConfig, DnsError, MxAnswer};
+use ironpost_testkit::dns::{TestDnsServer, TestZone};
 use std::time::Duration;
 
 #[tokio::test]

@@ -6,6 +6,8 @@ use ironpost_mta_sts::{
     CachedPolicy, FetchFailureKind, Mode, Policy, Source, StsConfig, StsOutcome, StsResolver,
     TxtError,
 };
+use ironpost_testkit::https::HttpResponse;
+use ironpost_testkit::TestCa;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,9 +22,9 @@ struct Env {
 }
 
 impl Env {
-    async fn new(reply: Reply) -> Env {
+    async fn new(reply: HttpResponse) -> Env {
         let ca = TestCa::new("Test STS CA");
-        let server = HttpsServer::start(ca.server_config(&[POLICY_HOST]), reply).await;
+        let server = HttpsServer::start(&ca, &[POLICY_HOST], reply).await;
         Env {
             ca,
             server,
@@ -32,14 +34,14 @@ impl Env {
     }
 
     async fn enforce() -> Env {
-        let env = Env::new(Reply::policy(&enforce("mx1.example.test", 86400))).await;
+        let env = Env::new(HttpResponse::policy(&enforce("mx1.example.test", 86400))).await;
         env.dns.set_id("id1");
         env
     }
 
     fn config(&self) -> StsConfig {
         let mut c = StsConfig::new(self.dir.path().join("sts"));
-        c.extra_ca_pem = Some(self.ca.pem());
+        c.extra_ca_pem = Some(self.ca.cert_pem.clone().into_bytes());
         c.https_port = self.server.port;
         c.fetch_timeout = Duration::from_secs(10);
         c
@@ -125,7 +127,7 @@ async fn changed_id_refetches() {
     let r = env.resolver();
     env.lookup(&r).await;
     env.server
-        .set_reply(Reply::policy(&enforce("*.mail.example.test", 3600)));
+        .set_reply(HttpResponse::policy(&enforce("*.mail.example.test", 3600)));
     env.dns.set_id("id2");
     let out = env.lookup(&r).await;
     assert_eq!(out.source, Source::Fresh);
@@ -141,8 +143,7 @@ async fn http_500_falls_back_to_cache_and_reports() {
     let env = Env::enforce().await;
     let r = env.resolver();
     env.lookup(&r).await;
-    env.server
-        .set_reply(Reply::status("500 Internal Server Error"));
+    env.server.set_reply(HttpResponse::status(500));
     env.dns.set_id("id2");
     let out = env.lookup(&r).await;
     assert_eq!(out.source, Source::Cached);
@@ -168,7 +169,7 @@ async fn server_down_falls_back_to_cache_and_reports() {
 
 #[tokio::test]
 async fn fetch_failure_without_cache_is_no_policy_with_failure() {
-    let env = Env::new(Reply::status("404 Not Found")).await;
+    let env = Env::new(HttpResponse::status(404)).await;
     env.dns.set_id("id1");
     let out = env.lookup(&env.resolver()).await;
     assert_eq!(out.source, Source::None);
@@ -179,8 +180,8 @@ async fn fetch_failure_without_cache_is_no_policy_with_failure() {
 
 #[tokio::test]
 async fn redirect_is_not_followed() {
-    let env = Env::new(Reply::status("301 Moved Permanently")).await;
-    let mut reply = Reply::status("301 Moved Permanently");
+    let env = Env::new(HttpResponse::status(301)).await;
+    let mut reply = HttpResponse::status(301);
     reply.headers.push((
         "Location".into(),
         format!("https://{POLICY_HOST}:{}/elsewhere.txt", env.server.port),
@@ -205,7 +206,7 @@ async fn oversized_body_refused() {
         "a".repeat(64 * 1024)
     );
     for content_length in [true, false] {
-        let mut reply = Reply::policy(&big);
+        let mut reply = HttpResponse::policy(&big);
         reply.content_length = content_length;
         let env = Env::new(reply).await;
         env.dns.set_id("id1");
@@ -218,7 +219,7 @@ async fn oversized_body_refused() {
     // Just under the limit is fine, even without Content-Length.
     let text = enforce("mx1.example.test", 86400);
     let pad = 64 * 1024 - text.len() - "x: \n".len();
-    let mut reply = Reply::policy(&format!("{text}x: {}\n", "a".repeat(pad)));
+    let mut reply = HttpResponse::policy(&format!("{text}x: {}\n", "a".repeat(pad)));
     reply.content_length = false;
     assert_eq!(reply.body.len(), 64 * 1024);
     let env = Env::new(reply).await;
@@ -229,7 +230,7 @@ async fn oversized_body_refused() {
 
 #[tokio::test]
 async fn malformed_policy_is_policy_invalid() {
-    let env = Env::new(Reply::policy(
+    let env = Env::new(HttpResponse::policy(
         "version: STSv1\nmode: enforce\nmax_age: 86400\n",
     ))
     .await;
@@ -238,7 +239,7 @@ async fn malformed_policy_is_policy_invalid() {
     assert!(out.policy.is_none());
     assert_eq!(failure_kind(&out), FetchFailureKind::PolicyInvalid);
 
-    let mut reply = Reply::policy("");
+    let mut reply = HttpResponse::policy("");
     reply.body = b"version: STSv1\nmode: none\nmax_age: 1\nx: \xff\n".to_vec();
     env.server.set_reply(reply);
     let out = env.lookup(&env.resolver()).await;
@@ -247,7 +248,7 @@ async fn malformed_policy_is_policy_invalid() {
 
 #[tokio::test]
 async fn wrong_content_type_refused() {
-    let mut reply = Reply::policy(&enforce("mx1.example.test", 86400));
+    let mut reply = HttpResponse::policy(&enforce("mx1.example.test", 86400));
     reply.headers = vec![("Content-Type".into(), "text/html".into())];
     let env = Env::new(reply).await;
     env.dns.set_id("id1");
@@ -257,7 +258,7 @@ async fn wrong_content_type_refused() {
     assert_eq!(failure.kind, FetchFailureKind::FetchError);
     assert!(failure.detail.contains("Content-Type"), "{failure}");
 
-    let mut reply = Reply::policy(&enforce("mx1.example.test", 86400));
+    let mut reply = HttpResponse::policy(&enforce("mx1.example.test", 86400));
     reply.headers.clear();
     env.server.set_reply(reply);
     let out = env.lookup(&env.resolver()).await;
@@ -269,8 +270,9 @@ async fn untrusted_ca_is_webpki_invalid() {
     let env = Env::enforce().await;
     let rogue = TestCa::new("Rogue CA");
     let server = HttpsServer::start(
-        rogue.server_config(&[POLICY_HOST]),
-        Reply::policy(&enforce("evil.example", 86400)),
+        &rogue,
+        &[POLICY_HOST],
+        HttpResponse::policy(&enforce("evil.example", 86400)),
     )
     .await;
     let mut config = env.config();
@@ -289,8 +291,9 @@ async fn untrusted_ca_is_webpki_invalid() {
 async fn wrong_name_is_webpki_invalid() {
     let env = Env::enforce().await;
     let server = HttpsServer::start(
-        env.ca.server_config(&["mta-sts.other.test"]),
-        Reply::policy(&enforce("mx1.example.test", 86400)),
+        &env.ca,
+        &["mta-sts.other.test"],
+        HttpResponse::policy(&enforce("mx1.example.test", 86400)),
     )
     .await;
     let mut config = env.config();
@@ -310,8 +313,9 @@ async fn webpki_failure_with_cache_keeps_cached_policy() {
     env.lookup(&env.resolver()).await;
     let rogue = TestCa::new("Rogue CA");
     let server = HttpsServer::start(
-        rogue.server_config(&[POLICY_HOST]),
-        Reply::policy("version: STSv1\nmode: none\nmax_age: 86400\n"),
+        &rogue,
+        &[POLICY_HOST],
+        HttpResponse::policy("version: STSv1\nmode: none\nmax_age: 86400\n"),
     )
     .await;
     let mut config = env.config();
@@ -346,7 +350,7 @@ async fn mode_none_drops_cached_policy() {
     let r = env.resolver();
     env.lookup(&r).await;
     assert!(env.cache_file().exists());
-    env.server.set_reply(Reply::policy(
+    env.server.set_reply(HttpResponse::policy(
         "version: STSv1\nmode: none\nmax_age: 86400\n",
     ));
     env.dns.set_id("id2");
@@ -402,7 +406,7 @@ async fn expired_cache_entry_ignored() {
 
 #[tokio::test]
 async fn max_age_zero_is_used_but_not_cached() {
-    let env = Env::new(Reply::policy(&enforce("mx1.example.test", 0))).await;
+    let env = Env::new(HttpResponse::policy(&enforce("mx1.example.test", 0))).await;
     env.dns.set_id("id1");
     let r = env.resolver();
     assert_eq!(env.lookup(&r).await.source, Source::Fresh);
@@ -457,7 +461,7 @@ async fn no_txt_record_means_no_policy_and_no_fetch() {
 
 #[tokio::test]
 async fn concurrent_lookups_fetch_once() {
-    let mut reply = Reply::policy(&enforce("mx1.example.test", 86400));
+    let mut reply = HttpResponse::policy(&enforce("mx1.example.test", 86400));
     reply.delay = Duration::from_millis(300);
     let env = Arc::new(Env::new(reply).await);
     env.dns.set_id("id1");
@@ -480,7 +484,7 @@ async fn concurrent_lookups_fetch_once() {
 
 #[tokio::test]
 async fn slow_server_times_out() {
-    let mut reply = Reply::policy(&enforce("mx1.example.test", 86400));
+    let mut reply = HttpResponse::policy(&enforce("mx1.example.test", 86400));
     reply.delay = Duration::from_secs(5);
     let env = Env::new(reply).await;
     env.dns.set_id("id1");
@@ -528,8 +532,7 @@ async fn failed_refresh_keeps_the_policy_and_is_not_retried_at_once() {
     let policy = Policy::parse(&enforce("old.example.test", 9 * 86400)).unwrap();
     let entry = CachedPolicy::new(DOMAIN, "id1", policy, now() - 2 * 86400);
     write_entry(&env.cache_file(), &entry);
-    env.server
-        .set_reply(Reply::status("500 Internal Server Error"));
+    env.server.set_reply(HttpResponse::status(500));
     let r = env.resolver();
     for _ in 0..3 {
         let out = env.lookup(&r).await;

@@ -1,15 +1,14 @@
 //! The client against a scripted server on real loopback sockets.
 
-mod support;
-
 use ironpost_smtp_client::tls::{
     check_certificate, insecure_config, root_store, verifying_config, webpki_verifier,
 };
 use ironpost_smtp_client::{dot_stuff, ClientError, MailParams, Phase, SmtpClient, Timeouts};
+use ironpost_testkit::fake_smtp::{plain, Behaviour, Event, FakeServer};
+use ironpost_testkit::TestCa;
 use ironpost_wire::{DataOptions, DataReceiver};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use support::{plain, Behaviour, Event, FakeServer, TestCa};
 
 fn timeouts() -> Timeouts {
     Timeouts::all(Duration::from_secs(10))
@@ -458,7 +457,7 @@ async fn starttls_with_a_verifying_config() {
     let mut c = connect(&server).await;
     let caps = c.ehlo("client.test").await.unwrap();
     assert!(caps.starttls);
-    let config = verifying_config(Some(ca.pem.as_bytes()), None).unwrap();
+    let config = verifying_config(Some(ca.cert_pem.as_bytes()), None).unwrap();
     let info = c.starttls("mx.test", config).await.unwrap();
     assert!(c.is_tls());
     assert!(info.protocol_version.starts_with("TLSv1."), "{info:?}");
@@ -517,7 +516,7 @@ async fn certificate_from_another_ca_fails_verification() {
     .await;
     let mut c = connect(&server).await;
     c.ehlo("client.test").await.unwrap();
-    let config = verifying_config(Some(trusted.pem.as_bytes()), None).unwrap();
+    let config = verifying_config(Some(trusted.cert_pem.as_bytes()), None).unwrap();
     let e = c.starttls("mx.test", config).await.unwrap_err();
     let ClientError::Tls(tls) = &e else {
         panic!("{e:?}")
@@ -539,7 +538,7 @@ async fn certificate_from_another_ca_fails_verification() {
     .await;
     let mut c = connect(&server).await;
     c.ehlo("client.test").await.unwrap();
-    let config = verifying_config(Some(trusted.pem.as_bytes()), None).unwrap();
+    let config = verifying_config(Some(trusted.cert_pem.as_bytes()), None).unwrap();
     let e = c.starttls("mx.test", config).await.unwrap_err();
     let ClientError::Tls(tls) = &e else {
         panic!("{e:?}")
@@ -582,8 +581,9 @@ async fn insecure_config_accepts_and_records_validity() {
     assert!(r.data_reply.unwrap().is_positive());
     // Whether it would have validated, against each root store.
     let chain = &info.peer_certificates;
-    let v_trusted = webpki_verifier(root_store(Some(trusted.pem.as_bytes())).unwrap()).unwrap();
-    let v_other = webpki_verifier(root_store(Some(other.pem.as_bytes())).unwrap()).unwrap();
+    let v_trusted =
+        webpki_verifier(root_store(Some(trusted.cert_pem.as_bytes())).unwrap()).unwrap();
+    let v_other = webpki_verifier(root_store(Some(other.cert_pem.as_bytes())).unwrap()).unwrap();
     assert!(check_certificate(&*v_trusted, "mx.test", chain).is_err());
     check_certificate(&*v_other, "mx.test", chain).unwrap();
     check_certificate(&*v_other, "127.0.0.1", chain).unwrap();
@@ -671,7 +671,7 @@ async fn auth_plain_failure_never_reveals_the_password() {
     c.ehlo("client.test").await.unwrap();
     c.starttls(
         "mx.test",
-        verifying_config(Some(ca.pem.as_bytes()), None).unwrap(),
+        verifying_config(Some(ca.cert_pem.as_bytes()), None).unwrap(),
     )
     .await
     .unwrap();

@@ -2,108 +2,21 @@
 //! matching on certificates from rcgen, real handshakes in memory and over
 //! loopback, and the classification of WebPKI failures.
 
-mod support;
-
 use ironpost_smtp_client::dane::{dane_config, usable, DaneFailure, DaneFailureKind, DaneVerifier};
 use ironpost_smtp_client::tls::{check_certificate, root_store, webpki_verifier};
 use ironpost_smtp_client::tls_report::{
     classify_client_error, classify_rustls_error, classify_tls_error, TlsResultType,
 };
 use ironpost_smtp_client::{ClientError, SmtpClient, Timeouts, Tlsa};
-use rcgen::{
-    date_time_ymd, BasicConstraints, Certificate, CertificateParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use ironpost_testkit::fake_smtp::{Behaviour, FakeServer};
+use ironpost_testkit::{Leaf, TestCa};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Behaviour, FakeServer};
-
-// ---------------------------------------------------------------- PKI
-
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    /// An intermediate CA under this one.
-    fn intermediate(&self, name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        Ca { cert, key }
-    }
-
-    fn der(&self) -> CertificateDer<'static> {
-        self.cert.der().clone()
-    }
-
-    fn issue(&self, names: &[&str]) -> Leaf {
-        Leaf::make(names, false, Some(self))
-    }
-
-    fn issue_expired(&self, names: &[&str]) -> Leaf {
-        Leaf::make(names, true, Some(self))
-    }
-}
-
-struct Leaf {
-    der: CertificateDer<'static>,
-    key: KeyPair,
-}
-
-impl Leaf {
-    fn make(names: &[&str], expired: bool, issuer: Option<&Ca>) -> Leaf {
-        let sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        if expired {
-            params.not_before = date_time_ymd(2015, 1, 1);
-            params.not_after = date_time_ymd(2016, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = match issuer {
-            Some(ca) => params.signed_by(&key, &ca.cert, &ca.key).unwrap(),
-            None => params.self_signed(&key).unwrap(),
-        };
-        Leaf {
-            der: cert.der().clone(),
-            key,
-        }
-    }
-
-    fn self_signed(names: &[&str]) -> Leaf {
-        Leaf::make(names, false, None)
-    }
-
-    fn spki(&self) -> Vec<u8> {
-        self.key.public_key_der()
-    }
-
-    fn private_key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()))
-    }
-}
 
 fn sha256(data: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, data)
@@ -198,11 +111,11 @@ fn dane_ee_matches_cert_or_spki_by_any_matching_type() {
 
 #[test]
 fn dane_ee_ignores_names_dates_and_issuer() {
-    let ca = Ca::new("Some CA");
+    let ca = TestCa::new("Some CA");
     for leaf in [
         ca.issue(&["wrong.example"]),
         ca.issue_expired(&[MX]),
-        Leaf::make(&["wrong.example"], true, None),
+        Leaf::self_signed_expired(&["wrong.example"]),
     ] {
         let v = verifier(&[Tlsa::new(3, 1, 1, sha256(&leaf.spki()))]);
         verify(&v, &leaf.der, &[]).unwrap();
@@ -213,7 +126,7 @@ fn dane_ee_ignores_names_dates_and_issuer() {
 
 #[test]
 fn wrong_digest_is_no_match_and_says_what_was_presented() {
-    let ca = Ca::new("Some CA");
+    let ca = TestCa::new("Some CA");
     let leaf = ca.issue(&[MX]);
     let mut digest = sha256(&leaf.spki());
     digest[0] ^= 1;
@@ -234,7 +147,7 @@ fn wrong_digest_is_no_match_and_says_what_was_presented() {
 
 #[test]
 fn dane_ta_in_the_chain_validates_the_leaf_and_its_name() {
-    let ca = Ca::new("DANE CA");
+    let ca = TestCa::new("DANE CA");
     let leaf = ca.issue(&[MX]);
     for record in [
         Tlsa::new(2, 1, 1, sha256(&ca.key.public_key_der())),
@@ -277,7 +190,7 @@ fn dane_ta_in_the_chain_validates_the_leaf_and_its_name() {
 
     // A leaf of another CA, sent with the matching CA: the chain does not
     // reach the anchor.
-    let other = Ca::new("Other CA");
+    let other = TestCa::new("Other CA");
     let stranger = other.issue(&[MX]);
     let e = verify(&v, &stranger.der, &[ca.der()]).unwrap_err();
     assert_eq!(e.kind, DaneFailureKind::ChainInvalid, "{e}");
@@ -298,7 +211,7 @@ fn dane_ta_in_the_chain_validates_the_leaf_and_its_name() {
 
 #[test]
 fn dane_ta_with_intermediates() {
-    let root = Ca::new("Root");
+    let root = TestCa::new("Root");
     let inter = root.intermediate("Intermediate");
     let leaf = inter.issue(&[MX]);
     let chain = [inter.der(), root.der()];
@@ -341,7 +254,7 @@ fn dane_ta_with_intermediates() {
         DaneFailureKind::Expired
     );
     // An unrelated full TA record is a plain no-match.
-    let other = Ca::new("Other");
+    let other = TestCa::new("Other");
     let v = verifier(&[Tlsa::new(2, 0, 0, other.der().to_vec())]);
     assert_eq!(
         kind(verify(&v, &leaf.der, &short)),
@@ -365,7 +278,7 @@ fn dane_ta_matching_the_leaf_itself() {
         kind(verify(&v, &wrong.der, &[])),
         DaneFailureKind::HostMismatch
     );
-    let expired = Leaf::make(&[MX], true, None);
+    let expired = Leaf::self_signed_expired(&[MX]);
     let v = verifier(&[Tlsa::new(2, 1, 1, sha256(&expired.spki()))]);
     assert_eq!(
         kind(verify(&v, &expired.der, &[])),
@@ -375,7 +288,7 @@ fn dane_ta_matching_the_leaf_itself() {
 
 #[test]
 fn wildcards_and_missing_reference_names() {
-    let ca = Ca::new("CA");
+    let ca = TestCa::new("CA");
     let leaf = ca.issue(&["*.mail.example"]);
     let record = Tlsa::new(2, 1, 1, sha256(&ca.key.public_key_der()));
     let v = DaneVerifier::new(std::slice::from_ref(&record), &["mx.mail.example"]);
@@ -399,7 +312,7 @@ fn wildcards_and_missing_reference_names() {
 
 #[test]
 fn ee_or_ta_either_is_enough() {
-    let ca = Ca::new("CA");
+    let ca = TestCa::new("CA");
     let leaf = ca.issue(&["wrong.example"]);
     let ee = Tlsa::new(3, 1, 1, sha256(&leaf.spki()));
     let ta = Tlsa::new(2, 1, 1, sha256(&ca.key.public_key_der()));
@@ -498,7 +411,7 @@ fn config(records: &[Tlsa]) -> Arc<ClientConfig> {
 
 #[test]
 fn in_memory_handshakes_tls13_and_tls12() {
-    let ca = Ca::new("CA");
+    let ca = TestCa::new("CA");
     let leaf = ca.issue(&[MX]);
     let ee = Tlsa::new(3, 1, 1, sha256(&leaf.spki()));
     let ta = Tlsa::new(2, 0, 1, sha256(&ca.der()));
@@ -601,7 +514,7 @@ async fn starttls_with(server_tls: Arc<ServerConfig>, records: &[Tlsa]) -> Resul
 
 #[tokio::test]
 async fn starttls_over_loopback_with_dane() {
-    let ca = Ca::new("CA");
+    let ca = TestCa::new("CA");
     let leaf = ca.issue(&[MX]);
     let server = server_config(vec![leaf.der.clone(), ca.der()], leaf.private_key(), false);
     starttls_with(server.clone(), &[Tlsa::new(3, 1, 1, sha256(&leaf.spki()))])
@@ -653,8 +566,8 @@ async fn starttls_over_loopback_with_dane() {
 
 #[test]
 fn webpki_failures_are_classified() {
-    let ca = Ca::new("Trusted CA");
-    let other = Ca::new("Unknown CA");
+    let ca = TestCa::new("Trusted CA");
+    let other = TestCa::new("Unknown CA");
     let v = webpki_verifier(root_store(Some(ca.cert.pem().as_bytes())).unwrap()).unwrap();
     let classify = |leaf: &Leaf, name: &str| {
         let e = check_certificate(&*v, name, std::slice::from_ref(&leaf.der)).unwrap_err();

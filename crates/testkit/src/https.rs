@@ -1,6 +1,7 @@
 //! A scriptable HTTPS server on loopback for MTA-STS tests: it answers
 //! `GET /.well-known/mta-sts.txt` per `Host` header with whatever response
-//! the test set for that host, and counts the requests it got.
+//! the test set for that host (404 otherwise), and records the requests it
+//! got.
 
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -8,6 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -18,15 +20,19 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Send `Content-Length` (otherwise the body ends at close).
+    pub content_length: bool,
+    /// Wait this long before answering.
+    pub delay: Duration,
 }
 
 impl HttpResponse {
     /// 200 with `Content-Type: text/plain` and `body`.
     pub fn policy(body: &str) -> HttpResponse {
         HttpResponse {
-            status: 200,
             headers: vec![("Content-Type".into(), "text/plain".into())],
             body: body.as_bytes().to_vec(),
+            ..HttpResponse::status(200)
         }
     }
 
@@ -35,14 +41,15 @@ impl HttpResponse {
             status,
             headers: vec![],
             body: vec![],
+            content_length: true,
+            delay: Duration::ZERO,
         }
     }
 
     pub fn redirect(location: &str) -> HttpResponse {
         HttpResponse {
-            status: 301,
             headers: vec![("Location".into(), location.into())],
-            body: vec![],
+            ..HttpResponse::status(301)
         }
     }
 }
@@ -124,14 +131,15 @@ impl PolicyServer {
                         Some(r) if path == "/.well-known/mta-sts.txt" => r,
                         _ => HttpResponse::status(404),
                     };
+                    tokio::time::sleep(resp.delay).await;
                     let mut out = format!("HTTP/1.1 {} X\r\n", resp.status);
                     for (k, v) in &resp.headers {
                         out.push_str(&format!("{k}: {v}\r\n"));
                     }
-                    out.push_str(&format!(
-                        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                        resp.body.len()
-                    ));
+                    if resp.content_length {
+                        out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+                    }
+                    out.push_str("Connection: close\r\n\r\n");
                     let _ = tls.write_all(out.as_bytes()).await;
                     let _ = tls.write_all(&resp.body).await;
                     let _ = tls.shutdown().await;
@@ -171,6 +179,22 @@ impl PolicyServer {
             .iter()
             .filter(|(_, p)| p == path)
             .count()
+    }
+
+    /// Requests to any host and path.
+    pub fn total_hits(&self) -> usize {
+        self.state.lock().unwrap().requests.len()
+    }
+
+    /// The path of every request, in order.
+    pub fn paths(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state.requests.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Stops listening: later connections are refused.
+    pub fn stop(&self) {
+        self.task.abort();
     }
 }
 

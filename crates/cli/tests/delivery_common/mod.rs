@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ironpost_dns::testserver::{TestDnsServer, TestZone};
+use ironpost_testkit::dns::{TestDnsServer, TestZone};
 use ironpost_testkit::sink::SinkRecord;
 use ironpost_testkit::{Daemon, DaemonOptions, SmtpClient, TestCa};
 use serde_json::Value;

@@ -2,8 +2,8 @@
 //! at the loopback test server.
 #![allow(dead_code)]
 
-use ironpost_dns::testserver::TestDnsServer;
 use ironpost_dns::{Dns, DnsConfig};
+use ironpost_testkit::dns::TestDnsServer;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;

@@ -1,20 +1,19 @@
-//! A small scripted SMTP server on loopback that records exactly what it
-//! received, and a throwaway PKI.
+//! A scripted SMTP server on loopback for SMTP client tests: byte-exact
+//! replies chosen per command, PIPELINING checks (each command records how
+//! many complete lines arrived in the same read, and replies can be held
+//! until DATA), STARTTLS and AUTH PLAIN, and a recording of every byte and
+//! event. Connections are served one after another.
+//!
+//! For delivery tests that need a receiving MTA with scripted failures per
+//! stage, use [`crate::sink`] instead.
 
-#![allow(dead_code)]
-
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use rustls::ServerConfig;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// How the fake server behaves. The defaults make a plain ESMTP server
@@ -343,57 +342,7 @@ async fn serve(
     }
 }
 
+/// The AUTH PLAIN initial response for `user` and `pass`.
 pub fn plain(user: &str, pass: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
-}
-
-/// A test certificate authority.
-pub struct TestCa {
-    pub pem: String,
-    cert: Certificate,
-    key: KeyPair,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        TestCa {
-            pem: cert.pem(),
-            cert,
-            key,
-        }
-    }
-
-    /// A leaf for `names` (DNS names or IP literals).
-    pub fn issue(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-        let sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-    }
-
-    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
-        let (chain, key) = self.issue(names);
-        Arc::new(
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .unwrap(),
-        )
-    }
+    crate::sink::encode_base64(format!("\0{user}\0{pass}").as_bytes())
 }

@@ -179,7 +179,7 @@ impl TestZone {
     }
 
     /// The signing key as a trust-anchor file line (`. 3600 IN DNSKEY 257 3
-    /// 15 ...`), for `DnsConfig::trust_anchor_file`.
+    /// 15 ...`), for `ironpost_dns::DnsConfig::trust_anchor_file`.
     ///
     /// # Panics
     /// If the zone is not signed.
