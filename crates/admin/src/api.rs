@@ -208,7 +208,7 @@ pub(crate) async fn authorize(
     }
     let ipk = ip_key(ip);
     let _ip_guard = st.ip_locks[shard(&ipk)].lock().await;
-    if let Some(retry) = st.throttle.blocked(&ipk, FAILURE_LIMIT, FAILURE_WINDOW) {
+    if let Some(retry) = st.throttle.retry_after(&ipk, FAILURE_LIMIT, FAILURE_WINDOW) {
         return Err(throttled(retry));
     }
     let parsed = value
@@ -234,7 +234,10 @@ pub(crate) async fn authorize(
         success,
         reason: reason.map(str::to_string),
     };
-    if let Some(retry) = st.throttle.blocked(&userk, FAILURE_LIMIT, FAILURE_WINDOW) {
+    if let Some(retry) = st
+        .throttle
+        .retry_after(&userk, FAILURE_LIMIT, FAILURE_WINDOW)
+    {
         st.backend
             .auth_attempt(&attempt(false, Some("throttled: too many recent failures")));
         return Err(throttled(retry));

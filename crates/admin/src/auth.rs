@@ -17,12 +17,11 @@
 
 use base64::Engine;
 use ironpost_policy::cidr::canonical;
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub const FAILURE_LIMIT: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
@@ -105,57 +104,11 @@ pub fn parse_basic(header: &str) -> Result<(String, String), BasicError> {
     Ok((user.to_string(), password.to_string()))
 }
 
-/// Failure counting shared by every request of a listener.
-#[derive(Default)]
-pub struct AuthThrottle {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl AuthThrottle {
-    fn prune(q: &mut VecDeque<Instant>, window: Duration) {
-        while q.front().is_some_and(|t| t.elapsed() > window) {
-            q.pop_front();
-        }
-    }
-
-    /// `Some(retry_after)` when `key` has `limit` failures inside `window`.
-    pub fn blocked(&self, key: &str, limit: usize, window: Duration) -> Option<Duration> {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let q = f.get_mut(key)?;
-        Self::prune(q, window);
-        let out = if q.len() >= limit && limit > 0 {
-            // Unblocked once the failure that makes the count reach the
-            // limit leaves the window.
-            let oldest_counted = q[q.len() - limit];
-            Some(window.saturating_sub(oldest_counted.elapsed()))
-        } else {
-            None
-        };
-        if q.is_empty() {
-            f.remove(key);
-        }
-        out
-    }
-
-    pub fn record_failure(&self, key: &str, window: Duration) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let q = f.entry(key.to_string()).or_default();
-        Self::prune(q, window);
-        q.push_back(Instant::now());
-        // Bound memory under a flood of distinct keys.
-        if f.len() > 100_000 {
-            f.retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= window));
-        }
-    }
-}
-
-pub fn ip_key(ip: IpAddr) -> String {
-    format!("ip:{}", canonical(ip))
-}
-
-pub fn user_key(user: &str) -> String {
-    format!("user:{}", user.to_lowercase())
-}
+pub use ironpost_listen::throttle::{ip_key, user_key};
+/// Failure counting shared by every request of a listener: the same
+/// throttle SMTP AUTH uses; [`AuthThrottle::retry_after`] gives the time to
+/// put in `Retry-After`.
+pub use ironpost_listen::AuthThrottle;
 
 #[cfg(test)]
 mod tests {
@@ -211,13 +164,13 @@ mod tests {
         for _ in 0..4 {
             t.record_failure("ip:1", w);
         }
-        assert!(t.blocked("ip:1", 5, w).is_none());
+        assert!(t.retry_after("ip:1", 5, w).is_none());
         t.record_failure("ip:1", w);
-        let retry = t.blocked("ip:1", 5, w).unwrap();
+        let retry = t.retry_after("ip:1", 5, w).unwrap();
         assert!(retry <= w && retry > Duration::ZERO);
-        assert!(t.blocked("ip:2", 5, w).is_none());
+        assert!(t.retry_after("ip:2", 5, w).is_none());
         std::thread::sleep(Duration::from_millis(350));
-        assert!(t.blocked("ip:1", 5, w).is_none());
+        assert!(t.retry_after("ip:1", 5, w).is_none());
     }
 
     #[test]

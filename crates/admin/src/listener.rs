@@ -68,10 +68,11 @@ pub fn bind(cfg: HttpListenerConfig) -> Result<BoundHttpListener, AdminError> {
             names.push(v.listen.ip().to_string());
         }
         Some(Arc::new(
-            TlsSource::new(
+            crate::tls::source(
                 cfg.tls_certificate.clone(),
                 cfg.tls_private_key.clone(),
                 names,
+                &cfg.listen,
             )
             .map_err(config_err)?,
         ))
@@ -123,8 +124,8 @@ impl BoundHttpListener {
         }
     }
 
-    /// Share failure counting with other listeners (or with SMTP AUTH's
-    /// keys, which use different prefixes). Each listener has its own
+    /// Share failure counting with other listeners, or with SMTP AUTH,
+    /// whose `ip:` and `user:` keys are the same. Each listener has its own
     /// otherwise.
     pub fn with_throttle(mut self, throttle: Arc<AuthThrottle>) -> Self {
         self.throttle = throttle;

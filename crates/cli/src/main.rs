@@ -7,7 +7,9 @@ mod paths;
 mod privileges;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -17,8 +19,20 @@ use std::path::PathBuf;
     about = "Ironpost: a security-first mail transfer agent"
 )]
 struct Cli {
+    /// How diagnostics are written to stderr: `text` (coloured only when
+    /// stderr is a terminal and NO_COLOR is unset or empty) or `json` (one
+    /// JSON object per line, with `timestamp`, `level` and `message`).
+    /// IRONPOST_LOG sets the filter (default `info`).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Commands,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -53,8 +67,38 @@ pub struct ServeArgs {
     lua_unrestricted: bool,
 }
 
+/// ANSI colour only for a terminal, and never when NO_COLOR is set to a
+/// non-empty value (<https://no-color.org>).
+fn use_colour(stderr_is_terminal: bool, no_color: Option<OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Diagnostics (tracing events) go to stderr; stdout carries the start-up
+/// lines (`smtp listener: ...`, `ready`) and command output.
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IRONPOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ))
+            .init(),
+        // Fields at the top level (`"message"`, `"level"`, the event's own
+        // fields) rather than nested under `"fields"`, as log shippers
+        // expect; the target stays, it is what one filters on.
+        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     let result = match cli.command {
         Commands::Serve(args) => serve::run(args),
         Commands::Dkim(args) => dkim_cmd::run(args),
@@ -63,8 +107,38 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ironpost: {e:#}");
+            match cli.log_format {
+                LogFormat::Text => eprintln!("ironpost: {e:#}"),
+                // Keep stderr all JSON lines, the fatal error included.
+                LogFormat::Json => tracing::error!("{e:#}"),
+            }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".into())));
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(true, Some("0".into())));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some("".into())));
+    }
+
+    #[test]
+    fn log_format_is_global_and_defaults_to_text() {
+        let cli = Cli::try_parse_from(["ironpost", "serve"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Text);
+        let cli = Cli::try_parse_from(["ironpost", "--log-format", "json", "serve"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["ironpost", "serve", "--log-format", "json"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(Cli::try_parse_from(["ironpost", "--log-format", "xml", "serve"]).is_err());
     }
 }
