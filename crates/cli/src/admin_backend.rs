@@ -6,17 +6,16 @@ use ironpost_admin::{
     SuspendRequest,
 };
 use ironpost_delivery::QueueManager;
-use ironpost_logs::Logger;
-use ironpost_policy::{EventError, Message, PolicyEngine};
-use ironpost_spool::{Spool, SpoolId};
+use ironpost_logs::{AuthRecord, Inbound, Logger, PeerAddress, Record};
+use ironpost_server::reception::{Arrival, Client, Reception, Source};
+use ironpost_spool::SpoolId;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Backend {
-    pub spool: Spool,
-    pub policy: PolicyEngine,
+    pub reception: Reception,
     pub queue: QueueManager,
     pub logger: Logger,
     pub metrics: Arc<Metrics>,
@@ -25,26 +24,21 @@ pub struct Backend {
 
 /// Count log records into the metrics registry.
 pub fn observer(metrics: Arc<Metrics>) -> ironpost_logs::Observer {
-    Arc::new(move |kind: &str, rec: &Map<String, Value>| {
-        let counter: Option<&AtomicU64> = match kind {
-            "Reception" => Some(&metrics.messages_received),
-            "Delivery" => Some(&metrics.messages_delivered),
-            "TransientFailure" => Some(&metrics.messages_deferred),
-            "Bounce" | "Expiration" => Some(&metrics.messages_bounced),
-            "AuthN" if rec.get("success") == Some(&Value::Bool(true)) => {
-                Some(&metrics.auth_successes)
-            }
-            "AuthN" => Some(&metrics.auth_failures),
-            _ => None,
+    Arc::new(move |rec: &Record| {
+        let counter: Option<&AtomicU64> = match rec {
+            Record::Reception(_) => Some(&metrics.messages_received),
+            Record::Delivery(_) => Some(&metrics.messages_delivered),
+            Record::TransientFailure(_) => Some(&metrics.messages_deferred),
+            Record::Bounce(_) | Record::Expiration(_) => Some(&metrics.messages_bounced),
+            Record::AuthN(a) if a.success => Some(&metrics.auth_successes),
+            Record::AuthN(_) => Some(&metrics.auth_failures),
+            Record::Rejection(_) => None,
         };
         if let Some(c) = counter {
             Metrics::inc(c);
         }
-        if matches!(kind, "Delivery" | "TransientFailure" | "Bounce") {
-            if let (Some(policy), Some(result)) = (
-                rec.get("tls_policy").and_then(Value::as_str),
-                rec.get("tls_result").and_then(Value::as_str),
-            ) {
+        if let Record::Delivery(a) | Record::TransientFailure(a) | Record::Bounce(a) = rec {
+            if let (Some(policy), Some(result)) = (&a.tls_policy, &a.tls_result) {
                 metrics.tls_policy_result(policy, result);
             }
         }
@@ -59,66 +53,27 @@ impl Backend {
         content: &[u8],
         http_auth: &str,
     ) -> Result<String, String> {
-        let id = SpoolId::new();
-        let received = format!(
-            "Received: from [{}] by {} (Ironpost) with HTTP id {id};\r\n\t{}\r\n",
-            req.peer.ip(),
-            self.hostname,
-            chrono::Utc::now().to_rfc2822()
-        );
-        let mut data = received.into_bytes();
-        data.extend_from_slice(content);
-        let mut meta = Map::new();
-        meta.insert("received_from".into(), json!(req.peer.to_string()));
-        meta.insert(
-            "reception_protocol".into(),
-            json!(if req.tls { "HTTPS" } else { "HTTP" }),
-        );
-        meta.insert("http_auth".into(), json!(http_auth));
-        let msg = Message {
-            id: id.to_string(),
+        let arrival = Arrival {
+            source: Source::Http,
+            client: Client {
+                peer: req.peer,
+                hostname: self.hostname.clone(),
+                listener: None,
+                helo: None,
+                tls: None,
+                client_cert: None,
+                auth: None,
+                http_auth: Some(http_auth.to_string()),
+            },
+            protocol: if req.tls { "HTTPS" } else { "HTTP" },
             sender: req.envelope_sender.clone(),
             recipients: recipients.to_vec(),
-            meta,
-            data,
+            content: content.to_vec(),
         };
-        let msg = match self
-            .policy
-            .message_event("http_message_generated", msg)
-            .await
-        {
-            Ok(m) => m,
-            Err(EventError::Reject { code, text }) => return Err(format!("{code} {text}")),
-            Err(EventError::Failed(e)) => {
-                tracing::error!("policy event http_message_generated failed: {e}");
-                return Err("451 4.3.0 temporary policy failure".into());
-            }
-        };
-        let spool_meta = json!({
-            "id": msg.id, "sender": msg.sender, "recipients": msg.recipients,
-            "meta": msg.meta, "received_at": chrono::Utc::now().to_rfc3339(),
-        });
-        let meta_bytes = serde_json::to_vec(&spool_meta).map_err(|e| e.to_string())?;
-        let size = msg.data.len();
-        let loc = self
-            .spool
-            .store(id, meta_bytes.clone(), msg.data)
-            .await
-            .map_err(|e| {
-                tracing::error!("spool write failed: {e}");
-                "451 4.3.0 temporary storage failure".to_string()
-            })?;
-        self.queue.enqueue(id, loc, &meta_bytes);
-        let mut rec = Map::new();
-        rec.insert("id".into(), json!(msg.id));
-        rec.insert("sender".into(), json!(msg.sender));
-        rec.insert("recipients".into(), json!(msg.recipients));
-        rec.insert("size".into(), json!(size));
-        rec.insert("reception_protocol".into(), json!("HTTP"));
-        rec.insert("received_from".into(), json!(req.peer.to_string()));
-        rec.insert("meta".into(), Value::Object(msg.meta));
-        self.logger.log("Reception", rec);
-        Ok(id.to_string())
+        match self.reception.receive(arrival).await {
+            Ok(id) => Ok(id.to_string()),
+            Err(r) => Err(format!("{} {} {}", r.code, r.enhanced, r.text())),
+        }
     }
 }
 
@@ -204,15 +159,20 @@ impl AdminBackend for Backend {
     }
 
     fn auth_attempt(&self, a: &AuthAttempt) {
-        let mut rec = Map::new();
-        rec.insert("protocol".into(), json!("HTTP"));
-        rec.insert("peer_address".into(), json!({ "addr": a.peer.to_string() }));
-        rec.insert("authn_id".into(), json!(a.user));
-        rec.insert("tls".into(), json!(a.tls));
-        rec.insert("success".into(), json!(a.success));
-        if let Some(r) = &a.reason {
-            rec.insert("reason".into(), json!(r));
-        }
-        self.logger.log("AuthN", rec);
+        self.logger.log(Record::AuthN(AuthRecord {
+            inbound: Inbound {
+                peer_address: PeerAddress {
+                    name: None,
+                    addr: Some(a.peer.to_string()),
+                },
+                ..Default::default()
+            },
+            protocol: Some("HTTP".into()),
+            authn_id: Some(a.user.clone()),
+            tls: Some(a.tls),
+            success: a.success,
+            reason: a.reason.clone(),
+            ..Default::default()
+        }));
     }
 }

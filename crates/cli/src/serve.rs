@@ -14,7 +14,7 @@ use ironpost_delivery::{DeliveryOptions, QueueManager};
 use ironpost_dns::{Dns, DnsConfig};
 use ironpost_logs::{LogConfig, Logger};
 use ironpost_policy::{EngineOptions, InitConfig, PolicyEngine, PolicySource, DEFAULT_POLICY};
-use ironpost_server::{PreparedListener, Services};
+use ironpost_server::{PreparedListener, Reception, Services};
 use ironpost_spool::{Spool, SpoolConfig};
 use std::io::Write;
 use std::sync::Arc;
@@ -24,7 +24,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
         print!("{DEFAULT_POLICY}");
         return Ok(());
     }
-    init_tracing();
 
     let user = args.user.as_deref().map(privileges::lookup).transpose()?;
     let source = match &args.policy {
@@ -153,13 +152,27 @@ pub fn run(args: ServeArgs) -> Result<()> {
         // Consumed, not borrowed: the raw metadata of a large recovered
         // queue is hundreds of MB that the queue has its own copy of.
         for m in recovery.messages {
-            queue.enqueue(m.id, m.location, &m.meta);
+            match ironpost_spool::SpoolMeta::decode(&m.meta) {
+                Ok(meta) => queue.enqueue(m.id, m.location, meta),
+                // Left in the spool, untouched, for a build that can read it.
+                Err(e) => tracing::error!(id = %m.id, "cannot queue recovered message: {e}"),
+            }
         }
         release_freed_memory();
-        let hook_queue = queue.clone();
-        let backend = Arc::new(crate::admin_backend::Backend {
+        let reception = Reception {
             spool: spool.clone(),
             policy: engine.clone(),
+            logger: logger.clone(),
+            log_headers: Arc::new(
+                log_cfg
+                    .as_ref()
+                    .map(|l| l.headers.clone())
+                    .unwrap_or_default(),
+            ),
+            queue: queue.clone(),
+        };
+        let backend = Arc::new(crate::admin_backend::Backend {
+            reception: reception.clone(),
             queue: queue.clone(),
             logger: logger.clone(),
             metrics: metrics.clone(),
@@ -176,22 +189,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         });
         let connection_metrics = metrics.clone();
         let services = Services {
-            spool: spool.clone(),
             policy: engine,
             on_connection: Some(Arc::new(move || {
                 Metrics::inc(&connection_metrics.connections)
             })),
             logger: logger.clone(),
-            log_headers: Arc::new(
-                log_cfg
-                    .as_ref()
-                    .map(|l| l.headers.clone())
-                    .unwrap_or_default(),
-            ),
+            reception,
             auth_throttle: Arc::default(),
-            on_stored: Some(Arc::new(move |id, loc, meta: &[u8]| {
-                hook_queue.enqueue(id, loc, meta)
-            })),
         };
         let mut out = std::io::stdout().lock();
         for prepared in listeners {
@@ -217,6 +221,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         if let Some(l) = &log_cfg {
             writeln!(out, "logs: {}", l.log_dir.display())?;
         }
+        let shutdown = shutdown_signal()?;
         writeln!(out, "ready")?;
         out.flush()?;
         drop(out);
@@ -225,7 +230,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             truncated_bytes,
             "spool recovered {recovered} messages"
         );
-        wait_for_shutdown().await;
+        shutdown.await;
         tracing::info!("shutting down");
         logger.flush();
         spool.shutdown();
@@ -246,24 +251,19 @@ fn release_freed_memory() {
     }
 }
 
-async fn wait_for_shutdown() {
+/// Installs the SIGTERM and SIGINT handlers now (before `ready` is
+/// printed, so a signal right after it is never the default, abrupt exit)
+/// and returns what waits for either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IRONPOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn dns_config(settings: Option<&ironpost_policy::ResolverSettings>) -> Result<DnsConfig> {

@@ -21,8 +21,9 @@
 //! cleartext.
 
 use crate::bounce::FailedRecipient;
-use crate::manager::{EgressPath, Inner};
+use crate::egress::EgressPath;
 use crate::model::QueuedPart;
+use crate::queue_manager::Context;
 pub use crate::route::Site;
 use crate::route::Target;
 use crate::tls_policy::{DaneSpec, HostPolicy};
@@ -228,7 +229,7 @@ impl Connection {
 
 /// Connect to the first host of the site that works, in MX order.
 pub async fn connect(
-    inner: &Inner,
+    ctx: &Context,
     site: &Site,
     path: &Arc<EgressPath>,
 ) -> Result<Connection, Attempt> {
@@ -238,7 +239,7 @@ pub async fn connect(
     let mut last = Attempt::local("no usable host");
     for target in &site.hosts {
         let port = target.port.unwrap_or(path.cfg.smtp_port);
-        let ips = match inner.dns.ips(&target.host).await {
+        let ips = match ctx.dns.ips(&target.host).await {
             Ok(ips) => ips,
             Err(e) => {
                 last = Attempt {
@@ -255,7 +256,7 @@ pub async fn connect(
                     Attempt::at(&target.host, ip).because(format!("{ip} is in prohibited_hosts"));
                 continue;
             }
-            match try_host(inner, target, SocketAddr::new(ip, port), path, &tls).await {
+            match try_host(ctx, target, SocketAddr::new(ip, port), path, &tls).await {
                 Ok(c) => return Ok(c),
                 Err(a) => {
                     tracing::debug!(host = %target.host, %ip, "connection failed: {}", a.describe());
@@ -269,7 +270,7 @@ pub async fn connect(
 
 /// Connect and say EHLO; a failure is an attempt under `policy`.
 async fn open(
-    inner: &Inner,
+    ctx: &Context,
     host: &str,
     addr: SocketAddr,
     t: &Timeouts,
@@ -281,7 +282,7 @@ async fn open(
         .await
         .map_err(|e| base.clone().failed(&e))?;
     client
-        .ehlo(&inner.hostname)
+        .ehlo(&ctx.hostname)
         .await
         .map_err(|e| base.failed(&e))?;
     Ok(client)
@@ -326,7 +327,7 @@ fn classify(e: &ClientError) -> (TlsResultType, String) {
 }
 
 async fn try_host(
-    inner: &Inner,
+    ctx: &Context,
     target: &Target,
     addr: SocketAddr,
     path: &EgressPath,
@@ -337,7 +338,7 @@ async fn try_host(
     let mut attempt = Attempt::at(host, addr.ip());
     let policy = &target.policy;
     attempt.tls_policy = Some(policy.name());
-    let mut client = open(inner, host, addr, &t, policy.name()).await?;
+    let mut client = open(ctx, host, addr, &t, policy.name()).await?;
     let offered = client.capabilities().starttls;
     let Plan { mode, dane } = plan(path.cfg.enable_tls, policy);
     let required = matches!(mode, TlsMode::Required | TlsMode::RequiredInsecure);
@@ -413,14 +414,14 @@ async fn try_host(
                     attempt.tls_result = Some(("success", None));
                 }
                 client
-                    .ehlo(&inner.hostname)
+                    .ehlo(&ctx.hostname)
                     .await
                     .map_err(|e| attempt.clone().failed(&e))?;
             }
             Err(e) if mode == TlsMode::OpportunisticInsecure && dane.is_none() => {
                 let (kind, detail) = classify(&e);
                 tracing::info!(%host, "TLS handshake failed ({e}); retrying in cleartext (OpportunisticInsecure)");
-                client = open(inner, host, addr, &t, policy.name()).await?;
+                client = open(ctx, host, addr, &t, policy.name()).await?;
                 attempt.tls_failed(kind, detail);
             }
             Err(e) => {
@@ -493,9 +494,9 @@ fn status_of(r: &Reply) -> String {
         .unwrap_or_else(|| format!("{}.0.0", r.code / 100))
 }
 
-pub async fn deliver(inner: &Inner, conn: &mut Connection, part: &QueuedPart) -> Outcome {
+pub async fn deliver(ctx: &Context, conn: &mut Connection, part: &QueuedPart) -> Outcome {
     let mut attempt = conn.attempt.clone();
-    let spool = inner.spool.clone();
+    let spool = ctx.spool.clone();
     let loc = part.msg.location;
     let data = match tokio::task::spawn_blocking(move || spool.read(&loc)).await {
         Ok(Ok((_, data))) => data,

@@ -9,15 +9,20 @@
 //! Expiration and a DSN) or bounced (a DSN to the sender, never for a null
 //! sender).
 
+mod admin;
 mod bounce;
 mod dispatch;
-mod manager;
+mod egress;
 pub mod model;
+mod outcome;
+mod queue_manager;
+mod ready;
 mod records;
 mod route;
+mod schedule;
 pub mod tls_policy;
 
 pub use bounce::build_dsn;
 pub use ironpost_mta_sts::{StsConfig, StsResolver};
-pub use manager::{backoff, DeliveryOptions, QueueManager};
+pub use queue_manager::{backoff, DeliveryOptions, QueueManager};
 pub use route::{parse_target, Site, Target};

@@ -1,41 +1,14 @@
 //! What the queue keeps per message: only the envelope and where the body
 //! lies in the spool. Bodies stay on disk until a connection is ready for
-//! them. The message metadata is kept as the JSON text it was stored as: the
-//! queue reads only the tenant and campaign from it (extracted once), and a
-//! parsed map cost about 1 KB per queued message. Measured with
+//! them. The policy's metadata is kept as the JSON text it was stored as
+//! ([`MetaObject`]); the labels routing needs are fields of the spool
+//! record. A parsed map cost about 1 KB per queued message. Measured with
 //! bench/rss_million.sh: 1,000,000 queued in 846 MiB (was 1,614 MiB).
 
-use ironpost_spool::{Location, SpoolId};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use ironpost_spool::{Location, MetaObject, SpoolId, SpoolMeta, FORMAT_VERSION};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The metadata record stored with each message in the spool. The server
-/// writes the first version; the queue rewrites it (UpdateMeta) as
-/// recipients are delivered and attempts are made.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SpoolMeta {
-    pub id: String,
-    pub sender: String,
-    /// Recipients still to be delivered.
-    pub recipients: Vec<String>,
-    /// Connection and message metadata (a JSON object), carried verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Box<RawValue>>,
-    #[serde(default)]
-    pub received_at: Option<String>,
-    #[serde(default)]
-    pub attempts: u32,
-    /// Unix seconds of the next attempt.
-    #[serde(default)]
-    pub due: Option<u64>,
-    /// Unix seconds when first queued; expiry counts from here.
-    #[serde(default)]
-    pub created: Option<u64>,
-}
 
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -55,9 +28,10 @@ pub struct SharedMessage {
     pub location: Location,
     pub sender: Arc<str>,
     pub created: u64,
-    pub meta: Option<Box<RawValue>>,
+    pub meta: Option<MetaObject>,
     pub tenant: Option<Box<str>>,
     pub campaign: Option<Box<str>>,
+    pub queue: Option<Box<str>>,
     pub received_at: Option<Box<str>>,
     /// Recipients not yet finished (delivered, bounced or expired).
     pub pending: Mutex<Vec<String>>,
@@ -85,18 +59,30 @@ impl SharedMessage {
     pub fn campaign(&self) -> Option<String> {
         self.campaign.as_deref().map(str::to_string)
     }
-}
 
-/// `tenant` and `campaign` (string values only) from the metadata JSON,
-/// read once at enqueue time. Parsed as a map so a repeated key behaves as
-/// it did when the queue kept the map (the last one wins).
-pub fn labels(meta: Option<&RawValue>) -> (Option<Box<str>>, Option<Box<str>>) {
-    let Some(map) = meta.and_then(|m| serde_json::from_str::<Map<String, Value>>(m.get()).ok())
-    else {
-        return (None, None);
-    };
-    let s = |k: &str| map.get(k).and_then(Value::as_str).map(Box::from);
-    (s("tenant"), s("campaign"))
+    /// The spool record for this message as it stands: the recipients still
+    /// pending and the given retry state.
+    pub fn record(&self, attempts: u32, due: Option<u64>) -> SpoolMeta {
+        let owned = |s: &Option<Box<str>>| s.as_deref().map(str::to_string);
+        SpoolMeta {
+            version: FORMAT_VERSION,
+            id: self.id.to_string(),
+            sender: self.sender.to_string(),
+            recipients: self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            tenant: owned(&self.tenant),
+            campaign: owned(&self.campaign),
+            queue: owned(&self.queue),
+            meta: self.meta.clone(),
+            received_at: owned(&self.received_at),
+            attempts,
+            due,
+            created: Some(self.created),
+        }
+    }
 }
 
 /// One domain's share of a message: the unit the queues move around.
@@ -154,25 +140,5 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].0, "x.test");
         assert_eq!(parts[0].1, vec!["a@X.test", "c@x.test"]);
-    }
-
-    #[test]
-    fn labels_and_round_trip() {
-        let json = br#"{"id":"x","sender":"a@b","recipients":["c@d"],"meta":{"tenant":"t1","campaign":7,"other":{"k":[1,2]}}}"#;
-        let m: SpoolMeta = serde_json::from_slice(json).unwrap();
-        let (tenant, campaign) = labels(m.meta.as_deref());
-        assert_eq!(tenant.as_deref(), Some("t1"));
-        assert_eq!(campaign, None);
-        let again: Value = serde_json::to_value(&m).unwrap();
-        assert_eq!(again["meta"]["other"]["k"][1], 2);
-        let bare: SpoolMeta =
-            serde_json::from_slice(br#"{"id":"x","sender":"","recipients":[]}"#).unwrap();
-        assert!(bare.meta.is_none());
-        assert_eq!(labels(None), (None, None));
-        let twice: SpoolMeta = serde_json::from_slice(
-            br#"{"id":"x","sender":"","recipients":[],"meta":{"tenant":"a","tenant":"b"}}"#,
-        )
-        .unwrap();
-        assert_eq!(labels(twice.meta.as_deref()).0.as_deref(), Some("b"));
     }
 }

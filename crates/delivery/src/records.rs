@@ -5,7 +5,7 @@
 use crate::dispatch::Attempt;
 use crate::model::QueuedPart;
 use crate::route::Site;
-use serde_json::{json, Map, Value};
+use ironpost_logs::{AttemptRecord, DiscoveryFailure, PeerAddress, Response};
 
 pub fn attempt_record(
     part: &QueuedPart,
@@ -13,59 +13,51 @@ pub fn attempt_record(
     a: &Attempt,
     site: Option<&Site>,
     attempts: u32,
-) -> Map<String, Value> {
-    let mut r = Map::new();
-    r.insert("id".into(), json!(part.msg.id.to_string()));
-    r.insert("sender".into(), json!(part.msg.sender.to_string()));
-    r.insert("recipients".into(), json!(recipients));
-    r.insert("queue".into(), json!(part.queue_name()));
-    if let Some(s) = site {
-        r.insert("site".into(), json!(s.name));
-    }
-    r.insert("num_attempts".into(), json!(attempts));
-    r.insert("egress_source".into(), json!("unspecified"));
-    if a.host.is_some() || a.ip.is_some() {
-        r.insert(
-            "peer_address".into(),
-            json!({ "name": a.host, "addr": a.ip.map(|i| i.to_string()) }),
-        );
-    }
-    let (code, enhanced, content) = match &a.reply {
-        Some((c, e, t)) => (json!(c), json!(e), json!(t)),
-        None => (
-            Value::Null,
-            Value::Null,
-            json!(a.error.clone().unwrap_or_default()),
-        ),
+) -> AttemptRecord {
+    let response = match &a.reply {
+        Some((code, enhanced, text)) => Response {
+            code: Some(*code),
+            enhanced_code: enhanced.clone(),
+            content: text.clone(),
+        },
+        None => Response {
+            code: None,
+            enhanced_code: None,
+            content: a.error.clone().unwrap_or_default(),
+        },
     };
-    r.insert(
-        "response".into(),
-        json!({ "code": code, "enhanced_code": enhanced, "content": content }),
-    );
-    if let Some((v, c)) = &a.tls {
-        r.insert("tls_protocol_version".into(), json!(v));
-        r.insert("tls_cipher".into(), json!(c));
+    let (tls_result, tls_result_detail) = match &a.tls_result {
+        Some((result, detail)) => (Some(result.to_string()), detail.clone()),
+        None => (None, None),
+    };
+    AttemptRecord {
+        id: part.msg.id.to_string(),
+        sender: part.msg.sender.to_string(),
+        recipients: recipients.to_vec(),
+        queue: part.queue_name(),
+        site: site.map(|s| s.name.clone()),
+        num_attempts: attempts,
+        egress_source: "unspecified".into(),
+        peer_address: (a.host.is_some() || a.ip.is_some()).then(|| PeerAddress {
+            name: a.host.clone(),
+            addr: a.ip.map(|i| i.to_string()),
+        }),
+        response,
+        tls_protocol_version: a.tls.as_ref().map(|(v, _)| v.clone()),
+        tls_cipher: a.tls.as_ref().map(|(_, c)| c.clone()),
+        tls_validated: a.tls_validated,
+        // Which downgrade-resistant policy applied and how it went, in RFC
+        // 8460 result types, so TLS-RPT reports can be built from the log.
+        tls_policy: a.tls_policy.map(str::to_string),
+        tls_result,
+        tls_result_detail,
+        tls_policy_discovery_failure: site.and_then(|s| s.discovery_failure.as_ref()).map(
+            |(kind, detail)| DiscoveryFailure {
+                result: kind.to_string(),
+                detail: detail.clone(),
+            },
+        ),
+        delivery_protocol: "ESMTP".into(),
+        reason: None,
     }
-    if let Some(v) = a.tls_validated {
-        r.insert("tls_validated".into(), json!(v));
-    }
-    // Which downgrade-resistant policy applied and how it went, in RFC 8460
-    // result types, so TLS-RPT reports can be built from the log.
-    if let Some(p) = a.tls_policy {
-        r.insert("tls_policy".into(), json!(p));
-    }
-    if let Some((result, detail)) = &a.tls_result {
-        r.insert("tls_result".into(), json!(result));
-        if let Some(d) = detail {
-            r.insert("tls_result_detail".into(), json!(d));
-        }
-    }
-    if let Some((kind, detail)) = site.and_then(|s| s.discovery_failure.as_ref()) {
-        r.insert(
-            "tls_policy_discovery_failure".into(),
-            json!({ "result": kind, "detail": detail }),
-        );
-    }
-    r.insert("delivery_protocol".into(), json!("ESMTP"));
-    r
 }

@@ -18,7 +18,8 @@
 //! authentication" with its stricter rule). Neither ever lowers the egress path's own
 //! `enable_tls` (see [`crate::dispatch`]).
 
-use crate::manager::{EgressPath, Inner};
+use crate::egress::EgressPath;
+use crate::queue_manager::Context;
 use crate::route::{RouteError, Site};
 use ironpost_dns::{Dns, DnsError};
 use ironpost_mta_sts::{Mode, StsDns, TxtError};
@@ -113,7 +114,7 @@ static DANE_WITHOUT_VALIDATION: AtomicBool = AtomicBool::new(false);
 /// Set each host's policy, drop the hosts a policy forbids, and give the
 /// site a name that keeps destinations with different policies apart.
 pub(crate) async fn apply(
-    inner: &Inner,
+    ctx: &Context,
     domain: &str,
     mut site: Site,
     path: &EgressPath,
@@ -123,7 +124,7 @@ pub(crate) async fn apply(
     }
     let cfg = &path.cfg;
     if cfg.enable_dane {
-        if !inner.dns.validating() {
+        if !ctx.dns.validating() {
             if !DANE_WITHOUT_VALIDATION.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     "enable_dane is set but the resolver does not validate DNSSEC \
@@ -131,12 +132,12 @@ pub(crate) async fn apply(
                 );
             }
         } else if site.mx_secure {
-            dane_hosts(inner, domain, &mut site, cfg.smtp_port).await?;
+            dane_hosts(ctx, domain, &mut site, cfg.smtp_port).await?;
         }
     }
     if cfg.enable_mta_sts {
-        if let Some(sts) = &inner.sts {
-            let out = sts.policy_for(&StsLookups(&inner.dns), domain).await;
+        if let Some(sts) = &ctx.sts {
+            let out = sts.policy_for(&StsLookups(&ctx.dns), domain).await;
             if let Some(f) = &out.failure {
                 tracing::warn!(domain, "MTA-STS policy discovery: {f}");
                 site.discovery_failure = Some((f.kind.result_type(), f.detail.clone()));
@@ -207,7 +208,7 @@ pub(crate) async fn apply(
 }
 
 async fn dane_hosts(
-    inner: &Inner,
+    ctx: &Context,
     domain: &str,
     site: &mut Site,
     default_port: u16,
@@ -216,7 +217,7 @@ async fn dane_hosts(
     let mut kept = Vec::with_capacity(site.hosts.len());
     for mut t in std::mem::take(&mut site.hosts) {
         let port = t.port.unwrap_or(default_port);
-        match dane_for_host(&inner.dns, &t.host, port).await {
+        match dane_for_host(&ctx.dns, &t.host, port).await {
             Ok(p) => {
                 t.policy = p;
                 kept.push(t);

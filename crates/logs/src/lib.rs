@@ -5,7 +5,13 @@
 //! whenever the channel runs dry, so records reach the file within
 //! milliseconds under light load and in large writes under heavy load.
 
-use serde_json::{Map, Value};
+mod record;
+
+pub use record::{
+    AttemptRecord, AuthRecord, DiscoveryFailure, Inbound, MessageRecord, PeerAddress, Record,
+    Response,
+};
+
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -29,12 +35,21 @@ pub struct LogConfig {
 }
 
 enum Msg {
-    Record(Map<String, Value>),
+    /// A record and its RFC 3339 timestamp (taken when it was logged).
+    Record(Box<Record>, String),
     Flush(mpsc::Sender<()>),
 }
 
 /// Sees every record as it is logged (metrics counters).
-pub type Observer = std::sync::Arc<dyn Fn(&str, &Map<String, Value>) + Send + Sync>;
+pub type Observer = std::sync::Arc<dyn Fn(&Record) + Send + Sync>;
+
+/// A record as written: its fields, `type`, and `timestamp`.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    timestamp: &'a str,
+}
 
 #[derive(Clone)]
 pub struct Logger {
@@ -75,18 +90,16 @@ impl Logger {
         })
     }
 
-    /// Queue a record. `kind` becomes the `type` field; a timestamp is added.
-    pub fn log(&self, kind: &str, mut record: Map<String, Value>) {
+    /// Queue a record; a timestamp is added.
+    pub fn log(&self, record: Record) {
         if let Some(o) = &self.observer {
-            o(kind, &record);
+            o(&record);
         }
         if let Some(tx) = &self.tx {
-            record.insert("type".into(), Value::String(kind.to_string()));
-            record.insert(
-                "timestamp".into(),
-                Value::String(chrono::Utc::now().to_rfc3339()),
-            );
-            let _ = tx.send(Msg::Record(record));
+            let _ = tx.send(Msg::Record(
+                Box::new(record),
+                chrono::Utc::now().to_rfc3339(),
+            ));
         }
     }
 
@@ -145,7 +158,7 @@ impl SegmentWriter {
             || self.cfg.max_file_size.is_some_and(|s| self.written >= s)
     }
 
-    fn write(&mut self, record: &Map<String, Value>) {
+    fn write(&mut self, record: &Record, timestamp: &str) {
         if self.needs_rotation() {
             if let Some(mut out) = self.out.take() {
                 let _ = out.flush();
@@ -158,7 +171,7 @@ impl SegmentWriter {
             }
         }
         let Some(out) = self.out.as_mut() else { return };
-        let mut line = serde_json::to_vec(record).unwrap_or_default();
+        let mut line = serde_json::to_vec(&Line { record, timestamp }).unwrap_or_default();
         line.push(b'\n');
         self.written += line.len() as u64;
         if let Err(e) = out.write_all(&line) {
@@ -177,7 +190,7 @@ impl SegmentWriter {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Record(r) => self.write(&r),
+                    Msg::Record(r, at) => self.write(&r, &at),
                     Msg::Flush(done) => {
                         self.flush();
                         let _ = done.send(());
@@ -205,9 +218,11 @@ mod tests {
         })
         .unwrap();
         for i in 0..10 {
-            let mut m = Map::new();
-            m.insert("n".into(), Value::from(i));
-            logger.log("Reception", m);
+            logger.log(Record::Reception(MessageRecord {
+                size: Some(i),
+                meta: serde_json::value::RawValue::from_string(format!(r#"{{"n":{i}}}"#)).ok(),
+                ..Default::default()
+            }));
         }
         logger.flush();
         let mut count = 0;
@@ -215,8 +230,10 @@ mod tests {
         assert!(files.len() > 1, "rotated by size");
         for f in files {
             for line in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
-                let v: Value = serde_json::from_str(line).unwrap();
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
                 assert_eq!(v["type"], "Reception");
+                assert!(v["timestamp"].is_string());
+                assert_eq!(v["meta"]["n"], v["size"]);
                 count += 1;
             }
         }

@@ -6,11 +6,13 @@ pub mod auth;
 mod conn;
 mod listener;
 mod received;
+pub mod reception;
 mod relay;
 mod session;
 pub mod tls;
 
-pub use listener::{BoundListener, PreparedListener, Services, StoredHook};
+pub use listener::{BoundListener, PreparedListener, Services};
+pub use reception::Reception;
 pub use tls::{TlsError, TlsSource};
 
 #[derive(Debug, thiserror::Error)]

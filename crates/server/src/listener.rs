@@ -2,11 +2,10 @@
 
 use crate::conn::Conn;
 use crate::session::{run_session, ListenerRuntime};
-use crate::tls::TlsSource;
+use crate::tls::{TlsOptions, TlsSource};
 use crate::ServerError;
 use ironpost_logs::Logger;
 use ironpost_policy::{ClientCertMode, EsmtpListenerConfig, PolicyEngine};
-use ironpost_spool::Spool;
 use ironpost_wire::Reply;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,22 +31,15 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// What every session needs besides its own listener's settings.
 #[derive(Clone)]
 pub struct Services {
-    pub spool: Spool,
     pub policy: PolicyEngine,
     pub logger: Logger,
-    /// Header names copied into log records (`configure_local_logs{headers}`).
-    pub log_headers: Arc<Vec<String>>,
-    /// Called once a message is durably stored, with its spool id, location
-    /// and metadata record: this is how it reaches the delivery queues.
-    pub on_stored: Option<StoredHook>,
+    /// Where accepted messages go: policy event, spool, delivery queues.
+    pub reception: crate::reception::Reception,
     /// Called for every accepted connection (metrics).
     pub on_connection: Option<Arc<dyn Fn() + Send + Sync>>,
     /// AUTH failure counters shared by every listener and connection.
     pub auth_throttle: Arc<crate::auth::AuthThrottle>,
 }
-
-pub type StoredHook =
-    Arc<dyn Fn(ironpost_spool::SpoolId, ironpost_spool::Location, &[u8]) + Send + Sync>;
 
 /// A listener whose socket is bound and whose TLS material is loaded, made
 /// before any privilege drop, not yet serving.
@@ -80,8 +72,9 @@ impl PreparedListener {
         let tls = TlsSource::new(
             cfg.tls_certificate.clone(),
             cfg.tls_private_key.clone(),
-            &hostname,
-            client_auth,
+            TlsOptions::new(vec![hostname.clone()])
+                .client_auth(client_auth)
+                .label(format!("listener {}", cfg.listen)),
         )
         .map_err(|source| ServerError::Tls {
             listen: cfg.listen.clone(),

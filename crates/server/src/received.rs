@@ -3,12 +3,13 @@
 use std::net::IpAddr;
 
 pub struct TraceInfo<'a> {
+    /// The client's EHLO name; HTTP has none.
     pub helo: Option<&'a str>,
     pub peer: IpAddr,
     pub hostname: &'a str,
-    pub esmtp: bool,
+    /// `SMTP`, `ESMTP`, ... ([`protocol`]), or `HTTP` / `HTTPS`.
+    pub protocol: &'a str,
     pub tls: Option<&'a (String, String)>,
-    pub authenticated: bool,
     pub id: &'a str,
     /// Named only for single-recipient messages, so one recipient of a
     /// multi-recipient message does not learn the others.
@@ -30,12 +31,13 @@ pub fn header(t: &TraceInfo<'_>) -> Vec<u8> {
         IpAddr::V4(ip) => format!("[{ip}]"),
         IpAddr::V6(ip) => format!("[IPv6:{ip}]"),
     };
+    let from = match t.helo {
+        Some(helo) => format!("{helo} ({peer})"),
+        None => peer,
+    };
     let mut h = format!(
-        "Received: from {} ({peer})\r\n\tby {} (Ironpost) with {} id {}",
-        t.helo.unwrap_or("unknown"),
-        t.hostname,
-        protocol(t.esmtp, t.tls.is_some(), t.authenticated),
-        t.id
+        "Received: from {from}\r\n\tby {} (Ironpost) with {} id {}",
+        t.hostname, t.protocol, t.id
     );
     if let Some((version, cipher)) = t.tls {
         h.push_str(&format!("\r\n\t(using {version} with cipher {cipher})"));
@@ -61,9 +63,8 @@ mod tests {
             helo: Some("client.test"),
             peer: "127.0.0.1".parse().unwrap(),
             hostname: "mx.test",
-            esmtp: true,
+            protocol: "ESMTPS",
             tls: Some(&tls),
-            authenticated: false,
             id: "abc",
             single_recipient: Some("a@b.test"),
         }))

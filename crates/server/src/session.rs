@@ -6,13 +6,14 @@
 use crate::auth;
 use crate::conn::{Conn, ReadError};
 use crate::listener::Services;
-use crate::received::{self, TraceInfo};
+use crate::received;
+use crate::reception::{refusal_reason, response, Arrival, Client, Source};
 use crate::relay::{self, Verdict};
 use crate::tls::TlsSource;
+use ironpost_logs::{AuthRecord, MessageRecord, Record};
 use ironpost_policy::{
-    AuthDecision, CidrSet, ConnMeta, EsmtpListenerConfig, EventError, LineEndingPolicy, Message,
+    AuthDecision, CidrSet, ConnMeta, EsmtpListenerConfig, EventError, LineEndingPolicy,
 };
-use ironpost_spool::SpoolId;
 use ironpost_wire::command;
 use ironpost_wire::line::Next;
 use ironpost_wire::reply::from_policy;
@@ -21,7 +22,6 @@ use ironpost_wire::{
     Action, Command, DataOptions, DataOutcome, DataReceiver, LineEndings, LineError, LineReader,
     Mailbox, Reply, ReversePath, Session, SessionConfig,
 };
-use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,27 +229,22 @@ impl Driver {
         }
     }
 
-    fn conn_meta(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("received_from".into(), json!(self.peer.to_string()));
-        m.insert("received_via".into(), json!(self.rt.name));
-        m.insert("hostname".into(), json!(self.rt.hostname));
-        if let Some(h) = self.session.helo_name() {
-            m.insert("ehlo_domain".into(), json!(h));
+    /// What is known about the client so far.
+    fn client(&self) -> Client {
+        Client {
+            peer: self.peer,
+            hostname: self.rt.hostname.clone(),
+            listener: Some(self.rt.name.clone()),
+            helo: self.session.helo_name().map(str::to_string),
+            tls: self.tls.clone(),
+            client_cert: self.client_cert.clone(),
+            auth: self.auth.clone(),
+            http_auth: None,
         }
-        if let Some((v, c)) = &self.tls {
-            m.insert("tls_protocol".into(), json!(v));
-            m.insert("tls_cipher".into(), json!(c));
-        }
-        if let Some((subject, fingerprint)) = &self.client_cert {
-            m.insert("tls_client_subject".into(), json!(subject));
-            m.insert("tls_client_fingerprint".into(), json!(fingerprint));
-        }
-        if let Some((authz, authn)) = &self.auth {
-            m.insert("authz_id".into(), json!(authz));
-            m.insert("authn_id".into(), json!(authn));
-        }
-        m
+    }
+
+    fn conn_meta(&self) -> ConnMeta {
+        ConnMeta::new(self.client().conn_meta())
     }
 
     /// A client response line during a SASL exchange.
@@ -332,7 +327,7 @@ impl Driver {
             );
             return Err(self.close_with(throttled()).await);
         }
-        let meta = ConnMeta::new(self.conn_meta());
+        let meta = self.conn_meta();
         let decision = self
             .svc
             .policy
@@ -378,16 +373,14 @@ impl Driver {
     /// AuthN record: who tried, from where, and the outcome. Never the
     /// password.
     fn log_authn(&self, creds: Option<&Credentials>, success: bool, reason: &str) {
-        let mut rec = self.base_record();
-        if let Some(c) = creds {
-            rec.insert("authn_id".into(), json!(c.authc));
-            rec.insert("authz_id".into(), json!(c.authz));
-        }
-        rec.insert("success".into(), json!(success));
-        if !reason.is_empty() {
-            rec.insert("reason".into(), json!(reason));
-        }
-        self.svc.logger.log("AuthN", rec);
+        self.svc.logger.log(Record::AuthN(AuthRecord {
+            inbound: self.client().inbound(),
+            authn_id: creds.map(|c| c.authc.clone()),
+            authz_id: creds.map(|c| c.authz.clone()),
+            success,
+            reason: (!reason.is_empty()).then(|| reason.to_string()),
+            ..Default::default()
+        }));
     }
 
     fn policy_failure(&self, event: &str, e: &str) -> Reply {
@@ -400,7 +393,7 @@ impl Driver {
     async fn after_mail(&mut self, domain: Option<String>, ok: Reply) -> Result<(), End> {
         self.relay_from_ok = false;
         if let (false, Some(domain)) = (self.trusted, domain) {
-            let meta = ConnMeta::new(self.conn_meta());
+            let meta = self.conn_meta();
             match self
                 .svc
                 .policy
@@ -434,7 +427,7 @@ impl Driver {
             Verdict::Allow => self.session.accept_recipient(mbox),
             Verdict::Deny(r) => self.reject_recipient(&mbox, r),
             Verdict::AskPolicy(domain) => {
-                let meta = ConnMeta::new(self.conn_meta());
+                let meta = self.conn_meta();
                 match self
                     .svc
                     .policy
@@ -459,13 +452,14 @@ impl Driver {
     }
 
     fn reject_recipient(&self, mbox: &Mailbox, reply: Reply) -> Reply {
-        let mut rec = self.base_record();
-        rec.insert("recipient".into(), json!(mbox.to_string()));
-        if let Some(tx) = self.session.transaction() {
-            rec.insert("sender".into(), json!(tx.sender.to_string()));
-        }
-        insert_response(&mut rec, &reply);
-        self.svc.logger.log("Rejection", rec);
+        self.svc.logger.log(Record::Rejection(MessageRecord {
+            inbound: self.client().inbound(),
+            recipient: Some(mbox.to_string()),
+            sender: self.session.transaction().map(|tx| tx.sender.to_string()),
+            response: Some(response(&reply)),
+            reason: refusal_reason(&reply),
+            ..Default::default()
+        }));
         reply
     }
 
@@ -577,119 +571,22 @@ impl Driver {
         recipients: &[Mailbox],
         content: Vec<u8>,
     ) -> Reply {
-        let id = SpoolId::new();
-        let id_text = id.to_string();
-        let single = (recipients.len() == 1).then(|| recipients[0].to_string());
-        let trace = received::header(&TraceInfo {
-            helo: self.session.helo_name(),
-            peer: self.peer.ip(),
-            hostname: &self.rt.hostname,
-            esmtp: self.session.is_esmtp(),
-            tls: self.tls.as_ref(),
-            authenticated: self.session.is_authenticated(),
-            id: &id_text,
-            single_recipient: single.as_deref(),
-        });
-        let mut data = Vec::with_capacity(trace.len() + content.len());
-        data.extend_from_slice(&trace);
-        data.extend_from_slice(&content);
-        drop(content);
-
-        let mut meta = self.conn_meta();
-        let protocol = received::protocol(
-            self.session.is_esmtp(),
-            self.tls.is_some(),
-            self.session.is_authenticated(),
-        );
-        meta.insert("reception_protocol".into(), json!(protocol));
-        let msg = Message {
-            id: id_text.clone(),
+        let arrival = Arrival {
+            source: Source::Smtp,
+            client: self.client(),
+            protocol: received::protocol(
+                self.session.is_esmtp(),
+                self.tls.is_some(),
+                self.session.is_authenticated(),
+            ),
             sender,
             recipients: recipients.iter().map(|r| r.to_string()).collect(),
-            meta,
-            data,
+            content,
         };
-        let rcpts = msg.recipients.clone();
-        let msg = match self
-            .svc
-            .policy
-            .message_event("smtp_server_message_received", msg)
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                let reply = match e {
-                    EventError::Reject { code, text } => from_policy(code.max(400), &text),
-                    EventError::Failed(e) => {
-                        self.policy_failure("smtp_server_message_received", &e)
-                    }
-                };
-                self.log_message_rejection_raw(&id_text, &rcpts, &reply);
-                return reply;
-            }
-        };
-
-        let spool_meta = json!({
-            "id": msg.id,
-            "sender": msg.sender,
-            "recipients": msg.recipients,
-            "meta": msg.meta,
-            "received_at": chrono::Utc::now().to_rfc3339(),
-        });
-        let size = msg.data.len();
-        let mut record = self.base_record();
-        record.insert("id".into(), json!(msg.id));
-        record.insert("sender".into(), json!(msg.sender));
-        record.insert("recipients".into(), json!(msg.recipients));
-        record.insert("size".into(), json!(size));
-        record.insert("reception_protocol".into(), json!(protocol));
-        if !self.svc.log_headers.is_empty() {
-            let mut headers = Map::new();
-            for name in self.svc.log_headers.iter() {
-                if let Some(v) = ironpost_policy::headers::first_value(&msg.data, name) {
-                    headers.insert(name.clone(), json!(v));
-                }
-            }
-            record.insert("headers".into(), Value::Object(headers));
+        match self.svc.reception.receive(arrival).await {
+            Ok(id) => crate::reception::accepted(id),
+            Err(reply) => reply,
         }
-        record.insert("meta".into(), Value::Object(msg.meta.clone()));
-
-        let meta_bytes = serde_json::to_vec(&spool_meta).unwrap_or_default();
-        let reply = match self.svc.spool.store(id, meta_bytes.clone(), msg.data).await {
-            Ok(location) => {
-                if let Some(hook) = &self.svc.on_stored {
-                    hook(id, location, &meta_bytes);
-                }
-                Reply::new(250, "2.0.0", format!("OK id={id_text}"))
-            }
-            Err(e) => {
-                tracing::error!(peer = %self.peer, "spool write failed: {e}");
-                Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
-            }
-        };
-        insert_response(&mut record, &reply);
-        let kind = if reply.is_success() {
-            "Reception"
-        } else {
-            "Rejection"
-        };
-        self.svc.logger.log(kind, record);
-        reply
-    }
-
-    fn base_record(&self) -> Map<String, Value> {
-        let mut rec = Map::new();
-        rec.insert(
-            "peer_address".into(),
-            json!({ "name": self.session.helo_name().unwrap_or(""), "addr": self.peer.ip().to_string() }),
-        );
-        rec.insert("received_from".into(), json!(self.peer.to_string()));
-        rec.insert("listener".into(), json!(self.rt.name));
-        if let Some((v, c)) = &self.tls {
-            rec.insert("tls_protocol_version".into(), json!(v));
-            rec.insert("tls_cipher".into(), json!(c));
-        }
-        rec
     }
 
     fn log_message_rejection(
@@ -699,35 +596,14 @@ impl Driver {
         size: u64,
         reply: &Reply,
     ) {
-        let mut rec = self.base_record();
-        rec.insert("sender".into(), json!(sender));
-        rec.insert(
-            "recipients".into(),
-            json!(recipients.iter().map(|r| r.to_string()).collect::<Vec<_>>()),
-        );
-        rec.insert("size".into(), json!(size));
-        insert_response(&mut rec, reply);
-        self.svc.logger.log("Rejection", rec);
-    }
-
-    fn log_message_rejection_raw(&self, id: &str, recipients: &[String], reply: &Reply) {
-        let mut rec = self.base_record();
-        rec.insert("id".into(), json!(id));
-        if let Some(tx) = self.session.transaction() {
-            rec.insert("sender".into(), json!(tx.sender.to_string()));
-        }
-        rec.insert("recipients".into(), json!(recipients));
-        insert_response(&mut rec, reply);
-        self.svc.logger.log("Rejection", rec);
-    }
-}
-
-fn insert_response(rec: &mut Map<String, Value>, reply: &Reply) {
-    rec.insert(
-        "response".into(),
-        json!({ "code": reply.code, "enhanced_code": reply.enhanced, "content": reply.text() }),
-    );
-    if !reply.is_success() {
-        rec.insert("reason".into(), json!(reply.text()));
+        self.svc.logger.log(Record::Rejection(MessageRecord {
+            inbound: self.client().inbound(),
+            sender: Some(sender.to_string()),
+            recipients: Some(recipients.iter().map(|r| r.to_string()).collect()),
+            size: Some(size),
+            response: Some(response(reply)),
+            reason: refusal_reason(reply),
+            ..Default::default()
+        }));
     }
 }

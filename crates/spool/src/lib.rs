@@ -11,6 +11,7 @@ mod dir;
 mod error;
 mod id;
 mod live;
+pub mod meta;
 mod record;
 mod recovery;
 mod segment;
@@ -28,6 +29,7 @@ use tokio::sync::oneshot;
 
 pub use error::SpoolError;
 pub use id::{ParseSpoolIdError, SpoolId};
+pub use meta::{MetaError, MetaObject, SpoolMeta, FORMAT_VERSION};
 pub use stats::SpoolStats;
 
 use error::io_at;

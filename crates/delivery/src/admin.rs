@@ -1,0 +1,137 @@
+//! Operator actions on the queues: summaries, suspensions, bounces and
+//! message inspection (the HTTP admin API).
+
+use crate::bounce::FailedRecipient;
+use crate::model::QueuedPart;
+use crate::queue_manager::{lock, QueueManager};
+use ironpost_spool::SpoolId;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Operator suspensions in force.
+#[derive(Default)]
+pub(crate) struct Suspensions(Mutex<Vec<Suspension>>);
+
+struct Suspension {
+    domain: Option<String>,
+    tenant: Option<String>,
+    until: Instant,
+    reason: String,
+}
+
+fn matches(part: &QueuedPart, domain: Option<&str>, tenant: Option<&str>) -> bool {
+    domain.is_none_or(|d| part.domain.eq_ignore_ascii_case(d))
+        && tenant.is_none_or(|t| part.msg.tenant().as_deref() == Some(t))
+}
+
+impl QueueManager {
+    /// Messages per queue (`tenant@domain` or `domain`), waiting or ready.
+    pub fn summary(&self) -> Vec<(String, usize)> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let mut count = |p: &QueuedPart| *counts.entry(p.queue_name()).or_default() += 1;
+        self.0.schedule.for_each(&mut count);
+        self.0.ready.for_each(&mut count);
+        let mut v: Vec<_> = counts.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    pub fn suspend(
+        &self,
+        domain: Option<String>,
+        tenant: Option<String>,
+        duration: Duration,
+        reason: String,
+    ) {
+        let mut s = lock(&self.0.suspensions.0);
+        s.retain(|x| x.until > Instant::now());
+        s.push(Suspension {
+            domain: domain.map(|d| d.to_ascii_lowercase()),
+            tenant,
+            until: Instant::now() + duration,
+            reason,
+        });
+    }
+
+    pub fn suspensions(&self) -> Value {
+        let s = lock(&self.0.suspensions.0);
+        let now = Instant::now();
+        Value::Array(
+            s.iter()
+                .filter(|x| x.until > now)
+                .map(|x| json!({ "domain": x.domain, "tenant": x.tenant, "reason": x.reason, "remaining_secs": (x.until - now).as_secs() }))
+                .collect(),
+        )
+    }
+
+    /// When a part's queue is suspended: until when.
+    pub(crate) fn suspended_until(&self, part: &QueuedPart) -> Option<Instant> {
+        let s = lock(&self.0.suspensions.0);
+        let now = Instant::now();
+        s.iter()
+            .filter(|x| x.until > now && matches(part, x.domain.as_deref(), x.tenant.as_deref()))
+            .map(|x| x.until)
+            .max()
+    }
+
+    /// Bounce every queued part for a domain and/or tenant now.
+    pub async fn admin_bounce(
+        &self,
+        domain: Option<&str>,
+        tenant: Option<&str>,
+        reason: &str,
+    ) -> usize {
+        if domain.is_none() && tenant.is_none() {
+            return 0;
+        }
+        let pick = |p: &QueuedPart| matches(p, domain, tenant);
+        let mut parts = self.0.schedule.take_matching(pick);
+        parts.extend(self.0.ready.take_matching(pick));
+        let n = parts.len();
+        for p in parts {
+            let failed = p
+                .recipients
+                .iter()
+                .map(|r| FailedRecipient {
+                    recipient: r.clone(),
+                    status: "5.0.0".into(),
+                    diagnostic: format!("local; administratively bounced: {reason}"),
+                    remote_mta: None,
+                })
+                .collect();
+            self.bounce(p, failed, None).await;
+        }
+        n
+    }
+
+    /// A queued message's metadata and headers.
+    pub async fn inspect(&self, id: SpoolId) -> Option<Value> {
+        let mut found = None;
+        let mut look = |p: &QueuedPart| {
+            if found.is_none() && p.msg.id == id {
+                found = Some(p.clone());
+            }
+        };
+        self.0.schedule.for_each(&mut look);
+        self.0.ready.for_each(&mut look);
+        let part = found?;
+        let spool = self.0.ctx.spool.clone();
+        let loc = part.msg.location;
+        let (meta, data) = tokio::task::spawn_blocking(move || spool.read(&loc))
+            .await
+            .ok()?
+            .ok()?;
+        let headers_len = ironpost_policy::headers::header_block_len(&data);
+        Some(json!({
+            "id": id.to_string(),
+            "queue": part.queue_name(),
+            "attempts": part.attempts,
+            "recipients": part.recipients,
+            "meta": serde_json::from_slice::<Value>(&meta).unwrap_or(Value::Null),
+            "size": data.len(),
+            "headers": String::from_utf8_lossy(&data[..headers_len]),
+        }))
+    }
+}

@@ -1,0 +1,215 @@
+//! What happens after an attempt: delivered recipients are logged and
+//! finished, 5xx failures bounce (a DSN to the sender, never for a null
+//! sender), 4xx and connection failures are retried with backoff until
+//! `max_age` (then an Expiration and a DSN). The spool record is kept in
+//! step, so a restart resumes where the queue stood.
+
+use crate::bounce::{build_dsn, FailedRecipient};
+use crate::dispatch::{self, Attempt};
+use crate::model::{unix_now, QueuedPart};
+use crate::queue_manager::{backoff, QueueManager};
+use crate::records;
+use crate::route::{RouteError, Site};
+use ironpost_logs::Record;
+use ironpost_policy::QueueConfig;
+use ironpost_spool::{SpoolId, SpoolMeta};
+
+impl QueueManager {
+    /// Defer a batch for a temporary routing or TLS policy failure.
+    pub(crate) async fn defer_all(
+        &self,
+        parts: Vec<QueuedPart>,
+        e: RouteError,
+        qcfg: &QueueConfig,
+    ) {
+        let attempt = match e {
+            RouteError::Policy {
+                policy,
+                result,
+                reason,
+            } => Attempt::policy_failure(policy, result, &reason),
+            RouteError::Transient(reason) | RouteError::Permanent { text: reason, .. } => {
+                Attempt::local(&reason)
+            }
+        };
+        for p in parts {
+            self.defer(p.clone(), p.recipients.clone(), &attempt, qcfg)
+                .await;
+        }
+    }
+
+    /// Apply the outcome of one attempt to a part.
+    pub(crate) async fn settle(
+        &self,
+        part: QueuedPart,
+        result: dispatch::Outcome,
+        site: &Site,
+        qcfg: &QueueConfig,
+    ) {
+        if !result.delivered.is_empty() {
+            let rec = records::attempt_record(
+                &part,
+                &result.delivered,
+                &result.attempt,
+                Some(site),
+                part.attempts + 1,
+            );
+            self.0.logger.log(Record::Delivery(rec));
+        }
+        let mut finished = result.delivered.clone();
+        if !result.failed.is_empty() {
+            finished.extend(result.failed.iter().map(|f| f.recipient.clone()));
+        }
+        let failed = result.failed;
+        let deferred = result.deferred;
+        if !failed.is_empty() {
+            let mut p = part.clone();
+            p.recipients = failed.iter().map(|f| f.recipient.clone()).collect();
+            self.log_bounce(&p, &failed, Some(&result.failed_attempt), Some(site));
+            self.send_dsn(&p, &failed, false).await;
+        }
+        let remaining = part.msg.finish(&finished);
+        if deferred.is_empty() {
+            self.part_finished(&part).await;
+        } else {
+            let mut p = part;
+            p.recipients = deferred.clone();
+            let _ = remaining;
+            self.defer(p, deferred, &result.deferred_attempt, qcfg)
+                .await;
+        }
+    }
+
+    async fn part_finished(&self, part: &QueuedPart) {
+        if part.msg.part_done() {
+            if let Err(e) = self.0.ctx.spool.remove(part.msg.id).await {
+                tracing::error!(id = %part.msg.id, "cannot remove delivered message from the spool: {e}");
+            }
+            return;
+        }
+        // Other parts are still queued. Record that this part's recipients
+        // are done, or a restart would deliver them again.
+        let meta = part.msg.record(part.attempts, None).encode();
+        if let Err(e) = self.0.ctx.spool.update_meta(part.msg.id, meta).await {
+            tracing::warn!(id = %part.msg.id, "cannot record finished recipients: {e}");
+        }
+    }
+
+    /// A temporary failure: retry later, or expire after `max_age`.
+    pub(crate) async fn defer(
+        &self,
+        mut part: QueuedPart,
+        recipients: Vec<String>,
+        attempt: &Attempt,
+        qcfg: &QueueConfig,
+    ) {
+        part.attempts += 1;
+        part.recipients = recipients;
+        let delay = backoff(qcfg, part.attempts);
+        let deadline = part.msg.created + qcfg.max_age.as_secs();
+        if unix_now() + delay.as_secs() > deadline {
+            self.expire(part, attempt).await;
+            return;
+        }
+        let rec = records::attempt_record(&part, &part.recipients, attempt, None, part.attempts);
+        let meta = part
+            .msg
+            .record(part.attempts, Some(unix_now() + delay.as_secs()))
+            .encode();
+        if let Err(e) = self.0.ctx.spool.update_meta(part.msg.id, meta).await {
+            tracing::warn!(id = %part.msg.id, "cannot record retry state: {e}");
+        }
+        // Logged once the retry state is durable, so a record never claims
+        // more than a restart would remember.
+        self.0.logger.log(Record::TransientFailure(rec));
+        self.schedule(part, delay);
+    }
+
+    async fn expire(&self, part: QueuedPart, last: &Attempt) {
+        let failed: Vec<FailedRecipient> = part
+            .recipients
+            .iter()
+            .map(|r| FailedRecipient {
+                recipient: r.clone(),
+                status: "4.4.7".into(),
+                diagnostic: format!("delivery time expired; last error: {}", last.describe()),
+                remote_mta: last.host.clone(),
+            })
+            .collect();
+        let mut rec = records::attempt_record(&part, &part.recipients, last, None, part.attempts);
+        rec.reason = Some("message expired (max_age)".into());
+        self.0.logger.log(Record::Expiration(rec));
+        part.msg.finish(&part.recipients);
+        self.send_dsn(&part, &failed, true).await;
+        self.part_finished(&part).await;
+    }
+
+    pub(crate) async fn bounce(
+        &self,
+        part: QueuedPart,
+        failed: Vec<FailedRecipient>,
+        attempt: Option<&Attempt>,
+    ) {
+        self.log_bounce(&part, &failed, attempt, None);
+        self.send_dsn(&part, &failed, false).await;
+        part.msg.finish(&part.recipients);
+        self.part_finished(&part).await;
+    }
+
+    fn log_bounce(
+        &self,
+        part: &QueuedPart,
+        failed: &[FailedRecipient],
+        attempt: Option<&Attempt>,
+        site: Option<&Site>,
+    ) {
+        let local;
+        let attempt = match attempt {
+            Some(a) => a,
+            None => {
+                local = Attempt::local(
+                    failed
+                        .first()
+                        .map(|f| f.diagnostic.as_str())
+                        .unwrap_or("failed"),
+                );
+                &local
+            }
+        };
+        let rcpts: Vec<String> = failed.iter().map(|f| f.recipient.clone()).collect();
+        let rec = records::attempt_record(part, &rcpts, attempt, site, part.attempts + 1);
+        self.0.logger.log(Record::Bounce(rec));
+    }
+
+    /// Send a DSN to the envelope sender. Never for a null sender, so a
+    /// bounce can never bounce.
+    async fn send_dsn(&self, part: &QueuedPart, failed: &[FailedRecipient], expired: bool) {
+        if part.msg.sender.is_empty() || failed.is_empty() {
+            return;
+        }
+        let spool = self.0.ctx.spool.clone();
+        let loc = part.msg.location;
+        let original = tokio::task::spawn_blocking(move || spool.read(&loc)).await;
+        let headers = match original {
+            Ok(Ok((_, data))) => {
+                let n = ironpost_policy::headers::header_block_len(&data);
+                data[..n].to_vec()
+            }
+            _ => Vec::new(),
+        };
+        let dsn = build_dsn(&self.0.ctx.hostname, &part.msg, failed, &headers, expired);
+        let id = SpoolId::new();
+        let mut meta = SpoolMeta::new(
+            id.to_string(),
+            String::new(),
+            vec![part.msg.sender.to_string()],
+            None,
+            chrono::Utc::now().to_rfc3339(),
+        );
+        meta.created = Some(unix_now());
+        match self.0.ctx.spool.store(id, meta.encode(), dsn).await {
+            Ok(loc) => self.enqueue(id, loc, meta),
+            Err(e) => tracing::error!(original = %part.msg.id, "cannot store DSN: {e}"),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The queue manager: the handle the rest of the daemon holds. A message
+//! moves through the modules named here, in order:
+//!
+//! 1. [`QueueManager::enqueue`] splits it into per-domain parts and puts
+//!    them on the time-ordered [`crate::schedule`].
+//! 2. When a part is due, [`crate::ready`] routes it (queue config, MX or
+//!    `mx_list`, egress path, TLS policy) into the ready queue of its site,
+//!    whose workers deliver over shared connections ([`crate::dispatch`]).
+//! 3. [`crate::outcome`] applies each attempt's result: delivered, retried,
+//!    expired or bounced, with the spool record kept in step.
+//!
+//! Policy answers are cached by [`crate::egress`]; operator actions live in
+//! [`crate::admin`].
+
+use crate::admin::Suspensions;
+use crate::egress::EgressCache;
+use crate::model::{split_by_domain, to_system_time, unix_now, QueuedPart, SharedMessage};
+use crate::ready::ReadyQueues;
+use crate::schedule::Schedule;
+use ironpost_dns::Dns;
+use ironpost_logs::Logger;
+use ironpost_policy::{PolicyEngine, QueueConfig};
+use ironpost_spool::{Location, Spool, SpoolId, SpoolMeta};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct DeliveryOptions {
+    pub hostname: String,
+    pub dns: Dns,
+    /// MTA-STS policy discovery and cache; `None` disables MTA-STS whatever
+    /// the egress paths say (tools and tests without a cache directory).
+    pub mta_sts: Option<Arc<ironpost_mta_sts::StsResolver>>,
+}
+
+/// What a delivery attempt needs from the daemon, and no more: the
+/// connection code ([`crate::dispatch`]) and the TLS policy
+/// ([`crate::tls_policy`]) get this instead of the manager.
+pub(crate) struct Context {
+    pub spool: Spool,
+    pub dns: Dns,
+    pub sts: Option<Arc<ironpost_mta_sts::StsResolver>>,
+    /// Our name in EHLO and DSNs.
+    pub hostname: String,
+}
+
+pub(crate) struct Inner {
+    pub ctx: Context,
+    pub policy: PolicyEngine,
+    pub logger: Logger,
+    pub schedule: Schedule,
+    pub ready: ReadyQueues,
+    pub egress: EgressCache,
+    pub suspensions: Suspensions,
+}
+
+#[derive(Clone)]
+pub struct QueueManager(pub(crate) Arc<Inner>);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Exponential backoff from `retry_interval`, capped by `max_retry_interval`.
+pub fn backoff(cfg: &QueueConfig, attempts: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(attempts.saturating_sub(1).min(20))
+        .unwrap_or(u32::MAX);
+    let d = cfg.retry_interval.saturating_mul(factor);
+    match cfg.max_retry_interval {
+        Some(max) => d.min(max),
+        None => d,
+    }
+}
+
+impl QueueManager {
+    pub fn new(
+        spool: Spool,
+        policy: PolicyEngine,
+        logger: Logger,
+        opts: DeliveryOptions,
+    ) -> QueueManager {
+        QueueManager(Arc::new(Inner {
+            ctx: Context {
+                spool,
+                dns: opts.dns,
+                sts: opts.mta_sts,
+                hostname: opts.hostname,
+            },
+            policy,
+            logger,
+            schedule: Schedule::default(),
+            ready: ReadyQueues::default(),
+            egress: EgressCache::default(),
+            suspensions: Suspensions::default(),
+        }))
+    }
+
+    /// Start the scheduler. Call once, inside the runtime.
+    pub fn start(&self) {
+        let me = self.clone();
+        tokio::spawn(async move { me.scheduler().await });
+    }
+
+    /// Messages queued or in flight.
+    pub fn len(&self) -> usize {
+        self.0.schedule.len() + self.0.ready.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A message just stored in the spool (or recovered from it).
+    pub fn enqueue(&self, id: SpoolId, location: Location, meta: SpoolMeta) {
+        if meta.recipients.is_empty() {
+            let spool = self.0.ctx.spool.clone();
+            tokio::spawn(async move { spool.remove(id).await });
+            return;
+        }
+        let created = meta
+            .created
+            .or_else(|| {
+                meta.received_at
+                    .as_deref()
+                    .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok())
+                    .map(|t| t.timestamp().max(0) as u64)
+            })
+            .unwrap_or_else(unix_now);
+        let parts = split_by_domain(&meta.recipients);
+        let delay = meta
+            .due
+            .map(|d| {
+                to_system_time(d)
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        let boxed = |s: Option<String>| s.map(String::into_boxed_str);
+        let attempts = meta.attempts;
+        let shared = Arc::new(SharedMessage {
+            id,
+            location,
+            sender: meta.sender.as_str().into(),
+            created,
+            tenant: boxed(meta.tenant),
+            campaign: boxed(meta.campaign),
+            queue: boxed(meta.queue),
+            received_at: boxed(meta.received_at),
+            meta: meta.meta,
+            pending: Mutex::new(meta.recipients),
+            parts: AtomicUsize::new(parts.len()),
+        });
+        for (domain, recipients) in parts {
+            self.schedule(
+                QueuedPart {
+                    msg: shared.clone(),
+                    domain: domain.into(),
+                    recipients,
+                    attempts,
+                },
+                delay,
+            );
+        }
+    }
+}

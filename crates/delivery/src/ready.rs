@@ -1,0 +1,211 @@
+//! Ready queues: due parts routed to a destination site, waiting for a
+//! connection. Each queue is one site under one set of egress settings, and
+//! up to `connection_limit` workers drain it over reused connections.
+
+use crate::bounce::FailedRecipient;
+use crate::dispatch::{self, Connection};
+use crate::egress::EgressPath;
+use crate::model::QueuedPart;
+use crate::queue_manager::{lock, QueueManager};
+use crate::route::{self, RouteError, Site};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+struct ReadyQueue {
+    site: Arc<Site>,
+    path: Arc<EgressPath>,
+    msgs: VecDeque<QueuedPart>,
+    /// Workers draining this queue.
+    active: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct ReadyQueues(Mutex<HashMap<String, ReadyQueue>>);
+
+impl ReadyQueues {
+    pub fn len(&self) -> usize {
+        lock(&self.0).values().map(|r| r.msgs.len()).sum()
+    }
+
+    /// Add parts for `site` under `path`; returns the queue's key and how
+    /// many workers to start.
+    fn join(
+        &self,
+        domain: &str,
+        site: Arc<Site>,
+        path: &Arc<EgressPath>,
+        parts: Vec<QueuedPart>,
+    ) -> (String, usize) {
+        let mut queues = lock(&self.0);
+        // A ready queue's connections are shared by its parts, so every
+        // part in it must have equal egress path settings (TLS mode, AUTH
+        // credentials, ...): the key is the site and the settings' hash, and
+        // a domain whose settings merely share the hash gets a queue of its
+        // own.
+        let mut key = format!("{}\u{0}{:016x}", site.name, path.fingerprint);
+        if queues.get(&key).is_some_and(|rq| rq.path.cfg != path.cfg) {
+            key = format!("{key}\u{0}{domain}");
+        }
+        let rq = queues.entry(key.clone()).or_insert_with(|| ReadyQueue {
+            site: site.clone(),
+            path: path.clone(),
+            msgs: VecDeque::new(),
+            active: 0,
+        });
+        if rq.path.cfg != path.cfg {
+            // Only this domain's own queue can get here: its settings
+            // changed, and the newest apply to all its parts.
+            rq.path = path.clone();
+        }
+        rq.site = site;
+        rq.msgs.extend(parts);
+        let limit = rq.path.cfg.connection_limit;
+        let want = rq.msgs.len().min(limit).saturating_sub(rq.active);
+        rq.active += want;
+        (key, want)
+    }
+
+    /// The next part for a worker of queue `key`, or `None` when the worker
+    /// should stop (the last one out removes the queue).
+    fn next(&self, key: &str) -> Option<(QueuedPart, Arc<Site>, Arc<EgressPath>)> {
+        let mut queues = lock(&self.0);
+        let rq = queues.get_mut(key)?;
+        match rq.msgs.pop_front() {
+            Some(p) => Some((p, rq.site.clone(), rq.path.clone())),
+            None => {
+                rq.active -= 1;
+                if rq.active == 0 {
+                    queues.remove(key);
+                }
+                None
+            }
+        }
+    }
+
+    /// Takes the queued parts that `pick` selects.
+    pub fn take_matching(&self, pick: impl Fn(&QueuedPart) -> bool) -> Vec<QueuedPart> {
+        let mut out = Vec::new();
+        for rq in lock(&self.0).values_mut() {
+            let (take, keep): (Vec<_>, Vec<_>) = rq.msgs.drain(..).partition(&pick);
+            rq.msgs = keep.into();
+            out.extend(take);
+        }
+        out
+    }
+
+    /// Calls `f` on every queued part.
+    pub fn for_each(&self, mut f: impl FnMut(&QueuedPart)) {
+        for rq in lock(&self.0).values() {
+            rq.msgs.iter().for_each(&mut f);
+        }
+    }
+}
+
+impl QueueManager {
+    /// Route a batch of due parts (one queue) and hand them to their site's
+    /// ready queue: suspension, `get_queue_config`, MX or `mx_list`,
+    /// `get_egress_path_config`, then the destination's DANE and MTA-STS.
+    pub(crate) async fn make_ready(&self, parts: Vec<QueuedPart>) {
+        let Some(first) = parts.first() else { return };
+        if let Some(until) = self.suspended_until(first) {
+            // Suspended by an operator: wait, without counting an attempt.
+            let delay = until.saturating_duration_since(Instant::now());
+            for p in parts {
+                self.schedule(p, delay);
+            }
+            return;
+        }
+        let qcfg = self.queue_config(first).await;
+        let domain = first.domain.to_string();
+        let site = match route::resolve(&self.0.ctx.dns, &domain, &qcfg).await {
+            Ok(site) => site,
+            Err(RouteError::Permanent { status, text }) => {
+                for p in parts {
+                    let failed = p
+                        .recipients
+                        .iter()
+                        .map(|r| FailedRecipient {
+                            recipient: r.clone(),
+                            status: status.clone(),
+                            diagnostic: text.clone(),
+                            remote_mta: None,
+                        })
+                        .collect();
+                    self.bounce(p, failed, None).await;
+                }
+                return;
+            }
+            Err(e) => {
+                self.defer_all(parts, e, &qcfg).await;
+                return;
+            }
+        };
+        let path = match self.egress_path(&domain, &site).await {
+            Ok(p) => p,
+            Err(reason) => {
+                tracing::error!(domain, "{reason}");
+                self.defer_all(parts, RouteError::Transient(reason), &qcfg)
+                    .await;
+                return;
+            }
+        };
+        let site = match crate::tls_policy::apply(&self.0.ctx, &domain, site, &path).await {
+            Ok(site) => Arc::new(site),
+            Err(e) => {
+                self.defer_all(parts, e, &qcfg).await;
+                return;
+            }
+        };
+        let (key, workers) = self.0.ready.join(&domain, site, &path, parts);
+        for _ in 0..workers {
+            let me = self.clone();
+            let key = key.clone();
+            tokio::spawn(async move { me.worker(key).await });
+        }
+    }
+
+    /// One connection's worth of work for a ready queue: keep taking parts
+    /// from it, reusing the connection up to `max_deliveries_per_connection`.
+    async fn worker(self, key: String) {
+        let ctx = &self.0.ctx;
+        let mut conn: Option<Connection> = None;
+        // The settings the open connection was made with (TLS mode, AUTH):
+        // when the queue's change, the connection is not reused.
+        let mut conn_path: Option<Arc<EgressPath>> = None;
+        let mut sent_on_conn = 0usize;
+        while let Some((part, site, path)) = self.0.ready.next(&key) {
+            let qcfg = self.queue_config(&part).await;
+            let stale = conn_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &path));
+            if conn.is_some() && (stale || sent_on_conn >= path.cfg.max_deliveries_per_connection) {
+                if let Some(c) = conn.take() {
+                    c.quit().await;
+                }
+            }
+            if conn.is_none() {
+                match dispatch::connect(ctx, &site, &path).await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        conn_path = Some(path.clone());
+                        sent_on_conn = 0;
+                    }
+                    Err(attempt) => {
+                        self.defer(part.clone(), part.recipients.clone(), &attempt, &qcfg)
+                            .await;
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            sent_on_conn += 1;
+            let result = dispatch::deliver(ctx, c, &part).await;
+            if !result.connection_usable {
+                conn = None;
+            }
+            self.settle(part, result, &site, &qcfg).await;
+        }
+        if let Some(c) = conn.take() {
+            c.quit().await;
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Reception, written once for every way a message arrives (SMTP DATA and
+//! HTTP injection): the `Received:` header, the policy's message event, the
+//! durable store, the hand-off to the delivery queues, and the Reception
+//! (or Rejection) record. Callers keep only their own dialogue.
+
+use crate::received::{self, TraceInfo};
+use ironpost_delivery::QueueManager;
+use ironpost_logs::{Inbound, Logger, MessageRecord, PeerAddress, Record, Response};
+use ironpost_policy::{EventError, Message, PolicyEngine};
+use ironpost_spool::{MetaObject, Spool, SpoolId, SpoolMeta};
+use ironpost_wire::reply::from_policy;
+use ironpost_wire::Reply;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What reception needs from the daemon.
+#[derive(Clone)]
+pub struct Reception {
+    pub spool: Spool,
+    pub policy: PolicyEngine,
+    pub logger: Logger,
+    /// Header names copied into log records (`configure_local_logs{headers}`).
+    pub log_headers: Arc<Vec<String>>,
+    pub queue: QueueManager,
+}
+
+/// Which way the message came in; names the policy event that sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `smtp_server_message_received`.
+    Smtp,
+    /// `http_message_generated`.
+    Http,
+}
+
+/// What is known about the client: the connection meta the policy sees,
+/// the trace header and the log records are all built from this.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub peer: SocketAddr,
+    /// Our host name (the SMTP listener's `hostname`).
+    pub hostname: String,
+    /// The SMTP listener's name; `None` for HTTP.
+    pub listener: Option<String>,
+    pub helo: Option<String>,
+    /// (protocol version, cipher suite).
+    pub tls: Option<(String, String)>,
+    /// Verified client certificate: (subject, SHA-256 fingerprint).
+    pub client_cert: Option<(String, String)>,
+    /// (authz_id, authn_id) after SMTP AUTH.
+    pub auth: Option<(String, String)>,
+    /// Who the HTTP request was authorized as.
+    pub http_auth: Option<String>,
+}
+
+impl Client {
+    /// The connection metadata as policies see it (KumoMTA's key names).
+    pub fn conn_meta(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("received_from".into(), json!(self.peer.to_string()));
+        if let Some(listener) = &self.listener {
+            m.insert("received_via".into(), json!(listener));
+            m.insert("hostname".into(), json!(self.hostname));
+        }
+        if let Some(h) = &self.helo {
+            m.insert("ehlo_domain".into(), json!(h));
+        }
+        if let Some((v, c)) = &self.tls {
+            m.insert("tls_protocol".into(), json!(v));
+            m.insert("tls_cipher".into(), json!(c));
+        }
+        if let Some((subject, fingerprint)) = &self.client_cert {
+            m.insert("tls_client_subject".into(), json!(subject));
+            m.insert("tls_client_fingerprint".into(), json!(fingerprint));
+        }
+        if let Some((authz, authn)) = &self.auth {
+            m.insert("authz_id".into(), json!(authz));
+            m.insert("authn_id".into(), json!(authn));
+        }
+        if let Some(a) = &self.http_auth {
+            m.insert("http_auth".into(), json!(a));
+        }
+        m
+    }
+
+    /// Who sent it, as log records name a client.
+    pub fn inbound(&self) -> Inbound {
+        let smtp = self.listener.is_some();
+        Inbound {
+            peer_address: PeerAddress {
+                name: smtp.then(|| self.helo.clone().unwrap_or_default()),
+                addr: Some(self.peer.ip().to_string()),
+            },
+            received_from: Some(self.peer.to_string()),
+            listener: self.listener.clone(),
+            tls_protocol_version: self.tls.as_ref().map(|(v, _)| v.clone()),
+            tls_cipher: self.tls.as_ref().map(|(_, c)| c.clone()),
+        }
+    }
+}
+
+/// One message as its caller received it.
+pub struct Arrival {
+    pub source: Source,
+    pub client: Client,
+    /// `ESMTPS` and the like for SMTP ([`received::protocol`]), `HTTP` or
+    /// `HTTPS`.
+    pub protocol: &'static str,
+    /// Envelope sender; empty for the null sender.
+    pub sender: String,
+    pub recipients: Vec<String>,
+    /// The content as received, without our trace header.
+    pub content: Vec<u8>,
+}
+
+/// The reply that acknowledges a stored message.
+pub fn accepted(id: SpoolId) -> Reply {
+    Reply::new(250, "2.0.0", format!("OK id={id}"))
+}
+
+/// A log record's `response` for a reply of ours.
+pub fn response(reply: &Reply) -> Response {
+    Response {
+        code: Some(reply.code),
+        enhanced_code: Some(reply.enhanced.clone()),
+        content: reply.text(),
+    }
+}
+
+/// The reason a refusal gives, beside its response.
+pub fn refusal_reason(reply: &Reply) -> Option<String> {
+    (!reply.is_success()).then(|| reply.text())
+}
+
+impl Reception {
+    /// Receive one message: `Ok` with its id once it is durable and queued,
+    /// or the refusal to give the client. Either way the outcome is logged.
+    pub async fn receive(&self, a: Arrival) -> Result<SpoolId, Reply> {
+        let id = SpoolId::new();
+        let id_text = id.to_string();
+        let single = (a.recipients.len() == 1).then(|| a.recipients[0].clone());
+        let trace = received::header(&TraceInfo {
+            helo: a.client.helo.as_deref(),
+            peer: a.client.peer.ip(),
+            hostname: &a.client.hostname,
+            protocol: a.protocol,
+            tls: a.client.tls.as_ref(),
+            id: &id_text,
+            single_recipient: single.as_deref(),
+        });
+        let mut data = Vec::with_capacity(trace.len() + a.content.len());
+        data.extend_from_slice(&trace);
+        data.extend_from_slice(&a.content);
+        drop(a.content);
+
+        let mut meta = a.client.conn_meta();
+        meta.insert("reception_protocol".into(), json!(a.protocol));
+        let inbound = a.client.inbound();
+        let msg = Message {
+            id: id_text.clone(),
+            sender: a.sender.clone(),
+            recipients: a.recipients.clone(),
+            meta,
+            data,
+        };
+        let event = match a.source {
+            Source::Smtp => "smtp_server_message_received",
+            Source::Http => "http_message_generated",
+        };
+        let msg = match self.policy.message_event(event, msg).await {
+            Ok(m) => m,
+            Err(e) => {
+                let reply = match e {
+                    EventError::Reject { code, text } => from_policy(code.max(400), &text),
+                    EventError::Failed(e) => {
+                        tracing::error!(peer = %a.client.peer, "policy event {event} failed: {e}");
+                        Reply::new(451, "4.3.0", "Temporary policy failure, try again later")
+                    }
+                };
+                self.logger.log(Record::Rejection(MessageRecord {
+                    inbound,
+                    id: Some(id_text),
+                    sender: Some(a.sender),
+                    recipients: Some(a.recipients),
+                    response: Some(response(&reply)),
+                    reason: refusal_reason(&reply),
+                    ..Default::default()
+                }));
+                return Err(reply);
+            }
+        };
+
+        let meta_text = serde_json::to_string(&msg.meta).ok();
+        let mut record = MessageRecord {
+            inbound,
+            id: Some(msg.id.clone()),
+            sender: Some(msg.sender.clone()),
+            recipients: Some(msg.recipients.clone()),
+            size: Some(msg.data.len() as u64),
+            reception_protocol: Some(a.protocol.to_string()),
+            headers: self.logged_headers(&msg.data),
+            meta: meta_text
+                .clone()
+                .and_then(|t| serde_json::value::RawValue::from_string(t).ok()),
+            ..Default::default()
+        };
+        let spool_meta = SpoolMeta::new(
+            msg.id,
+            msg.sender,
+            msg.recipients,
+            meta_text.and_then(|t| MetaObject::from_json(t).ok()),
+            chrono::Utc::now().to_rfc3339(),
+        );
+        let result = match self.spool.store(id, spool_meta.encode(), msg.data).await {
+            Ok(location) => {
+                self.queue.enqueue(id, location, spool_meta);
+                Ok(id)
+            }
+            Err(e) => {
+                tracing::error!(peer = %a.client.peer, "spool write failed: {e}");
+                Err(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Temporary storage failure, try again later",
+                ))
+            }
+        };
+        let reply = match &result {
+            Ok(id) => accepted(*id),
+            Err(r) => r.clone(),
+        };
+        record.response = Some(response(&reply));
+        record.reason = refusal_reason(&reply);
+        self.logger.log(match result {
+            Ok(_) => Record::Reception(record),
+            Err(_) => Record::Rejection(record),
+        });
+        result
+    }
+
+    fn logged_headers(&self, data: &[u8]) -> Option<BTreeMap<String, String>> {
+        if self.log_headers.is_empty() {
+            return None;
+        }
+        Some(
+            self.log_headers
+                .iter()
+                .filter_map(|name| {
+                    ironpost_policy::headers::first_value(data, name).map(|v| (name.clone(), v))
+                })
+                .collect(),
+        )
+    }
+}
