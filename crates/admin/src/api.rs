@@ -111,6 +111,9 @@ pub(crate) struct AppState {
     /// past the failure limit than sequential ones.
     pub ip_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     pub user_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    /// This listener's address and `hostname`, for injected messages.
+    pub local: std::net::SocketAddr,
+    pub hostname: Option<String>,
 }
 
 impl AppState {
@@ -134,6 +137,8 @@ impl AppState {
             throttle,
             ip_locks: locks(),
             user_locks: locks(),
+            local: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            hostname: None,
         }
     }
 }
@@ -356,6 +361,8 @@ async fn inject(
             envelope_sender: generated.envelope_sender,
             messages: generated.messages,
             peer: conn.peer,
+            local: st.local,
+            hostname: st.hostname.clone(),
             tls: conn.tls,
             auth: auth.clone(),
         };

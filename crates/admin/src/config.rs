@@ -14,6 +14,11 @@ pub struct HttpListenerConfig {
     /// `host:port` to bind; an IP literal, never a name (no DNS at start).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// The name this listener is known by: the `hostname` metadata and
+    /// `Received:` host of injected messages, and a name in its self-signed
+    /// certificate. Default: the SMTP listener's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
     #[serde(default)]
     pub use_tls: bool,
     #[serde(default)]
@@ -34,6 +39,7 @@ impl Default for HttpListenerConfig {
     fn default() -> Self {
         HttpListenerConfig {
             listen: default_listen(),
+            hostname: None,
             use_tls: false,
             tls_certificate: None,
             tls_private_key: None,

@@ -130,6 +130,9 @@ pub struct InjectRequest {
     pub messages: Vec<InjectMessage>,
     /// The HTTP client, for `received_from` and logs.
     pub peer: SocketAddr,
+    /// The listener's own address (`received_via`) and `hostname`.
+    pub local: SocketAddr,
+    pub hostname: Option<String>,
     pub tls: bool,
     /// Who was authorized; `http_auth` passed beside the request is its
     /// [`HttpAuth::summarize`] (ambiguous on its own: a user may be named

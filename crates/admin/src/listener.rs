@@ -41,6 +41,7 @@ pub struct BoundHttpListener {
     tls: Option<Arc<TlsSource>>,
     body_limit: usize,
     throttle: Arc<AuthThrottle>,
+    hostname: Option<String>,
 }
 
 /// Bind with a deep accept backlog: std's 128 overflows when many clients
@@ -64,6 +65,7 @@ pub fn bind(cfg: HttpListenerConfig) -> Result<BoundHttpListener, AdminError> {
     let v = cfg.validate().map_err(config_err)?;
     let tls = if cfg.use_tls {
         let mut names = vec!["localhost".to_string()];
+        names.extend(cfg.hostname.clone());
         if !v.listen.ip().is_unspecified() {
             names.push(v.listen.ip().to_string());
         }
@@ -99,6 +101,7 @@ pub fn bind(cfg: HttpListenerConfig) -> Result<BoundHttpListener, AdminError> {
         tls,
         body_limit: cfg.request_body_limit,
         throttle: Arc::default(),
+        hostname: cfg.hostname.clone(),
     })
 }
 
@@ -146,7 +149,9 @@ impl BoundHttpListener {
                 listen: name.clone(),
                 source,
             })?;
-        let state = AppState::new(backend, validate_basic, self.trusted, self.throttle);
+        let mut state = AppState::new(backend, validate_basic, self.trusted, self.throttle);
+        state.local = self.local;
+        state.hostname = self.hostname.clone();
         let app = router(state, self.body_limit);
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {

@@ -7,6 +7,7 @@ use ironpost_admin::{
 };
 use ironpost_delivery::QueueManager;
 use ironpost_logs::{AuthRecord, Inbound, Logger, PeerAddress, Record};
+use ironpost_policy::ConnMeta;
 use ironpost_server::reception::{Arrival, Client, Reception, Source};
 use ironpost_spool::SpoolId;
 use serde_json::{json, Map, Value};
@@ -53,22 +54,28 @@ impl Backend {
         content: &[u8],
         http_auth: &str,
     ) -> Result<String, String> {
+        let client = Client {
+            peer: req.peer,
+            hostname: req
+                .hostname
+                .clone()
+                .unwrap_or_else(|| self.hostname.clone()),
+            listener: Some(req.local.to_string()),
+            helo: None,
+            tls: None,
+            client_cert: None,
+            auth: None,
+            http_auth: Some(http_auth.to_string()),
+        };
         let arrival = Arrival {
             source: Source::Http,
-            client: Client {
-                peer: req.peer,
-                hostname: self.hostname.clone(),
-                listener: None,
-                helo: None,
-                tls: None,
-                client_cert: None,
-                auth: None,
-                http_auth: Some(http_auth.to_string()),
-            },
+            conn_meta: ConnMeta::new(client.conn_meta()),
+            client,
             protocol: if req.tls { "HTTPS" } else { "HTTP" },
             sender: req.envelope_sender.clone(),
             recipients: recipients.to_vec(),
             content: content.to_vec(),
+            trace: Default::default(),
         };
         match self.reception.receive(arrival).await {
             Ok(id) => Ok(id.to_string()),

@@ -76,23 +76,40 @@ fn use_colour(stderr_is_terminal: bool, no_color: Option<OsString>) -> bool {
 /// Diagnostics (tracing events) go to stderr; stdout carries the start-up
 /// lines (`smtp listener: ...`, `ready`) and command output.
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IRONPOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let filter = EnvFilter::try_from_env("IRONPOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    // kumo.set_diagnostic_log_filter swaps the filter at run time.
+    ironpost_policy::diagnostics::install_filter_hook(Box::new(move |directives| {
+        let filter = EnvFilter::try_new(directives).map_err(|e| format!("{directives:?}: {e}"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }));
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder
-            .with_target(false)
-            .with_ansi(use_colour(
-                std::io::stderr().is_terminal(),
-                std::env::var_os("NO_COLOR"),
-            ))
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(use_colour(
+                        std::io::stderr().is_terminal(),
+                        std::env::var_os("NO_COLOR"),
+                    )),
+            )
             .init(),
         // Fields at the top level (`"message"`, `"level"`, the event's own
         // fields) rather than nested under `"fields"`, as log shippers
         // expect; the target stays, it is what one filters on.
-        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false),
+            )
+            .init(),
     }
 }
 

@@ -61,6 +61,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
             );
         }
     }
+    for def in &init.spools {
+        if let Some(notice) = def.kind_notice() {
+            tracing::info!("{notice}");
+        }
+    }
     if !spool_def.flush {
         tracing::warn!("spool 'data' has flush = false: accepted messages can be lost in a crash");
     }
@@ -116,6 +121,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
             dir: l.log_dir.clone(),
             max_segment_duration: l.max_segment_duration,
             max_file_size: l.max_file_size,
+            per_record: l
+                .per_record
+                .iter()
+                .map(|(kind, p)| {
+                    let route = ironpost_logs::RecordRoute {
+                        enable: p.enable,
+                        suffix: p.suffix.clone(),
+                        log_dir: p.log_dir.clone(),
+                        segment_header: p.segment_header.clone(),
+                    };
+                    (kind.clone(), route)
+                })
+                .collect(),
         })?,
         None => Logger::disabled(),
     };
@@ -144,6 +162,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 hostname: hostname.clone(),
                 dns,
                 mta_sts: Some(sts),
+                log_meta: log_cfg.as_ref().map(|l| l.meta.clone()).unwrap_or_default(),
+                log_headers: log_cfg
+                    .as_ref()
+                    .map(|l| l.headers.clone())
+                    .unwrap_or_default(),
             },
         );
         queue.start();

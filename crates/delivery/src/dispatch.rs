@@ -239,7 +239,11 @@ pub async fn connect(
     let mut last = Attempt::local("no usable host");
     for target in &site.hosts {
         let port = target.port.unwrap_or(path.cfg.smtp_port);
-        let ips = match ctx.dns.ips(&target.host).await {
+        let lookup = match target.addr {
+            Some(ip) => Ok(vec![ip]),
+            None => ctx.dns.ips(&target.host).await,
+        };
+        let ips = match lookup {
             Ok(ips) => ips,
             Err(e) => {
                 last = Attempt {

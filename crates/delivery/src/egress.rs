@@ -59,32 +59,30 @@ pub(crate) struct EgressCache {
 }
 
 impl QueueManager {
-    pub(crate) async fn queue_config(&self, part: &QueuedPart) -> Arc<QueueConfig> {
-        let name = part.queue_name();
+    /// The part's queue config. An error in `get_queue_config` is returned,
+    /// never replaced by defaults: routing with defaults would send mail
+    /// meant for a smart host to the recipient's MX.
+    pub(crate) async fn queue_config(&self, part: &QueuedPart) -> Result<Arc<QueueConfig>, String> {
+        let queue = part.queue();
+        let name = queue.to_string();
         let cache = &self.0.egress.queue_cfgs;
         if let Some(c) = Cached::fresh(cache, &name) {
-            return c;
+            return Ok(c);
         }
-        let cfg = match self
+        let cfg = self
             .0
             .policy
             .queue_config(
-                part.domain.to_string(),
-                part.msg.tenant(),
-                part.msg.campaign(),
-                None,
+                queue.domain,
+                queue.tenant,
+                queue.campaign,
+                queue.routing_domain,
             )
             .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(queue = %name, "get_queue_config failed, using defaults: {e}");
-                QueueConfig::default()
-            }
-        };
+            .map_err(|e| format!("get_queue_config: {e}"))?;
         let cfg = Arc::new(cfg);
         Cached::store(cache, name, cfg.clone());
-        cfg
+        Ok(cfg)
     }
 
     pub(crate) async fn egress_path(

@@ -31,7 +31,11 @@ pub struct SharedMessage {
     pub meta: Option<MetaObject>,
     pub tenant: Option<Box<str>>,
     pub campaign: Option<Box<str>>,
+    /// The `queue` meta: the scheduled queue's full name, replacing the one
+    /// made from the recipient's domain.
     pub queue: Option<Box<str>>,
+    /// The `routing_domain` meta: whose MX the mail goes to.
+    pub routing_domain: Option<Box<str>>,
     pub received_at: Option<Box<str>>,
     /// Recipients not yet finished (delivered, bounced or expired).
     pub pending: Mutex<Vec<String>>,
@@ -60,6 +64,10 @@ impl SharedMessage {
         self.campaign.as_deref().map(str::to_string)
     }
 
+    pub fn routing_domain(&self) -> Option<String> {
+        self.routing_domain.as_deref().map(str::to_string)
+    }
+
     /// The spool record for this message as it stands: the recipients still
     /// pending and the given retry state.
     pub fn record(&self, attempts: u32, due: Option<u64>) -> SpoolMeta {
@@ -76,6 +84,7 @@ impl SharedMessage {
             tenant: owned(&self.tenant),
             campaign: owned(&self.campaign),
             queue: owned(&self.queue),
+            routing_domain: owned(&self.routing_domain),
             meta: self.meta.clone(),
             received_at: owned(&self.received_at),
             attempts,
@@ -95,11 +104,81 @@ pub struct QueuedPart {
 }
 
 impl QueuedPart {
-    /// Queue name as KumoMTA writes it: `tenant@domain` or `domain`.
+    /// The scheduled queue this part is in: the message's `queue` meta when
+    /// set, else made from its campaign, tenant, this part's domain and its
+    /// routing domain.
+    pub fn queue(&self) -> QueueName {
+        match &self.msg.queue {
+            Some(q) => QueueName::parse(q),
+            None => QueueName {
+                campaign: self.msg.campaign(),
+                tenant: self.msg.tenant(),
+                domain: self.domain.to_string(),
+                routing_domain: self.msg.routing_domain(),
+            },
+        }
+    }
+
     pub fn queue_name(&self) -> String {
-        match self.msg.tenant() {
-            Some(t) => format!("{t}@{}", self.domain),
-            None => self.domain.to_string(),
+        self.queue().to_string()
+    }
+}
+
+/// A scheduled queue's name and its parts, as KumoMTA writes it:
+/// `campaign:tenant@domain!routing_domain`, each part but the domain
+/// optional.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueName {
+    pub campaign: Option<String>,
+    pub tenant: Option<String>,
+    pub domain: String,
+    pub routing_domain: Option<String>,
+}
+
+impl QueueName {
+    pub fn parse(name: &str) -> QueueName {
+        let (prefix, rest) = match name.split_once('@') {
+            Some((prefix, rest)) => (Some(prefix), rest),
+            None => (None, name),
+        };
+        let (campaign, tenant) = match prefix {
+            Some(p) => match p.split_once(':') {
+                Some((c, t)) => (Some(c), Some(t)),
+                None => (None, Some(p)),
+            },
+            None => (None, None),
+        };
+        let (domain, routing_domain) = match rest.split_once('!') {
+            Some((d, r)) => (d, Some(r)),
+            None => (rest, None),
+        };
+        let some = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
+        QueueName {
+            campaign: some(campaign),
+            tenant: some(tenant),
+            domain: domain.to_string(),
+            routing_domain: some(routing_domain),
+        }
+    }
+
+    /// The domain whose MX (or address literal) the mail goes to.
+    pub fn destination(&self) -> &str {
+        self.routing_domain.as_deref().unwrap_or(&self.domain)
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.campaign, &self.tenant) {
+            (Some(c), Some(t)) => write!(f, "{c}:{t}@")?,
+            (Some(c), None) => write!(f, "{c}:@")?,
+            (None, Some(t)) => write!(f, "{t}@")?,
+            (None, None) => {}
+        }
+        f.write_str(&self.domain)?;
+        match &self.routing_domain {
+            Some(r) => write!(f, "!{r}"),
+            None => Ok(()),
         }
     }
 }
@@ -140,5 +219,27 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].0, "x.test");
         assert_eq!(parts[0].1, vec!["a@X.test", "c@x.test"]);
+    }
+
+    #[test]
+    fn queue_names_as_kumomta_writes_them() {
+        for name in [
+            "example.com",
+            "t@example.com",
+            "c:t@example.com",
+            "c:@example.com",
+            "t@example.com!smarthost.test",
+            "example.com!smarthost.test",
+            "[127.0.0.2]",
+            "null",
+        ] {
+            assert_eq!(QueueName::parse(name).to_string(), name);
+        }
+        let q = QueueName::parse("c:t@example.com!relay.test");
+        assert_eq!(q.campaign.as_deref(), Some("c"));
+        assert_eq!(q.tenant.as_deref(), Some("t"));
+        assert_eq!(q.domain, "example.com");
+        assert_eq!(q.destination(), "relay.test");
+        assert_eq!(QueueName::parse("example.com").destination(), "example.com");
     }
 }

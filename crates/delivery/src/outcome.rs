@@ -10,7 +10,7 @@ use crate::model::{unix_now, QueuedPart};
 use crate::queue_manager::{backoff, QueueManager};
 use crate::records;
 use crate::route::{RouteError, Site};
-use ironpost_logs::Record;
+use ironpost_logs::{name_matches, AttemptRecord, Record};
 use ironpost_policy::QueueConfig;
 use ironpost_spool::{SpoolId, SpoolMeta};
 
@@ -38,6 +38,39 @@ impl QueueManager {
         }
     }
 
+    /// Log a delivery record, with the metadata keys and headers that
+    /// `configure_local_logs` names (headers are read from the spool, only
+    /// when asked for).
+    async fn log(
+        &self,
+        kind: fn(AttemptRecord) -> Record,
+        mut rec: AttemptRecord,
+        part: &QueuedPart,
+    ) {
+        let inner = &self.0;
+        if !inner.log_meta.is_empty() {
+            rec.meta = part
+                .msg
+                .meta
+                .as_ref()
+                .and_then(|m| m.select(|k| name_matches(&inner.log_meta, k, false)))
+                .and_then(|t| serde_json::value::RawValue::from_string(t).ok());
+        }
+        if !inner.log_headers.is_empty() {
+            let spool = inner.ctx.spool.clone();
+            let loc = part.msg.location;
+            if let Ok(Ok((_, data))) = tokio::task::spawn_blocking(move || spool.read(&loc)).await {
+                let picked: std::collections::BTreeMap<String, String> =
+                    ironpost_policy::headers::all(&data)
+                        .into_iter()
+                        .filter(|(n, _)| name_matches(&inner.log_headers, n, true))
+                        .collect();
+                rec.headers = (!picked.is_empty()).then_some(picked);
+            }
+        }
+        inner.logger.log(kind(rec));
+    }
+
     /// Apply the outcome of one attempt to a part.
     pub(crate) async fn settle(
         &self,
@@ -54,7 +87,7 @@ impl QueueManager {
                 Some(site),
                 part.attempts + 1,
             );
-            self.0.logger.log(Record::Delivery(rec));
+            self.log(Record::Delivery, rec, &part).await;
         }
         let mut finished = result.delivered.clone();
         if !result.failed.is_empty() {
@@ -65,7 +98,8 @@ impl QueueManager {
         if !failed.is_empty() {
             let mut p = part.clone();
             p.recipients = failed.iter().map(|f| f.recipient.clone()).collect();
-            self.log_bounce(&p, &failed, Some(&result.failed_attempt), Some(site));
+            self.log_bounce(&p, &failed, Some(&result.failed_attempt), Some(site))
+                .await;
             self.send_dsn(&p, &failed, false).await;
         }
         let remaining = part.msg.finish(&finished);
@@ -98,16 +132,43 @@ impl QueueManager {
     /// A temporary failure: retry later, or expire after `max_age`.
     pub(crate) async fn defer(
         &self,
+        part: QueuedPart,
+        recipients: Vec<String>,
+        attempt: &Attempt,
+        qcfg: &QueueConfig,
+    ) {
+        self.retry_later(part, recipients, attempt, qcfg, true)
+            .await
+    }
+
+    /// An error in the policy on the message's path (`get_queue_config`,
+    /// `get_egress_path_config`): the parts wait, retried on the default
+    /// schedule, with the error in each TransientFailure. They never expire
+    /// or bounce because of it, and never go anywhere with defaults.
+    pub(crate) async fn hold(&self, parts: Vec<QueuedPart>, reason: &str) {
+        tracing::error!("{reason}; the message waits");
+        let attempt = Attempt::local(reason);
+        let defaults = QueueConfig::default();
+        for p in parts {
+            let recipients = p.recipients.clone();
+            self.retry_later(p, recipients, &attempt, &defaults, false)
+                .await;
+        }
+    }
+
+    async fn retry_later(
+        &self,
         mut part: QueuedPart,
         recipients: Vec<String>,
         attempt: &Attempt,
         qcfg: &QueueConfig,
+        may_expire: bool,
     ) {
         part.attempts += 1;
         part.recipients = recipients;
         let delay = backoff(qcfg, part.attempts);
         let deadline = part.msg.created + qcfg.max_age.as_secs();
-        if unix_now() + delay.as_secs() > deadline {
+        if may_expire && unix_now() + delay.as_secs() > deadline {
             self.expire(part, attempt).await;
             return;
         }
@@ -121,7 +182,7 @@ impl QueueManager {
         }
         // Logged once the retry state is durable, so a record never claims
         // more than a restart would remember.
-        self.0.logger.log(Record::TransientFailure(rec));
+        self.log(Record::TransientFailure, rec, &part).await;
         self.schedule(part, delay);
     }
 
@@ -138,7 +199,7 @@ impl QueueManager {
             .collect();
         let mut rec = records::attempt_record(&part, &part.recipients, last, None, part.attempts);
         rec.reason = Some("message expired (max_age)".into());
-        self.0.logger.log(Record::Expiration(rec));
+        self.log(Record::Expiration, rec, &part).await;
         part.msg.finish(&part.recipients);
         self.send_dsn(&part, &failed, true).await;
         self.part_finished(&part).await;
@@ -150,13 +211,13 @@ impl QueueManager {
         failed: Vec<FailedRecipient>,
         attempt: Option<&Attempt>,
     ) {
-        self.log_bounce(&part, &failed, attempt, None);
+        self.log_bounce(&part, &failed, attempt, None).await;
         self.send_dsn(&part, &failed, false).await;
         part.msg.finish(&part.recipients);
         self.part_finished(&part).await;
     }
 
-    fn log_bounce(
+    async fn log_bounce(
         &self,
         part: &QueuedPart,
         failed: &[FailedRecipient],
@@ -178,7 +239,7 @@ impl QueueManager {
         };
         let rcpts: Vec<String> = failed.iter().map(|f| f.recipient.clone()).collect();
         let rec = records::attempt_record(part, &rcpts, attempt, site, part.attempts + 1);
-        self.0.logger.log(Record::Bounce(rec));
+        self.log(Record::Bounce, rec, part).await;
     }
 
     /// Send a DSN to the envelope sender. Never for a null sender, so a

@@ -14,7 +14,9 @@
 
 use crate::admin::Suspensions;
 use crate::egress::EgressCache;
-use crate::model::{split_by_domain, to_system_time, unix_now, QueuedPart, SharedMessage};
+use crate::model::{
+    split_by_domain, to_system_time, unix_now, QueueName, QueuedPart, SharedMessage,
+};
 use crate::ready::ReadyQueues;
 use crate::schedule::Schedule;
 use ironpost_dns::Dns;
@@ -31,6 +33,10 @@ pub struct DeliveryOptions {
     /// MTA-STS policy discovery and cache; `None` disables MTA-STS whatever
     /// the egress paths say (tools and tests without a cache directory).
     pub mta_sts: Option<Arc<ironpost_mta_sts::StsResolver>>,
+    /// Message meta keys and headers named by `configure_local_logs`, put
+    /// into every delivery record.
+    pub log_meta: Vec<String>,
+    pub log_headers: Vec<String>,
 }
 
 /// What a delivery attempt needs from the daemon, and no more: the
@@ -52,6 +58,8 @@ pub(crate) struct Inner {
     pub ready: ReadyQueues,
     pub egress: EgressCache,
     pub suspensions: Suspensions,
+    pub log_meta: Vec<String>,
+    pub log_headers: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -93,6 +101,8 @@ impl QueueManager {
             ready: ReadyQueues::default(),
             egress: EgressCache::default(),
             suspensions: Suspensions::default(),
+            log_meta: opts.log_meta,
+            log_headers: opts.log_headers,
         }))
     }
 
@@ -127,7 +137,19 @@ impl QueueManager {
                     .map(|t| t.timestamp().max(0) as u64)
             })
             .unwrap_or_else(unix_now);
-        let parts = split_by_domain(&meta.recipients);
+        let parts = match meta.queue.as_deref() {
+            // Discarded at reception; only a spool from before that could
+            // hold one.
+            Some("null") => {
+                tracing::info!(%id, "discarding a message queued to 'null'");
+                let spool = self.0.ctx.spool.clone();
+                tokio::spawn(async move { spool.remove(id).await });
+                return;
+            }
+            // The whole message goes to the named queue.
+            Some(q) => vec![(QueueName::parse(q).domain, meta.recipients.clone())],
+            None => split_by_domain(&meta.recipients),
+        };
         let delay = meta
             .due
             .map(|d| {
@@ -146,6 +168,7 @@ impl QueueManager {
             tenant: boxed(meta.tenant),
             campaign: boxed(meta.campaign),
             queue: boxed(meta.queue),
+            routing_domain: boxed(meta.routing_domain),
             received_at: boxed(meta.received_at),
             meta: meta.meta,
             pending: Mutex::new(meta.recipients),

@@ -116,8 +116,12 @@ impl QueueManager {
             }
             return;
         }
-        let qcfg = self.queue_config(first).await;
-        let domain = first.domain.to_string();
+        let qcfg = match self.queue_config(first).await {
+            Ok(c) => c,
+            Err(reason) => return self.hold(parts, &reason).await,
+        };
+        // The routing domain's MX, or the queue's own domain's.
+        let domain = first.queue().destination().to_string();
         let site = match route::resolve(&self.0.ctx.dns, &domain, &qcfg).await {
             Ok(site) => site,
             Err(RouteError::Permanent { status, text }) => {
@@ -143,12 +147,7 @@ impl QueueManager {
         };
         let path = match self.egress_path(&domain, &site).await {
             Ok(p) => p,
-            Err(reason) => {
-                tracing::error!(domain, "{reason}");
-                self.defer_all(parts, RouteError::Transient(reason), &qcfg)
-                    .await;
-                return;
-            }
+            Err(reason) => return self.hold(parts, &reason).await,
         };
         let site = match crate::tls_policy::apply(&self.0.ctx, &domain, site, &path).await {
             Ok(site) => Arc::new(site),
@@ -175,7 +174,13 @@ impl QueueManager {
         let mut conn_path: Option<Arc<EgressPath>> = None;
         let mut sent_on_conn = 0usize;
         while let Some((part, site, path)) = self.0.ready.next(&key) {
-            let qcfg = self.queue_config(&part).await;
+            let qcfg = match self.queue_config(&part).await {
+                Ok(c) => c,
+                Err(reason) => {
+                    self.hold(vec![part], &reason).await;
+                    continue;
+                }
+            };
             let stale = conn_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &path));
             if conn.is_some() && (stale || sent_on_conn >= path.cfg.max_deliveries_per_connection) {
                 if let Some(c) = conn.take() {

@@ -59,5 +59,7 @@ pub fn attempt_record(
         ),
         delivery_protocol: "ESMTP".into(),
         reason: None,
+        meta: None,
+        headers: None,
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::tls_policy::HostPolicy;
 use ironpost_dns::{Dns, DnsError, MxAnswer};
-use ironpost_policy::QueueConfig;
+use ironpost_policy::{MxEntry, QueueConfig};
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,6 +11,9 @@ pub struct Target {
     pub host: String,
     /// `None`: the egress path's `smtp_port`.
     pub port: Option<u16>,
+    /// A fixed address (`mx_list = { { name, addr } }`): `host` is not
+    /// looked up.
+    pub addr: Option<IpAddr>,
     /// MTA-STS or DANE requirements for this host, set after routing.
     pub policy: HostPolicy,
 }
@@ -20,6 +23,7 @@ impl Target {
         Target {
             host,
             port,
+            addr: None,
             policy: HostPolicy::None,
         }
     }
@@ -101,6 +105,21 @@ pub fn parse_target(entry: &str) -> Result<Target, String> {
     }
 }
 
+fn mx_target(entry: &MxEntry) -> Result<Target, String> {
+    match entry {
+        MxEntry::Host(h) => parse_target(h),
+        MxEntry::Pinned { name, addr } => {
+            let at = parse_target(addr)?;
+            let ip: IpAddr = at.host.parse().map_err(|_| {
+                format!("{{ name = {name:?}, addr = {addr:?} }}: addr is not an IP address")
+            })?;
+            let mut t = Target::new(name.trim().to_ascii_lowercase(), at.port);
+            t.addr = Some(ip);
+            Ok(t)
+        }
+    }
+}
+
 pub async fn resolve(dns: &Dns, domain: &str, qcfg: &QueueConfig) -> Result<Site, RouteError> {
     if let Some(list) = qcfg
         .protocol
@@ -110,10 +129,15 @@ pub async fn resolve(dns: &Dns, domain: &str, qcfg: &QueueConfig) -> Result<Site
     {
         let hosts = list
             .iter()
-            .map(|e| parse_target(e))
+            .map(mx_target)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RouteError::Transient(format!("queue config mx_list: {e}")))?;
-        return Ok(Site::new(list.join(","), hosts, false, true));
+        let name = list
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        return Ok(Site::new(name, hosts, false, true));
     }
     // Address literal recipient domains route straight to the address.
     if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {

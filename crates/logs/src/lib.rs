@@ -8,13 +8,14 @@
 mod record;
 
 pub use record::{
-    AttemptRecord, AuthRecord, DiscoveryFailure, Inbound, MessageRecord, PeerAddress, Record,
-    Response,
+    name_matches, AttemptRecord, AuthRecord, DiscoveryFailure, Inbound, MessageRecord, PeerAddress,
+    Record, Response,
 };
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,31 @@ pub struct LogConfig {
     pub dir: PathBuf,
     pub max_segment_duration: Option<Duration>,
     pub max_file_size: Option<u64>,
+    /// By record kind (`Reception`, ...) or `Any` for the kinds not listed.
+    pub per_record: HashMap<String, RecordRoute>,
+}
+
+/// Where one kind of record goes (`configure_local_logs{ per_record }`).
+#[derive(Clone, Debug)]
+pub struct RecordRoute {
+    pub enable: bool,
+    /// Appended to segment file names (before `.jsonl`).
+    pub suffix: Option<String>,
+    /// Instead of the main log directory.
+    pub log_dir: Option<PathBuf>,
+    /// Written at the start of each new segment (a CSV header, say).
+    pub segment_header: Option<String>,
+}
+
+impl Default for RecordRoute {
+    fn default() -> Self {
+        RecordRoute {
+            enable: true,
+            suffix: None,
+            log_dir: None,
+            segment_header: None,
+        }
+    }
 }
 
 enum Msg {
@@ -77,9 +103,15 @@ impl Logger {
             source,
         };
         std::fs::create_dir_all(&cfg.dir).map_err(io)?;
+        for dir in cfg.per_record.values().filter_map(|r| r.log_dir.as_ref()) {
+            std::fs::create_dir_all(dir).map_err(|source| LogError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let (tx, rx) = mpsc::channel();
-        let mut writer = SegmentWriter::new(cfg.clone());
-        writer.open().map_err(io)?;
+        let mut writer = Router::new(cfg.clone());
+        writer.open_default().map_err(io)?;
         std::thread::Builder::new()
             .name("ironpost-logs".into())
             .spawn(move || writer.run(rx))
@@ -114,74 +146,65 @@ impl Logger {
     }
 }
 
-struct SegmentWriter {
+/// Sends each record to the segment writer its kind is routed to.
+struct Router {
     cfg: LogConfig,
-    out: Option<BufWriter<File>>,
-    opened: Instant,
-    written: u64,
+    writers: HashMap<(PathBuf, String), SegmentWriter>,
 }
 
-impl SegmentWriter {
-    fn new(cfg: LogConfig) -> SegmentWriter {
-        SegmentWriter {
+impl Router {
+    fn new(cfg: LogConfig) -> Router {
+        Router {
             cfg,
-            out: None,
-            opened: Instant::now(),
-            written: 0,
+            writers: HashMap::new(),
         }
     }
 
-    fn segment_path(dir: &Path) -> PathBuf {
-        let now = chrono::Utc::now();
-        let base = now.format("%Y%m%d-%H%M%S%.6f").to_string();
-        dir.join(format!("{base}.jsonl"))
+    fn writer(
+        &mut self,
+        dir: PathBuf,
+        suffix: String,
+        header: Option<String>,
+    ) -> &mut SegmentWriter {
+        let cfg = &self.cfg;
+        self.writers
+            .entry((dir.clone(), suffix.clone()))
+            .or_insert_with(|| SegmentWriter {
+                dir,
+                suffix,
+                header,
+                max_segment_duration: cfg.max_segment_duration,
+                max_file_size: cfg.max_file_size,
+                out: None,
+                opened: Instant::now(),
+                written: 0,
+            })
     }
 
-    fn open(&mut self) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = Self::segment_path(&self.cfg.dir);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(path)?;
-        self.out = Some(BufWriter::with_capacity(256 * 1024, file));
-        self.opened = Instant::now();
-        self.written = 0;
-        Ok(())
-    }
-
-    fn needs_rotation(&self) -> bool {
-        self.cfg
-            .max_segment_duration
-            .is_some_and(|d| self.opened.elapsed() >= d)
-            || self.cfg.max_file_size.is_some_and(|s| self.written >= s)
+    fn open_default(&mut self) -> std::io::Result<()> {
+        let dir = self.cfg.dir.clone();
+        self.writer(dir, String::new(), None).open()
     }
 
     fn write(&mut self, record: &Record, timestamp: &str) {
-        if self.needs_rotation() {
-            if let Some(mut out) = self.out.take() {
-                let _ = out.flush();
-            }
-            if let Err(e) = self.open() {
-                tracing::error!(
-                    "cannot open a new log segment in {}: {e}",
-                    self.cfg.dir.display()
-                );
-            }
+        let route = self
+            .cfg
+            .per_record
+            .get(record.kind())
+            .or_else(|| self.cfg.per_record.get("Any"))
+            .cloned()
+            .unwrap_or_default();
+        if !route.enable {
+            return;
         }
-        let Some(out) = self.out.as_mut() else { return };
-        let mut line = serde_json::to_vec(&Line { record, timestamp }).unwrap_or_default();
-        line.push(b'\n');
-        self.written += line.len() as u64;
-        if let Err(e) = out.write_all(&line) {
-            tracing::error!("cannot write log record in {}: {e}", self.cfg.dir.display());
-        }
+        let dir = route.log_dir.unwrap_or_else(|| self.cfg.dir.clone());
+        self.writer(dir, route.suffix.unwrap_or_default(), route.segment_header)
+            .write(record, timestamp);
     }
 
     fn flush(&mut self) {
-        if let Some(out) = self.out.as_mut() {
-            let _ = out.flush();
+        for w in self.writers.values_mut() {
+            w.flush();
         }
     }
 
@@ -204,6 +227,78 @@ impl SegmentWriter {
     }
 }
 
+struct SegmentWriter {
+    dir: PathBuf,
+    suffix: String,
+    header: Option<String>,
+    max_segment_duration: Option<Duration>,
+    max_file_size: Option<u64>,
+    out: Option<BufWriter<File>>,
+    opened: Instant,
+    written: u64,
+}
+
+impl SegmentWriter {
+    fn segment_path(&self) -> PathBuf {
+        let now = chrono::Utc::now();
+        let base = now.format("%Y%m%d-%H%M%S%.6f").to_string();
+        self.dir.join(format!("{base}{}.jsonl", self.suffix))
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(self.segment_path())?;
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        self.written = 0;
+        if let Some(h) = &self.header {
+            out.write_all(h.as_bytes())?;
+            self.written = h.len() as u64;
+        }
+        self.out = Some(out);
+        self.opened = Instant::now();
+        Ok(())
+    }
+
+    fn needs_rotation(&self) -> bool {
+        self.out.is_none()
+            || self
+                .max_segment_duration
+                .is_some_and(|d| self.opened.elapsed() >= d)
+            || self.max_file_size.is_some_and(|s| self.written >= s)
+    }
+
+    fn write(&mut self, record: &Record, timestamp: &str) {
+        if self.needs_rotation() {
+            if let Some(mut out) = self.out.take() {
+                let _ = out.flush();
+            }
+            if let Err(e) = self.open() {
+                tracing::error!(
+                    "cannot open a new log segment in {}: {e}",
+                    self.dir.display()
+                );
+            }
+        }
+        let Some(out) = self.out.as_mut() else { return };
+        let mut line = serde_json::to_vec(&Line { record, timestamp }).unwrap_or_default();
+        line.push(b'\n');
+        self.written += line.len() as u64;
+        if let Err(e) = out.write_all(&line) {
+            tracing::error!("cannot write log record in {}: {e}", self.dir.display());
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(out) = self.out.as_mut() {
+            let _ = out.flush();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +310,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             max_segment_duration: None,
             max_file_size: Some(200),
+            per_record: HashMap::new(),
         })
         .unwrap();
         for i in 0..10 {
@@ -238,5 +334,63 @@ mod tests {
             }
         }
         assert_eq!(count, 10);
+    }
+
+    #[test]
+    fn per_record_routes_disables_and_suffixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let delivery_dir = dir.path().join("delivery");
+        let per_record = HashMap::from([
+            (
+                "Reception".to_string(),
+                RecordRoute {
+                    suffix: Some("_recv".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "Delivery".to_string(),
+                RecordRoute {
+                    log_dir: Some(delivery_dir.clone()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "Any".to_string(),
+                RecordRoute {
+                    enable: false,
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let logger = Logger::start(LogConfig {
+            dir: dir.path().join("main"),
+            max_segment_duration: None,
+            max_file_size: None,
+            per_record,
+        })
+        .unwrap();
+        logger.log(Record::Reception(MessageRecord::default()));
+        logger.log(Record::Delivery(AttemptRecord::default()));
+        logger.log(Record::Bounce(AttemptRecord::default()));
+        logger.flush();
+        let lines = |d: &std::path::Path| -> Vec<(String, String)> {
+            let mut out = Vec::new();
+            for f in std::fs::read_dir(d).unwrap() {
+                let path = f.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                for l in std::fs::read_to_string(&path).unwrap().lines() {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    out.push((name.clone(), v["type"].as_str().unwrap().to_string()));
+                }
+            }
+            out
+        };
+        let main = lines(&dir.path().join("main"));
+        assert_eq!(main.len(), 1, "{main:?}");
+        assert!(main[0].0.ends_with("_recv.jsonl") && main[0].1 == "Reception");
+        let delivery = lines(&delivery_dir);
+        assert_eq!(delivery.len(), 1);
+        assert_eq!(delivery[0].1, "Delivery");
     }
 }

@@ -85,6 +85,9 @@ pub struct MessageRecord {
     pub recipients: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// The `queue` meta, when the policy set one (`null`: discarded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPSA`, ..., `HTTP`, `HTTPS`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reception_protocol: Option<String>,
@@ -143,6 +146,27 @@ pub struct AttemptRecord {
     pub delivery_protocol: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The message metadata keys named by `configure_local_logs{ meta }`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Box<RawValue>>,
+    /// The headers named by `configure_local_logs{ headers }`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// `configure_local_logs` name patterns: exact, or a prefix ending in `*`.
+pub fn name_matches(patterns: &[String], name: &str, ignore_case: bool) -> bool {
+    patterns.iter().any(|p| {
+        let (p, name) = if ignore_case {
+            (p.to_ascii_lowercase(), name.to_ascii_lowercase())
+        } else {
+            (p.clone(), name.to_string())
+        };
+        match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => p == name,
+        }
+    })
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -282,6 +306,8 @@ mod tests {
             tls_policy_discovery_failure: None,
             delivery_protocol: "ESMTP".into(),
             reason: None,
+            meta: None,
+            headers: None,
         };
         assert_eq!(
             shape(&Record::Delivery(a.clone())),
@@ -344,6 +370,15 @@ mod tests {
             assert_eq!(shape(&r)["type"], kind);
             assert_eq!(r.kind(), kind);
         }
+    }
+
+    #[test]
+    fn name_patterns() {
+        let p = vec!["x_*".to_string(), "Subject".to_string()];
+        assert!(name_matches(&p, "x_campaign", false));
+        assert!(!name_matches(&p, "subject", false));
+        assert!(name_matches(&p, "subject", true));
+        assert!(!name_matches(&p, "y_x", false));
     }
 
     #[test]

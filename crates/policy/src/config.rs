@@ -105,6 +105,41 @@ pub struct EsmtpListenerConfig {
         deserialize_with = "duration::deserialize"
     )]
     pub auth_failure_window: Duration,
+    #[serde(default)]
+    pub trace_headers: TraceHeaders,
+}
+
+/// `trace_headers = {...}` on a listener.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TraceHeaders {
+    /// The `Received:` header.
+    #[serde(default = "default_true")]
+    pub received_header: bool,
+    /// A base64 JSON header naming the recipient and chosen metadata, for
+    /// matching feedback reports. Off unless asked for (KumoMTA: on): its
+    /// content is readable by everyone downstream.
+    #[serde(default)]
+    pub supplemental_header: bool,
+    #[serde(default = "default_supplemental_name")]
+    pub header_name: String,
+    #[serde(default)]
+    pub include_meta_names: Vec<String>,
+}
+
+fn default_supplemental_name() -> String {
+    "X-KumoRef".into()
+}
+
+impl Default for TraceHeaders {
+    fn default() -> Self {
+        TraceHeaders {
+            received_header: true,
+            supplemental_header: false,
+            header_name: default_supplemental_name(),
+            include_meta_names: Vec::new(),
+        }
+    }
 }
 
 fn default_auth_failures() -> usize {
@@ -117,6 +152,8 @@ fn default_auth_window() -> Duration {
 impl EsmtpListenerConfig {
     /// Checks that serde cannot express; errors name the key.
     pub fn validate(&self) -> Result<CidrSet, String> {
+        crate::headers::validate(&self.trace_headers.header_name, "")
+            .map_err(|e| format!("trace_headers.header_name: {e}"))?;
         self.listen
             .parse::<std::net::SocketAddr>()
             .map_err(|_| format!("listen: {:?} is not an ip:port address", self.listen))?;
@@ -147,10 +184,38 @@ impl EsmtpListenerConfig {
 pub struct SpoolDefinition {
     pub name: String,
     pub path: PathBuf,
+    /// `LocalDisk` or `RocksDB`: both run on Ironpost's own spool.
     #[serde(default = "default_spool_kind")]
     pub kind: String,
     #[serde(default = "default_true")]
     pub flush: bool,
+    /// RocksDB tuning (`kind = 'RocksDB'` only): accepted, and named in the
+    /// start-up notice as having no effect.
+    #[serde(default)]
+    pub rocks_params: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl SpoolDefinition {
+    /// The notice for a spool kind Ironpost runs on its own storage, or
+    /// `None` for `LocalDisk`.
+    pub fn kind_notice(&self) -> Option<String> {
+        if self.kind != "RocksDB" {
+            return None;
+        }
+        let mut notice = format!(
+            "spool '{}': kind 'RocksDB' runs on Ironpost's own spool (an append-only log, \
+             fsynced before each 250 when flush is on)",
+            self.name
+        );
+        if let Some(p) = self.rocks_params.as_ref().filter(|p| !p.is_empty()) {
+            let keys: Vec<&str> = p.keys().map(String::as_str).collect();
+            notice.push_str(&format!(
+                "; rocks_params have no effect: {}",
+                keys.join(", ")
+            ));
+        }
+        Some(notice)
+    }
 }
 
 fn default_spool_kind() -> String {
@@ -175,6 +240,64 @@ pub struct LocalLogsConfig {
     /// Message meta keys copied into each record.
     #[serde(default)]
     pub meta: Vec<String>,
+    /// By record type, or `Any`.
+    #[serde(default)]
+    pub per_record: std::collections::HashMap<String, PerRecordLog>,
+}
+
+/// `configure_local_logs{ per_record = { Kind = {...} } }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerRecordLog {
+    #[serde(default = "default_true")]
+    pub enable: bool,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub log_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub segment_header: Option<String>,
+    /// Refused: templated log lines are not implemented.
+    #[serde(default)]
+    pub template: Option<String>,
+}
+
+/// KumoMTA's log record types, and `Any`.
+pub const LOG_RECORD_KINDS: &[&str] = &[
+    "Reception",
+    "Delivery",
+    "Bounce",
+    "TransientFailure",
+    "Expiration",
+    "AdminBounce",
+    "OOB",
+    "Feedback",
+    "Rejection",
+    "AdminRebind",
+    "DeferredInjectionRebind",
+    "XferOut",
+    "XferIn",
+    "AuthN",
+    "Any",
+];
+
+impl LocalLogsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (kind, p) in &self.per_record {
+            if !LOG_RECORD_KINDS.contains(&kind.as_str()) {
+                return Err(format!(
+                    "per_record: '{kind}' is not a log record type (expected one of {})",
+                    LOG_RECORD_KINDS.join(", ")
+                ));
+            }
+            if p.template.is_some() {
+                return Err(format!(
+                    "per_record.{kind}.template: Ironpost does not support templated log lines yet"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `kumo.make_listener_domain{...}`.

@@ -14,6 +14,15 @@ impl ConnMeta {
     pub fn snapshot(&self) -> Map<String, Json> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// Set (or, with `None`, remove) a key the server owns.
+    pub fn set(&self, key: &str, value: Option<Json>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(v) => m.insert(key.to_string(), v),
+            None => m.remove(key),
+        };
+    }
 }
 
 impl UserData for ConnMeta {

@@ -18,10 +18,32 @@ fn d7d() -> Duration {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpProtocol {
-    /// Route to these hosts ("host", "host:port", "ip:port", "[ipv6]:port")
-    /// instead of an MX lookup.
+    /// Route to these hosts, in order, instead of an MX lookup.
     #[serde(default)]
-    pub mx_list: Vec<String>,
+    pub mx_list: Vec<MxEntry>,
+}
+
+/// One `mx_list` entry, in either of KumoMTA's forms.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(
+    untagged,
+    expecting = "a host name, 'host:port', '[ip]', '[ip]:port', or { name = 'host', addr = 'ip' or 'ip:port' }"
+)]
+pub enum MxEntry {
+    /// "host", "host:port", "ip", "ip:port", "[ip]", "[ipv6]:port": names
+    /// are resolved for A and AAAA.
+    Host(String),
+    /// A host name (for TLS and logs) at a fixed address: no lookup.
+    Pinned { name: String, addr: String },
+}
+
+impl std::fmt::Display for MxEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MxEntry::Host(h) => f.write_str(h),
+            MxEntry::Pinned { name, addr } => write!(f, "{name}={addr}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -43,6 +65,21 @@ pub struct QueueConfig {
     pub max_age: Duration,
     #[serde(default)]
     pub protocol: Option<QueueProtocol>,
+}
+
+/// Why `egress_pool` is refused rather than ignored.
+pub const EGRESS_POOL_UNSUPPORTED: &str = "egress pools are not implemented in Ironpost yet, \
+     and mail would leave from the host's default address instead of the pool's; remove the key";
+
+impl QueueConfig {
+    /// Options Ironpost parses but cannot honour yet are refused, never
+    /// ignored.
+    pub fn check_supported(&self) -> Result<(), String> {
+        if self.egress_pool.is_some() {
+            return Err(format!("key 'egress_pool': {EGRESS_POOL_UNSUPPORTED}"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for QueueConfig {

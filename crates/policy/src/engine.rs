@@ -83,6 +83,18 @@ fn new_state(
     Ok(lua)
 }
 
+/// `pre_init` (every handler, in order), then `init`.
+fn run_init(lua: &Lua) -> mlua::Result<()> {
+    let pre: Table = lua.named_registry_value(crate::kumo::PRE_INIT_KEY)?;
+    for f in pre.sequence_values::<Function>() {
+        f?.call::<()>(())?;
+    }
+    match handler(lua, "init")? {
+        Some(f) => f.call::<()>(()),
+        None => Ok(()),
+    }
+}
+
 fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
     let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
     handlers.get(event)
@@ -106,11 +118,7 @@ impl PolicyEngine {
         let first = new_state(&source, &code, &shared, &opts)?;
 
         *shared.init.lock().unwrap_or_else(|p| p.into_inner()) = Some(InitConfig::default());
-        let init_result = match handler(&first, "init") {
-            Ok(Some(f)) => f.call::<()>(()),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
+        let init_result = run_init(&first);
         let init = shared
             .init
             .lock()
@@ -185,11 +193,13 @@ impl PolicyEngine {
         .map_err(EventError::from)
     }
 
-    /// Call a handler that takes the message, returning the edited message.
+    /// Call a handler that takes the message (and the connection's
+    /// metadata), returning the edited message.
     pub async fn message_event(
         &self,
         event: &'static str,
         msg: Message,
+        conn_meta: Option<ConnMeta>,
     ) -> Result<Message, EventError> {
         if !self.has_handler(event) {
             return Ok(msg);
@@ -199,12 +209,81 @@ impl PolicyEngine {
         self.run(move |lua| {
             if let Some(f) = handler(lua, event)? {
                 let ud = lua.create_userdata(for_lua)?;
-                f.call::<()>(ud)?;
+                f.call::<()>((ud, conn_meta))?;
             }
             Ok(())
         })
         .await?;
         Ok(handle.into_message())
+    }
+
+    /// `smtp_server_connection_accepted(conn_meta)`: `kumo.reject` refuses
+    /// the connection.
+    pub async fn connection_accepted(&self, conn_meta: ConnMeta) -> Result<(), EventError> {
+        self.notify("smtp_server_connection_accepted", conn_meta)
+            .await
+    }
+
+    /// `smtp_server_mail_from(sender, conn_meta)`.
+    pub async fn mail_from(&self, sender: String, conn_meta: ConnMeta) -> Result<(), EventError> {
+        let sender = crate::message::AddressValue::parse(&sender);
+        self.notify("smtp_server_mail_from", (sender, conn_meta))
+            .await
+    }
+
+    /// `smtp_server_rcpt_to(recipient, conn_meta)`.
+    pub async fn rcpt_to(&self, recipient: String, conn_meta: ConnMeta) -> Result<(), EventError> {
+        let recipient = crate::message::AddressValue::parse(&recipient);
+        self.notify("smtp_server_rcpt_to", (recipient, conn_meta))
+            .await
+    }
+
+    /// `smtp_server_ehlo(domain, conn_meta, extensions)`: the extensions to
+    /// advertise when the handler returns a list, `None` for the standard
+    /// set.
+    pub async fn ehlo(
+        &self,
+        domain: String,
+        conn_meta: ConnMeta,
+        extensions: Vec<String>,
+    ) -> Result<Option<Vec<String>>, EventError> {
+        const EVENT: &str = "smtp_server_ehlo";
+        if !self.has_handler(EVENT) {
+            return Ok(None);
+        }
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else {
+                return Ok(None);
+            };
+            let v: Value = f.call((domain, conn_meta, extensions))?;
+            match v {
+                Value::Nil => Ok(None),
+                Value::Table(t) => Ok(Some(
+                    t.sequence_values::<String>().collect::<mlua::Result<_>>()?,
+                )),
+                other => Err(mlua::Error::RuntimeError(format!(
+                    "smtp_server_ehlo must return a list of extensions or nil, not a {}",
+                    other.type_name()
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// An event whose only outcomes are carrying on, `kumo.reject`, or an
+    /// error (its return value is ignored, as in KumoMTA).
+    async fn notify<A>(&self, event: &'static str, args: A) -> Result<(), EventError>
+    where
+        A: mlua::IntoLuaMulti + Send + 'static,
+    {
+        if !self.has_handler(event) {
+            return Ok(());
+        }
+        self.run(move |lua| match handler(lua, event)? {
+            Some(f) => f.call::<()>(args),
+            None => Ok(()),
+        })
+        .await
     }
 
     /// `get_listener_domain(domain, listener, conn_meta)`.
@@ -322,12 +401,9 @@ impl PolicyEngine {
             let v: Value = f.call((authz, authc, password, conn_meta))?;
             Ok(match v {
                 Value::Boolean(true) => AuthDecision::Allowed { identities: vec![] },
-                Value::Table(t) => {
-                    let ids: Option<Vec<String>> = t.get("identities")?;
-                    AuthDecision::Allowed {
-                        identities: ids.unwrap_or_default(),
-                    }
-                }
+                Value::Table(t) => AuthDecision::Allowed {
+                    identities: auth_info_identities(EVENT, &t)?,
+                },
                 _ => AuthDecision::Denied,
             })
         })
@@ -352,10 +428,47 @@ impl PolicyEngine {
                 return Ok(false);
             };
             let v: Value = f.call((user, password))?;
-            Ok(matches!(v, Value::Boolean(true)))
+            match v {
+                Value::Table(t) => auth_info_identities(EVENT, &t).map(|_| true),
+                v => Ok(matches!(v, Value::Boolean(true))),
+            }
         })
         .await
     }
+}
+
+/// The identities of an AuthInfo table (KumoMTA's `kumo.aaa` AuthInfo):
+/// `identities` entries are strings or `{ identity = ..., context = ... }`
+/// tables; `groups` is accepted (only access-control lists, which Ironpost
+/// refuses, would read it). Any other key is an error, not a guess.
+fn auth_info_identities(event: &str, t: &Table) -> mlua::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for pair in t.pairs::<String, Value>() {
+        let (k, v) = pair?;
+        match (k.as_str(), v) {
+            ("identities", Value::Table(list)) => {
+                for entry in list.sequence_values::<Value>() {
+                    match entry? {
+                        Value::String(s) => out.push(s.to_str()?.to_string()),
+                        Value::Table(e) => out.push(e.get::<String>("identity")?),
+                        other => {
+                            return Err(mlua::Error::RuntimeError(format!(
+                                "{event}: AuthInfo identities entries are strings or {{ identity = ..., context = ... }}, not a {}",
+                                other.type_name()
+                            )))
+                        }
+                    }
+                }
+            }
+            ("groups", Value::Table(_)) => {}
+            (k, _) => {
+                return Err(mlua::Error::RuntimeError(format!(
+                    "{event}: AuthInfo key '{k}' is not supported (identities, groups)"
+                )))
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn borrow_listener_domain(ud: &AnyUserData) -> mlua::Result<ListenerDomain> {

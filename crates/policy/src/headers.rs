@@ -81,6 +81,26 @@ pub fn first_value(data: &[u8], name: &str) -> Option<String> {
     })
 }
 
+/// Every header as (name, unfolded value), in order.
+pub fn all(data: &[u8]) -> Vec<(String, String)> {
+    header_spans(data)
+        .into_iter()
+        .filter_map(|(s, e)| {
+            let h = &data[s..e];
+            let colon = h.iter().position(|&b| b == b':')?;
+            let value: Vec<u8> = h[colon + 1..]
+                .iter()
+                .copied()
+                .filter(|&b| b != b'\r' && b != b'\n')
+                .collect();
+            Some((
+                String::from_utf8_lossy(name_of(h)).into_owned(),
+                String::from_utf8_lossy(trim(&value)).into_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// Reject header names and values that would break the header block.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
@@ -133,6 +153,14 @@ mod tests {
         prepend(&mut m, "Received", "x");
         assert!(m.starts_with(b"Received: x\r\nFrom:"));
         assert!(validate("X-A", "b\r\nBcc: c").is_err());
+        assert_eq!(
+            all(MSG),
+            vec![
+                ("From".to_string(), "A <a@x.test>".to_string()),
+                ("Subject".into(), "hello  world".into()),
+                ("X-T".into(), "1".into()),
+            ]
+        );
         assert!(validate("X A", "b").is_err());
     }
 }

@@ -49,6 +49,8 @@ pub fn parse_options<T: DeserializeOwned>(_lua: &Lua, func: &str, value: Value) 
 }
 
 const HELPER_HANDLERS_KEY: &str = "ironpost.helper_handlers";
+/// Every `pre_init` handler, in registration order.
+pub const PRE_INIT_KEY: &str = "ironpost.pre_init";
 
 /// Register an event handler on behalf of a helper, unless the policy has
 /// its own.
@@ -97,10 +99,18 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     let kumo = lua.create_table()?;
     lua.set_named_registry_value(HANDLERS_KEY, lua.create_table()?)?;
     lua.set_named_registry_value(HELPER_HANDLERS_KEY, lua.create_table()?)?;
+    lua.set_named_registry_value(PRE_INIT_KEY, lua.create_table()?)?;
 
     kumo.set(
         "on",
         lua.create_function(|lua, (name, func): (String, Function)| {
+            crate::events::check_binding(&name).map_err(|e| rt(format!("kumo.on: {e}")))?;
+            if name == "pre_init" {
+                // KumoMTA runs every pre_init handler, in order (helpers
+                // build on it).
+                let list: Table = lua.named_registry_value(PRE_INIT_KEY)?;
+                return list.push(func);
+            }
             let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
             let from_helpers: Table = lua.named_registry_value(HELPER_HANDLERS_KEY)?;
             // A handler a helper registered on the policy's behalf may be
@@ -158,10 +168,15 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, opts: Value| {
             const F: &str = "kumo.define_spool";
             let def: SpoolDefinition = parse_options(lua, F, opts)?;
-            if def.kind != "LocalDisk" {
+            if def.kind != "LocalDisk" && def.kind != "RocksDB" {
                 return Err(rt(format!(
-                    "{F}: kind: only \"LocalDisk\" is supported, got {:?}",
+                    "{F}: kind: expected \"LocalDisk\" or \"RocksDB\", got {:?}",
                     def.kind
+                )));
+            }
+            if def.rocks_params.is_some() && def.kind != "RocksDB" {
+                return Err(rt(format!(
+                    "{F}: rocks_params: only valid with kind = \"RocksDB\""
                 )));
             }
             if def.name != "data" && def.name != "meta" {
@@ -182,6 +197,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, opts: Value| {
             const F: &str = "kumo.configure_local_logs";
             let cfg: LocalLogsConfig = parse_options(lua, F, opts)?;
+            cfg.validate().map_err(|e| rt(format!("{F}: {e}")))?;
             with_init(lua, F, |init| init.logs = Some(cfg))
         })?,
     )?;
@@ -199,7 +215,9 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     kumo.set(
         "make_queue_config",
         lua.create_function(|lua, opts: Value| {
-            let cfg: QueueConfig = parse_options(lua, "kumo.make_queue_config", opts)?;
+            const F: &str = "kumo.make_queue_config";
+            let cfg: QueueConfig = parse_options(lua, F, opts)?;
+            cfg.check_supported().map_err(|e| rt(format!("{F}: {e}")))?;
             Ok(QueueConfigValue(cfg))
         })?,
     )?;
@@ -246,33 +264,13 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
 
+    crate::serde_fns::install(lua, &kumo)?;
+    crate::regex_set_map::install(lua, &kumo)?;
     kumo.set(
-        "json_parse",
-        lua.create_function(|lua, text: String| {
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| rt(format!("kumo.json_parse: {e}")))?;
-            lua.to_value(&v)
-        })?,
-    )?;
-    kumo.set(
-        "json_encode",
-        lua.create_function(|lua, v: Value| {
-            let j: serde_json::Value = lua.from_value(v)?;
-            Ok(j.to_string())
-        })?,
-    )?;
-    kumo.set(
-        "json_load",
-        lua.create_function(|lua, path: String| {
-            let v = crate::helpers::load_data_file(std::path::Path::new(&path)).map_err(rt)?;
-            lua.to_value(&v)
-        })?,
-    )?;
-    kumo.set(
-        "toml_load",
-        lua.create_function(|lua, path: String| {
-            let v = crate::helpers::load_data_file(std::path::Path::new(&path)).map_err(rt)?;
-            lua.to_value(&v)
+        "set_diagnostic_log_filter",
+        lua.create_function(|_, filter: String| {
+            crate::diagnostics::set_filter(&filter)
+                .map_err(|e| rt(format!("kumo.set_diagnostic_log_filter: {e}")))
         })?,
     )?;
 
@@ -299,6 +297,11 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
 pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
     Ok(match name {
         "kumo" => Some(lua.globals().get("kumo")?),
+        "policy-extras.policy_utils" => Some(
+            lua.load(include_str!("policy_utils.lua"))
+                .set_name("@policy-extras.policy_utils")
+                .call(())?,
+        ),
         "policy-extras.listener_domains" => {
             Some(Value::Table(crate::helpers::listener_domains::module(lua)?))
         }
@@ -307,6 +310,42 @@ pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
         "sqlite" => Some(Value::Table(crate::sqlite::module(lua)?)),
         "policy-extras.passwords" => Some(Value::Table(crate::helpers::passwords::module(lua)?)),
         "policy-extras.dkim_sign" => Some(Value::Table(crate::helpers::dkim_sign::module(lua)?)),
-        _ => None,
+        other => {
+            if let Some((_, why)) = UNSUPPORTED_HELPERS.iter().find(|(n, _)| *n == other) {
+                return Err(rt(format!(
+                    "require '{other}': Ironpost does not support this KumoMTA helper yet ({why})"
+                )));
+            }
+            None
+        }
     })
 }
+
+/// KumoMTA's shipped helpers that Ironpost does not provide yet: refused by
+/// name rather than reported as an unknown module.
+const UNSUPPORTED_HELPERS: &[(&str, &str)] = &[
+    (
+        "policy-extras.log_hooks",
+        "webhooks for log records are not implemented",
+    ),
+    (
+        "policy-extras.sources",
+        "egress sources and pools are not implemented",
+    ),
+    (
+        "policy-extras.mail_auth",
+        "inbound SPF, DKIM and DMARC checks are not implemented",
+    ),
+    (
+        "policy-extras.rollup",
+        "MX rollup configuration is not implemented",
+    ),
+    (
+        "policy-extras.docker_utils",
+        "the Docker helpers are not part of Ironpost",
+    ),
+    (
+        "policy-extras.typing",
+        "the typing helper is not part of Ironpost",
+    ),
+];

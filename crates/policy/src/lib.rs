@@ -6,27 +6,31 @@ pub mod config;
 pub mod conformance;
 pub mod conn_meta;
 pub mod delivery_config;
+pub mod diagnostics;
 pub mod dkim;
 pub mod duration;
 mod engine;
 mod error;
+pub mod events;
 pub mod headers;
 pub mod helpers;
 mod http;
 pub mod kumo;
 mod memoize;
 pub mod message;
+mod regex_set_map;
 mod sandbox;
+mod serde_fns;
 mod sqlite;
 mod state;
 
 pub use cidr::CidrSet;
 pub use config::{
     ClientCertMode, EsmtpListenerConfig, InitConfig, LineEndingPolicy, ListenerDomain,
-    LocalLogsConfig, SpoolDefinition,
+    LocalLogsConfig, SpoolDefinition, TraceHeaders,
 };
 pub use conn_meta::ConnMeta;
-pub use delivery_config::{EgressPathConfig, QueueConfig, ResolverSettings, TlsMode};
+pub use delivery_config::{EgressPathConfig, MxEntry, QueueConfig, ResolverSettings, TlsMode};
 pub use engine::{AuthDecision, EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
 pub use error::{EventError, PolicyError};
 pub use message::Message;

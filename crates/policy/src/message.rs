@@ -98,6 +98,18 @@ fn lua_err(e: impl ToString) -> mlua::Error {
     mlua::Error::RuntimeError(e.to_string())
 }
 
+/// An address given as a string or an EnvelopeAddress.
+fn address_text(v: &Value) -> mlua::Result<String> {
+    match v {
+        Value::String(s) => Ok(s.to_str()?.to_string()),
+        Value::UserData(ud) => Ok(ud.borrow::<AddressValue>()?.email.clone()),
+        other => Err(mlua::Error::RuntimeError(format!(
+            "expected an address (string or EnvelopeAddress), not a {}",
+            other.type_name()
+        ))),
+    }
+}
+
 impl UserData for MessageHandle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("id", |_, m, ()| Ok(m.with(|m| m.id.clone())));
@@ -154,6 +166,81 @@ impl UserData for MessageHandle {
                 m.data.splice(0..0, header.into_bytes());
                 Ok(())
             })
+        });
+        methods.add_method("recipient_list", |_, m, ()| {
+            Ok(m.with(|m| {
+                m.recipients
+                    .iter()
+                    .map(|r| AddressValue::parse(r))
+                    .collect::<Vec<_>>()
+            }))
+        });
+        methods.add_method("set_recipient", |_, m, v: Value| {
+            let list = match &v {
+                Value::Table(t) => t
+                    .sequence_values::<Value>()
+                    .map(|v| address_text(&v?))
+                    .collect::<mlua::Result<Vec<_>>>()?,
+                other => vec![address_text(other)?],
+            };
+            m.with(|m| m.recipients = list);
+            Ok(())
+        });
+        methods.add_method("set_sender", |_, m, v: Value| {
+            let sender = address_text(&v)?;
+            m.with(|m| m.sender = sender);
+            Ok(())
+        });
+        // Each header as a { name, value } pair.
+        methods.add_method("get_all_headers", |_, m, ()| {
+            Ok(m.with(|m| {
+                headers::all(&m.data)
+                    .into_iter()
+                    .map(|(n, v)| vec![n, v])
+                    .collect::<Vec<_>>()
+            }))
+        });
+        methods.add_method("get_all_named_header_values", |_, m, name: String| {
+            Ok(m.with(|m| {
+                headers::all(&m.data)
+                    .into_iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+                    .map(|(_, v)| v)
+                    .collect::<Vec<_>>()
+            }))
+        });
+        // KumoMTA: X- headers (or the named ones) into metadata, names
+        // lower-cased with '-' as '_'; a repeated header's last value wins.
+        methods.add_method("import_x_headers", |_, m, names: Option<Vec<String>>| {
+            m.with(|m| {
+                for (name, value) in headers::all(&m.data) {
+                    let wanted = match &names {
+                        Some(list) => list.iter().any(|n| n.eq_ignore_ascii_case(&name)),
+                        None => name.len() > 2 && name[..2].eq_ignore_ascii_case("x-"),
+                    };
+                    if wanted {
+                        let key = name.to_ascii_lowercase().replace('-', "_");
+                        m.meta.insert(key, Json::String(value));
+                    }
+                }
+            });
+            Ok(())
+        });
+        methods.add_method("remove_x_headers", |_, m, names: Option<Vec<String>>| {
+            m.with(|m| {
+                let doomed: Vec<String> = headers::all(&m.data)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| match &names {
+                        Some(list) => list.iter().any(|x| x.eq_ignore_ascii_case(n)),
+                        None => n.len() > 2 && n[..2].eq_ignore_ascii_case("x-"),
+                    })
+                    .collect();
+                for n in doomed {
+                    headers::remove_all(&mut m.data, &n);
+                }
+            });
+            Ok(())
         });
         methods.add_method("get_data", |lua, m, ()| {
             m.with(|m| lua.create_string(&m.data))

@@ -106,13 +106,13 @@ async fn reject_and_runtime_errors_in_events() {
         ..Default::default()
     };
     let out = e
-        .message_event("smtp_server_message_received", msg("a@ok.test"))
+        .message_event("smtp_server_message_received", msg("a@ok.test"), None)
         .await
         .unwrap();
     assert_eq!(out.meta.get("seen"), Some(&serde_json::Value::Bool(true)));
     assert!(String::from_utf8_lossy(&out.data).contains("X-Policy: from.test rcpt\r\n\r\nbody"));
     assert_eq!(
-        e.message_event("smtp_server_message_received", msg("a@bad.test"))
+        e.message_event("smtp_server_message_received", msg("a@bad.test"), None)
             .await
             .unwrap_err(),
         EventError::Reject {
@@ -121,7 +121,7 @@ async fn reject_and_runtime_errors_in_events() {
         }
     );
     match e
-        .message_event("smtp_server_message_received", msg("a@boom.test"))
+        .message_event("smtp_server_message_received", msg("a@boom.test"), None)
         .await
         .unwrap_err()
     {
@@ -236,6 +236,7 @@ end)
                 data: b"Subject: x\r\n\r\n".to_vec(),
                 ..Default::default()
             },
+            None,
         )
         .await
         .unwrap();

@@ -49,9 +49,66 @@ pub fn header(t: &TraceInfo<'_>) -> Vec<u8> {
     h.into_bytes()
 }
 
+/// KumoMTA's supplemental trace header (`X-KumoRef` by default): base64
+/// of a JSON object with a marker key, the recipient (single-recipient
+/// messages only, as with `Received: ... for`) and the metadata fields the
+/// listener names.
+pub fn supplemental(
+    cfg: &ironpost_policy::TraceHeaders,
+    recipients: &[String],
+    meta: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<u8> {
+    use base64::Engine;
+    let mut obj = serde_json::Map::new();
+    obj.insert("_@_".into(), "\\_/".into());
+    if let [only] = recipients {
+        obj.insert("recipient".into(), only.clone().into());
+    }
+    for name in &cfg.include_meta_names {
+        if let Some(v) = meta.get(name) {
+            obj.insert(name.clone(), v.clone());
+        }
+    }
+    let payload = base64::engine::general_purpose::STANDARD
+        .encode(serde_json::Value::Object(obj).to_string());
+    format!("{}: {payload}\r\n", cfg.header_name).into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn supplemental_header() {
+        use base64::Engine;
+        let cfg = ironpost_policy::TraceHeaders {
+            supplemental_header: true,
+            include_meta_names: vec!["tenant".into()],
+            ..Default::default()
+        };
+        let mut meta = serde_json::Map::new();
+        meta.insert("tenant".into(), "acme".into());
+        meta.insert("secret".into(), "x".into());
+        let line = String::from_utf8(supplemental(&cfg, &["a@b.test".into()], &meta)).unwrap();
+        let b64 = line.strip_prefix("X-KumoRef: ").unwrap().trim_end();
+        let json: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"_@_": "\\_/", "recipient": "a@b.test", "tenant": "acme"})
+        );
+        let two =
+            String::from_utf8(supplemental(&cfg, &["a@b".into(), "c@d".into()], &meta)).unwrap();
+        let b64 = two.strip_prefix("X-KumoRef: ").unwrap().trim_end();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert!(!String::from_utf8(decoded).unwrap().contains("recipient"));
+    }
 
     #[test]
     fn shape() {

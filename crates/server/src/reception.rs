@@ -6,7 +6,7 @@
 use crate::received::{self, TraceInfo};
 use ironpost_delivery::QueueManager;
 use ironpost_logs::{Inbound, Logger, MessageRecord, PeerAddress, Record, Response};
-use ironpost_policy::{EventError, Message, PolicyEngine};
+use ironpost_policy::{ConnMeta, EventError, Message, PolicyEngine, TraceHeaders};
 use ironpost_spool::{MetaObject, Spool, SpoolId, SpoolMeta};
 use ironpost_wire::reply::from_policy;
 use ironpost_wire::Reply;
@@ -105,6 +105,9 @@ impl Client {
 pub struct Arrival {
     pub source: Source,
     pub client: Client,
+    /// The connection's metadata object (SMTP keeps one per connection;
+    /// HTTP makes one per request from `client`).
+    pub conn_meta: ConnMeta,
     /// `ESMTPS` and the like for SMTP ([`received::protocol`]), `HTTP` or
     /// `HTTPS`.
     pub protocol: &'static str,
@@ -113,6 +116,8 @@ pub struct Arrival {
     pub recipients: Vec<String>,
     /// The content as received, without our trace header.
     pub content: Vec<u8>,
+    /// Which trace headers to add (the SMTP listener's `trace_headers`).
+    pub trace: TraceHeaders,
 }
 
 /// The reply that acknowledges a stored message.
@@ -140,61 +145,82 @@ impl Reception {
     pub async fn receive(&self, a: Arrival) -> Result<SpoolId, Reply> {
         let id = SpoolId::new();
         let id_text = id.to_string();
-        let single = (a.recipients.len() == 1).then(|| a.recipients[0].clone());
-        let trace = received::header(&TraceInfo {
-            helo: a.client.helo.as_deref(),
-            peer: a.client.peer.ip(),
-            hostname: &a.client.hostname,
-            protocol: a.protocol,
-            tls: a.client.tls.as_ref(),
-            id: &id_text,
-            single_recipient: single.as_deref(),
-        });
-        let mut data = Vec::with_capacity(trace.len() + a.content.len());
-        data.extend_from_slice(&trace);
-        data.extend_from_slice(&a.content);
-        drop(a.content);
-
-        let mut meta = a.client.conn_meta();
+        let mut meta = a.conn_meta.snapshot();
         meta.insert("reception_protocol".into(), json!(a.protocol));
         let inbound = a.client.inbound();
-        let msg = Message {
+        let refuse = |e: EventError, event: &str, recipients: Vec<String>| {
+            let reply = match e {
+                EventError::Reject { code, text } => from_policy(code.max(400), &text),
+                EventError::Failed(e) => {
+                    tracing::error!(peer = %a.client.peer, "policy event {event} failed: {e}");
+                    Reply::new(451, "4.3.0", "Temporary policy failure, try again later")
+                }
+            };
+            self.logger.log(Record::Rejection(MessageRecord {
+                inbound: inbound.clone(),
+                id: Some(id_text.clone()),
+                sender: Some(a.sender.clone()),
+                recipients: Some(recipients),
+                response: Some(response(&reply)),
+                reason: refusal_reason(&reply),
+                ..Default::default()
+            }));
+            reply
+        };
+        let mut msg = Message {
             id: id_text.clone(),
             sender: a.sender.clone(),
             recipients: a.recipients.clone(),
             meta,
-            data,
+            data: a.content,
         };
+        if a.source == Source::Smtp {
+            // The content exactly as received, before any trace header.
+            const DATA: &str = "smtp_server_data";
+            msg = match self
+                .policy
+                .message_event(DATA, msg, Some(a.conn_meta.clone()))
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => return Err(refuse(e, DATA, a.recipients.clone())),
+            };
+        }
+        let single = (msg.recipients.len() == 1).then(|| msg.recipients[0].clone());
+        if a.trace.received_header {
+            let trace = received::header(&TraceInfo {
+                helo: a.client.helo.as_deref(),
+                peer: a.client.peer.ip(),
+                hostname: &a.client.hostname,
+                protocol: a.protocol,
+                tls: a.client.tls.as_ref(),
+                id: &id_text,
+                single_recipient: single.as_deref(),
+            });
+            msg.data.splice(0..0, trace);
+        }
         let event = match a.source {
             Source::Smtp => "smtp_server_message_received",
             Source::Http => "http_message_generated",
         };
-        let msg = match self.policy.message_event(event, msg).await {
+        let recipients = msg.recipients.clone();
+        let mut msg = match self
+            .policy
+            .message_event(event, msg, Some(a.conn_meta.clone()))
+            .await
+        {
             Ok(m) => m,
-            Err(e) => {
-                let reply = match e {
-                    EventError::Reject { code, text } => from_policy(code.max(400), &text),
-                    EventError::Failed(e) => {
-                        tracing::error!(peer = %a.client.peer, "policy event {event} failed: {e}");
-                        Reply::new(451, "4.3.0", "Temporary policy failure, try again later")
-                    }
-                };
-                self.logger.log(Record::Rejection(MessageRecord {
-                    inbound,
-                    id: Some(id_text),
-                    sender: Some(a.sender),
-                    recipients: Some(a.recipients),
-                    response: Some(response(&reply)),
-                    reason: refusal_reason(&reply),
-                    ..Default::default()
-                }));
-                return Err(reply);
-            }
+            Err(e) => return Err(refuse(e, event, recipients)),
         };
+        if a.trace.supplemental_header {
+            // Added once the policy has set the metadata it names.
+            let line = received::supplemental(&a.trace, &msg.recipients, &msg.meta);
+            msg.data.splice(0..0, line);
+        }
 
         let meta_text = serde_json::to_string(&msg.meta).ok();
         let mut record = MessageRecord {
-            inbound,
+            inbound: inbound.clone(),
             id: Some(msg.id.clone()),
             sender: Some(msg.sender.clone()),
             recipients: Some(msg.recipients.clone()),
@@ -213,6 +239,14 @@ impl Reception {
             meta_text.and_then(|t| MetaObject::from_json(t).ok()),
             chrono::Utc::now().to_rfc3339(),
         );
+        record.queue = spool_meta.queue.clone();
+        if spool_meta.queue.as_deref() == Some("null") {
+            // KumoMTA's null queue: accepted, logged, and never stored.
+            let reply = accepted(id);
+            record.response = Some(response(&reply));
+            self.logger.log(Record::Reception(record));
+            return Ok(id);
+        }
         let result = match self.spool.store(id, spool_meta.encode(), msg.data).await {
             Ok(location) => {
                 self.queue.enqueue(id, location, spool_meta);
@@ -240,17 +274,18 @@ impl Reception {
         result
     }
 
+    /// The headers `configure_local_logs{ headers }` names (`X-*` style
+    /// prefixes allowed); the first of a repeated header.
     fn logged_headers(&self, data: &[u8]) -> Option<BTreeMap<String, String>> {
         if self.log_headers.is_empty() {
             return None;
         }
-        Some(
-            self.log_headers
-                .iter()
-                .filter_map(|name| {
-                    ironpost_policy::headers::first_value(data, name).map(|v| (name.clone(), v))
-                })
-                .collect(),
-        )
+        let mut out = BTreeMap::new();
+        for (name, value) in ironpost_policy::headers::all(data) {
+            if ironpost_logs::name_matches(&self.log_headers, &name, true) {
+                out.entry(name).or_insert(value);
+            }
+        }
+        Some(out)
     }
 }

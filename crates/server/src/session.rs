@@ -61,6 +61,10 @@ struct Driver {
     auth: Option<(String, String)>,
     /// Verified client certificate: (subject, SHA-256 fingerprint).
     client_cert: Option<(String, String)>,
+    /// The connection's metadata, one object for the whole connection:
+    /// what a policy sets on it in one event it reads in the next, and it
+    /// is copied into each message's metadata.
+    meta: ConnMeta,
 }
 
 pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>, svc: Services) {
@@ -91,6 +95,7 @@ pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>,
         errors: 0,
         auth: None,
         client_cert: None,
+        meta: ConnMeta::default(),
     };
     let _ = d.run().await;
     d.conn.shutdown().await;
@@ -164,6 +169,19 @@ impl Driver {
             .banner
             .clone()
             .unwrap_or_else(|| "Ironpost".into());
+        let meta = self.conn_meta();
+        match self.svc.policy.connection_accepted(meta).await {
+            Ok(()) => {}
+            Err(EventError::Reject { code, text }) => {
+                return Err(self.close_with(from_policy(code.max(400), &text)).await);
+            }
+            Err(EventError::Failed(e)) => {
+                let r = self.policy_failure("smtp_server_connection_accepted", &e);
+                return Err(self
+                    .close_with(Reply::new(421, &r.enhanced, r.text()))
+                    .await);
+            }
+        }
         let greeting = Reply::plain(220, vec![format!("{} ESMTP {banner}", self.rt.hostname)]);
         self.queue(&greeting);
         loop {
@@ -205,15 +223,21 @@ impl Driver {
     }
 
     async fn dispatch(&mut self, cmd: Command) -> Result<(), End> {
-        let sender_domain = match &cmd {
-            Command::Mail(ReversePath::Mailbox(m), _) => Some(m.domain_name().map(str::to_string)),
-            Command::Mail(ReversePath::Null, _) => Some(None),
+        let sender = match &cmd {
+            Command::Mail(path, _) => Some(path.clone()),
+            _ => None,
+        };
+        let greeting = match &cmd {
+            Command::Ehlo(name) | Command::Helo(name) => Some(name.clone()),
             _ => None,
         };
         match self.session.handle(cmd) {
             Action::Reply(reply) => {
-                if let (Some(domain), true) = (sender_domain, reply.is_success()) {
-                    return self.after_mail(domain, reply).await;
+                if let (Some(sender), true) = (sender, reply.is_success()) {
+                    return self.after_mail(sender, reply).await;
+                }
+                if let (Some(name), true) = (greeting, reply.is_success()) {
+                    return self.after_greeting(name, reply).await;
                 }
                 if reply.code >= 500 {
                     return self.protocol_error(reply).await;
@@ -243,8 +267,42 @@ impl Driver {
         }
     }
 
+    /// The connection's metadata object, with the facts the server owns
+    /// brought up to date (the policy's own keys are left as they are).
     fn conn_meta(&self) -> ConnMeta {
-        ConnMeta::new(self.client().conn_meta())
+        for (k, v) in self.client().conn_meta() {
+            self.meta.set(&k, Some(v));
+        }
+        self.meta.clone()
+    }
+
+    /// EHLO/HELO was accepted by the protocol: `smtp_server_ehlo` may refuse
+    /// it or change the extensions advertised.
+    async fn after_greeting(&mut self, name: String, ok: Reply) -> Result<(), End> {
+        let meta = self.conn_meta();
+        let extensions: Vec<String> = ok.lines.iter().skip(1).cloned().collect();
+        let esmtp = self.session.is_esmtp();
+        match self.svc.policy.ehlo(name, meta, extensions).await {
+            Ok(Some(exts)) if esmtp => {
+                let mut lines = vec![ok.lines[0].clone()];
+                lines.extend(exts);
+                self.queue(&Reply::plain(ok.code, lines));
+            }
+            Ok(_) => self.queue(&ok),
+            Err(e) => {
+                self.session.forget_helo();
+                self.meta.set("ehlo_domain", None);
+                let reply = match e {
+                    EventError::Reject { code, text } => from_policy(code.max(400), &text),
+                    EventError::Failed(e) => self.policy_failure("smtp_server_ehlo", &e),
+                };
+                if reply.code >= 500 {
+                    return self.protocol_error(reply).await;
+                }
+                self.queue(&reply);
+            }
+        }
+        Ok(())
     }
 
     /// A client response line during a SASL exchange.
@@ -388,10 +446,28 @@ impl Driver {
         Reply::new(451, "4.3.0", "Temporary policy failure, try again later")
     }
 
-    /// The sender was accepted syntactically; learn whether its listener
-    /// domain grants this client `relay_from`.
-    async fn after_mail(&mut self, domain: Option<String>, ok: Reply) -> Result<(), End> {
+    /// The sender was accepted syntactically: `smtp_server_mail_from` may
+    /// refuse it, and its listener domain may grant this client
+    /// `relay_from`.
+    async fn after_mail(&mut self, sender: ReversePath, ok: Reply) -> Result<(), End> {
         self.relay_from_ok = false;
+        let meta = self.conn_meta();
+        if let Err(e) = self.svc.policy.mail_from(sender.to_string(), meta).await {
+            let reply = match e {
+                EventError::Reject { code, text } => from_policy(code.max(400), &text),
+                EventError::Failed(e) => self.policy_failure("smtp_server_mail_from", &e),
+            };
+            self.session.take_transaction(false);
+            if reply.code >= 500 {
+                return self.protocol_error(reply).await;
+            }
+            self.queue(&reply);
+            return Ok(());
+        }
+        let domain = match &sender {
+            ReversePath::Mailbox(m) => m.domain_name().map(str::to_string),
+            ReversePath::Null => None,
+        };
         if let (false, Some(domain)) = (self.trusted, domain) {
             let meta = self.conn_meta();
             match self
@@ -418,6 +494,21 @@ impl Driver {
     }
 
     async fn check_recipient(&mut self, mbox: Mailbox) -> Result<(), End> {
+        let meta = self.conn_meta();
+        if let Err(e) = self.svc.policy.rcpt_to(mbox.to_string(), meta).await {
+            let reply = match e {
+                EventError::Reject { code, text } => {
+                    let r = from_policy(code.max(400), &text);
+                    self.reject_recipient(&mbox, r)
+                }
+                EventError::Failed(e) => self.policy_failure("smtp_server_rcpt_to", &e),
+            };
+            if reply.code >= 500 {
+                return self.protocol_error(reply).await;
+            }
+            self.queue(&reply);
+            return Ok(());
+        }
         // Authenticated submitters may relay.
         let verdict = relay::check(
             self.trusted || self.relay_from_ok || self.auth.is_some(),
@@ -573,6 +664,7 @@ impl Driver {
     ) -> Reply {
         let arrival = Arrival {
             source: Source::Smtp,
+            conn_meta: self.conn_meta(),
             client: self.client(),
             protocol: received::protocol(
                 self.session.is_esmtp(),
@@ -582,6 +674,7 @@ impl Driver {
             sender,
             recipients: recipients.iter().map(|r| r.to_string()).collect(),
             content,
+            trace: self.rt.cfg.trace_headers.clone(),
         };
         match self.svc.reception.receive(arrival).await {
             Ok(id) => crate::reception::accepted(id),

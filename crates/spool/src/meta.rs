@@ -6,7 +6,7 @@
 //! - 1 (no `version` field): envelope, retry state and the policy-visible
 //!   `meta` object; tenant and campaign lived only inside `meta`.
 //! - 2: adds `version`, and the labels delivery routes on (`tenant`,
-//!   `campaign`, `queue`) as fields of their own, taken from `meta` once at
+//!   `campaign`, `queue`, `routing_domain`) as fields of their own, taken from `meta` once at
 //!   reception. `meta` is still carried whole: policies read it back with
 //!   `msg:get_meta`, as in KumoMTA.
 //!
@@ -39,6 +39,9 @@ pub struct SpoolMeta {
     /// The `queue` meta key as set by the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The `routing_domain` meta key as set by the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_domain: Option<String>,
     /// Connection and message metadata as the policy saw it (a JSON object
     /// whose keys are the policy's own), carried verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +81,15 @@ impl MetaObject {
         self.0.get()
     }
 
+    /// The keys `pick` selects, as JSON object text; `None` when none is
+    /// present.
+    pub fn select(&self, pick: impl Fn(&str) -> bool) -> Option<String> {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(self.0.get()).ok()?;
+        let chosen: serde_json::Map<_, _> = map.into_iter().filter(|(k, _)| pick(k)).collect();
+        (!chosen.is_empty()).then(|| serde_json::Value::Object(chosen).to_string())
+    }
+
     /// A string-valued key. A repeated key resolves as a map would: the last
     /// one wins.
     pub fn get_str(&self, key: &str) -> Option<String> {
@@ -112,6 +124,7 @@ impl SpoolMeta {
             tenant: label("tenant"),
             campaign: label("campaign"),
             queue: label("queue"),
+            routing_domain: label("routing_domain"),
             id,
             sender,
             recipients,
@@ -132,6 +145,7 @@ impl SpoolMeta {
                 m.tenant = label("tenant");
                 m.campaign = label("campaign");
                 m.queue = label("queue");
+                m.routing_domain = label("routing_domain");
                 m.version = FORMAT_VERSION;
             }
             FORMAT_VERSION => {}

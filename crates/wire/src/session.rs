@@ -76,6 +76,12 @@ impl Session {
         }
     }
 
+    /// The policy refused the EHLO/HELO: the client must greet again.
+    pub fn forget_helo(&mut self) {
+        self.helo = None;
+        self.esmtp = false;
+    }
+
     pub fn helo_name(&self) -> Option<&str> {
         self.helo.as_deref()
     }

@@ -1,0 +1,121 @@
+//! KumoMTA options Ironpost runs differently are announced, not dropped.
+
+use ironpost_policy::{EngineOptions, PolicyEngine, PolicySource};
+
+fn init(policy: &str) -> Result<ironpost_policy::InitConfig, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("policy.lua");
+    std::fs::write(&p, policy).unwrap();
+    PolicyEngine::start(
+        PolicySource::File(p),
+        EngineOptions {
+            pool_size: 1,
+            ..Default::default()
+        },
+    )
+    .map(|(_, init)| init)
+    .map_err(|e| e.to_string())
+}
+
+/// KumoMTA's define_spool reference (docs/reference/kumo/define_spool/
+/// rocks_params.md): a RocksDB spool with tuning parameters.
+#[test]
+fn a_rocksdb_spool_runs_on_our_spool_and_says_so() {
+    let init = init(
+        r#"local kumo = require 'kumo'
+kumo.on('init', function()
+  local params = { increase_parallelism = 4, optimize_level_style_compaction = 64 * 1024 * 1024 }
+  kumo.define_spool { name = 'data', path = '/var/spool/kumo/data', kind = 'RocksDB', rocks_params = params }
+  kumo.define_spool { name = 'meta', path = '/var/spool/kumo/meta', kind = 'RocksDB' }
+end)
+"#,
+    )
+    .unwrap();
+    let data = init.spools.iter().find(|s| s.name == "data").unwrap();
+    let notice = data.kind_notice().unwrap();
+    assert!(notice.contains("RocksDB"), "{notice}");
+    assert!(notice.contains("increase_parallelism"), "{notice}");
+    assert!(
+        notice.contains("optimize_level_style_compaction"),
+        "{notice}"
+    );
+    let meta = init.spools.iter().find(|s| s.name == "meta").unwrap();
+    assert!(meta.kind_notice().unwrap().contains("'meta'"));
+}
+
+#[test]
+fn unknown_spool_kinds_and_misplaced_rocks_params_are_refused() {
+    let err = init(
+        "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.define_spool { name = 'data', path = '/x', kind = 'Redis' }\nend)\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("kind") && err.contains("policy.lua:3"),
+        "{err}"
+    );
+    let err = init(
+        "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.define_spool { name = 'data', path = '/x', rocks_params = { a = 1 } }\nend)\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("rocks_params"), "{err}");
+}
+
+#[test]
+fn egress_pool_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("policy.lua");
+    std::fs::write(
+        &p,
+        "local kumo = require 'kumo'\nlocal ok, err = pcall(kumo.make_queue_config, { egress_pool = 'pool-1' })\nif ok then error('accepted') end\nerror(tostring(err))\n",
+    )
+    .unwrap();
+    let err = PolicyEngine::start(PolicySource::File(p), EngineOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("egress_pool"), "{err}");
+    assert!(err.contains("not implemented in Ironpost"), "{err}");
+}
+
+#[test]
+fn policy_utils_helpers_behave_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.toml"), "a = 1\n[t]\nb = 'x'\n").unwrap();
+    let policy = format!(
+        r#"local kumo = require 'kumo'
+local utils = require 'policy-extras.policy_utils'
+local dest = {{ a = 1, nested = {{ x = 1 }} }}
+utils.merge_into({{ b = 2 }}, dest)
+utils.recursive_merge_into({{ nested = {{ y = 2 }} }}, dest)
+utils.assert_eq(dest, {{ a = 1, b = 2, nested = {{ x = 1, y = 2 }} }}, 'merge')
+assert(utils.ends_with('mail.example.com', '.example.com'))
+assert(not utils.ends_with('example.com', '.example.com'))
+assert(utils.starts_with('gmail.com', 'gmail'))
+assert(utils.table_contains({{ 'a', 'b' }}, 'b') and not utils.table_contains({{}}, nil))
+assert(utils.table_is_empty({{}}) and #utils.table_keys({{ x = 1, y = 2 }}) == 2)
+local ip, port = utils.split_ip_port('[::1]:25')
+assert(ip == '::1' and port == '25')
+local data = utils.load_json_or_toml_file('{}/data.toml')
+assert(data.a == 1 and data.t.b == 'x')
+utils.assert_matches('abc123', '%d+')
+local ok = pcall(utils.assert_ne, {{ 1 }}, {{ 1 }})
+assert(not ok)
+assert(utils.dumps({{ k = 'v' }}):find('k = "v"'))
+"#,
+        dir.path().display()
+    );
+    init(&policy).unwrap();
+}
+
+#[test]
+fn unsupported_kumomta_helpers_are_refused_by_name() {
+    for helper in ["policy-extras.log_hooks", "policy-extras.sources"] {
+        let err = init(&format!(
+            "local kumo = require 'kumo'\nlocal h = require '{helper}'\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains(helper), "{err}");
+        assert!(err.contains("Ironpost does not support"), "{err}");
+        assert!(err.contains("policy.lua:2"), "{err}");
+    }
+}
