@@ -310,12 +310,27 @@ pub struct ListenerDomainConfig {
     pub relay_from: Vec<String>,
     #[serde(default)]
     pub relay_from_authz: Vec<String>,
-    /// Accepted for compatibility; out-of-band bounce and ARF processing are
-    /// not implemented, so these only record the operator's intent.
+    /// Out-of-band bounce and ARF processing are not implemented: only
+    /// `false` or `'Ignore'` are accepted.
     #[serde(default)]
-    pub log_oob: bool,
+    pub log_oob: Option<serde_json::Value>,
     #[serde(default)]
-    pub log_arf: bool,
+    pub log_arf: Option<serde_json::Value>,
+}
+
+/// `log_oob` / `log_arf`: anything that asks for logging is refused.
+fn check_disposition(key: &str, v: &Option<serde_json::Value>) -> Result<(), String> {
+    match v {
+        None | Some(serde_json::Value::Bool(false)) => Ok(()),
+        Some(serde_json::Value::String(s)) if s == "Ignore" => Ok(()),
+        Some(serde_json::Value::Bool(true)) | Some(serde_json::Value::String(_)) => Err(format!(
+            "{key}: Ironpost does not support logging out-of-band bounces or ARF reports yet \
+             (only false or 'Ignore')"
+        )),
+        Some(other) => Err(format!(
+            "{key}: expected a boolean value or one of 'Ignore', 'LogThenRelay', 'LogThenDrop', got {other}"
+        )),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -327,6 +342,8 @@ pub struct ListenerDomain {
 
 impl ListenerDomainConfig {
     pub fn build(self) -> Result<ListenerDomain, String> {
+        check_disposition("log_oob", &self.log_oob)?;
+        check_disposition("log_arf", &self.log_arf)?;
         Ok(ListenerDomain {
             relay_to: self.relay_to,
             relay_from: CidrSet::parse(&self.relay_from).map_err(|e| format!("relay_from: {e}"))?,

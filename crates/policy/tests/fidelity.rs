@@ -119,3 +119,17 @@ fn unsupported_kumomta_helpers_are_refused_by_name() {
         assert!(err.contains("policy.lua:2"), "{err}");
     }
 }
+
+#[test]
+fn make_listener_domain_refuses_oob_and_arf_logging() {
+    let err = init(
+        "local kumo = require 'kumo'\nlocal d = kumo.make_listener_domain { relay_to = true, log_oob = true }\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("log_oob") && err.contains("Ironpost does not support"),
+        "{err}"
+    );
+    init("local kumo = require 'kumo'\nlocal d = kumo.make_listener_domain { log_arf = 'Ignore', log_oob = false }\n")
+        .unwrap();
+}
