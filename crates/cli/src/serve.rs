@@ -290,36 +290,71 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 fn dns_config(settings: Option<&ironpost_policy::ResolverSettings>) -> Result<DnsConfig> {
+    use ironpost_policy::delivery_config::{
+        NameServerProtocol, ServerOrderingStrategy, UseHostsFile,
+    };
     let Some(s) = settings else {
         return Ok(DnsConfig::default());
     };
     let name_servers = s
         .name_servers
         .iter()
-        .map(|n| ironpost_policy::delivery_config::parse_name_server(n).map_err(anyhow::Error::msg))
-        .collect::<Result<Vec<_>>>()?;
-    let validate = s.options.validate == Some(true);
+        .map(|n| ironpost_dns::NameServer {
+            addr: n.socket_addr,
+            transport: match n.protocol {
+                NameServerProtocol::Udp => ironpost_dns::Transport::Udp,
+                NameServerProtocol::Tcp => ironpost_dns::Transport::Tcp,
+                NameServerProtocol::UdpThenTcp => ironpost_dns::Transport::UdpThenTcp,
+            },
+            trust_negative_responses: n.trust_negative_responses,
+            bind_addr: n.bind_addr,
+        })
+        .collect();
+    let o = &s.options;
+    // The policy has already turned a trust_anchor_file into validate = true.
+    let validate = o.validate == Some(true);
     if validate {
         tracing::info!(
             "DNSSEC validation on (trust anchors: {})",
-            s.options
-                .trust_anchor_file
+            o.trust_anchor_file
                 .as_deref()
                 .unwrap_or("the built-in root keys")
         );
-    } else if s.options.trust_anchor_file.is_some() {
-        tracing::warn!("kumo.dns: trust_anchor_file is ignored without options.validate = true");
     }
     Ok(DnsConfig {
         name_servers,
-        timeout: s.options.timeout,
-        attempts: s.options.attempts,
+        domain: s.domain.clone(),
+        search: s.search.clone(),
+        timeout: o.timeout,
+        attempts: o.attempts,
         validate,
-        trust_anchor_file: s
-            .options
-            .trust_anchor_file
-            .as_ref()
-            .map(std::path::PathBuf::from),
+        trust_anchor_file: o.trust_anchor_file.as_ref().map(std::path::PathBuf::from),
+        tuning: ironpost_dns::ResolverTuning {
+            ndots: o.ndots,
+            edns0: o.edns0,
+            cache_size: o.cache_size,
+            use_hosts_file: o.use_hosts_file.map(|h| match h {
+                UseHostsFile::Always => ironpost_dns::HostsFile::Always,
+                UseHostsFile::Auto => ironpost_dns::HostsFile::Auto,
+                UseHostsFile::Never => ironpost_dns::HostsFile::Never,
+            }),
+            positive_min_ttl: o.positive_min_ttl,
+            negative_min_ttl: o.negative_min_ttl,
+            positive_max_ttl: o.positive_max_ttl,
+            negative_max_ttl: o.negative_max_ttl,
+            num_concurrent_reqs: o.num_concurrent_reqs,
+            server_ordering: o.server_ordering_strategy.map(|v| match v {
+                ServerOrderingStrategy::QueryStatistics => {
+                    ironpost_dns::ServerOrdering::QueryStatistics
+                }
+                ServerOrderingStrategy::RoundRobin => ironpost_dns::ServerOrdering::RoundRobin,
+                ServerOrderingStrategy::UserProvidedOrder => {
+                    ironpost_dns::ServerOrdering::UserProvidedOrder
+                }
+            }),
+            recursion_desired: o.recursion_desired,
+            case_randomization: o.case_randomization,
+        },
     })
 }
 

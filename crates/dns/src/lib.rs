@@ -7,5 +7,6 @@
 mod resolver;
 
 pub use resolver::{
-    Dns, DnsConfig, DnsError, HostAddresses, MxAnswer, MxHost, Secured, TlsaRecord,
+    Dns, DnsConfig, DnsError, HostAddresses, HostsFile, MxAnswer, MxHost, NameServer,
+    ResolverTuning, Secured, ServerOrdering, TlsaRecord, Transport,
 };

@@ -1,7 +1,10 @@
 use hickory_proto::dnssec::{Proof, TrustAnchors};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+    ServerOrderingStrategy,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryError, NetError};
 use hickory_resolver::TokioResolver;
@@ -15,7 +18,12 @@ use std::time::Duration;
 #[derive(Clone, Debug, Default)]
 pub struct DnsConfig {
     /// Empty: use the system configuration (/etc/resolv.conf).
-    pub name_servers: Vec<SocketAddr>,
+    pub name_servers: Vec<NameServer>,
+    /// Appended to names that are not fully qualified (every lookup here
+    /// is); with `search`, replaces the system configuration's.
+    pub domain: Option<String>,
+    /// Search domains after `domain`.
+    pub search: Vec<String>,
     pub timeout: Option<Duration>,
     pub attempts: Option<usize>,
     /// Validate DNSSEC locally, so that answers carry a trustworthy secure
@@ -24,6 +32,179 @@ pub struct DnsConfig {
     /// DNSKEY records in zone-file format to trust instead of the built-in
     /// root keys. Only read when `validate` is set.
     pub trust_anchor_file: Option<PathBuf>,
+    /// The remaining resolver options.
+    pub tuning: ResolverTuning,
+}
+
+/// How a name server is queried (KumoMTA's `protocol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    /// UDP, and TCP on the same server when an answer is truncated.
+    #[default]
+    UdpThenTcp,
+}
+
+/// One upstream name server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameServer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    /// An NXDOMAIN from this server is final; when false the other servers
+    /// are asked.
+    pub trust_negative_responses: bool,
+    /// The local address queries to this server are sent from.
+    pub bind_addr: Option<SocketAddr>,
+}
+
+impl From<SocketAddr> for NameServer {
+    /// UDP then TCP, negative answers trusted: KumoMTA's `'IP:PORT'`.
+    fn from(addr: SocketAddr) -> Self {
+        NameServer {
+            addr,
+            transport: Transport::UdpThenTcp,
+            trust_negative_responses: true,
+            bind_addr: None,
+        }
+    }
+}
+
+/// Whether /etc/hosts answers address lookups before DNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostsFile {
+    Always,
+    Auto,
+    Never,
+}
+
+/// Which name server is asked first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerOrdering {
+    /// By recent latency and failures.
+    QueryStatistics,
+    RoundRobin,
+    /// In the configured order.
+    UserProvidedOrder,
+}
+
+/// Resolver options with their KumoMTA names; `None` keeps the resolver's
+/// default (or the system configuration's, without `name_servers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolverTuning {
+    pub ndots: Option<usize>,
+    pub edns0: Option<bool>,
+    /// Responses kept in the cache.
+    pub cache_size: Option<u64>,
+    /// Default: read (hickory's and KumoMTA's `Auto`).
+    pub use_hosts_file: Option<HostsFile>,
+    pub positive_min_ttl: Option<Duration>,
+    pub negative_min_ttl: Option<Duration>,
+    pub positive_max_ttl: Option<Duration>,
+    pub negative_max_ttl: Option<Duration>,
+    /// Servers asked in parallel for one query.
+    pub num_concurrent_reqs: Option<usize>,
+    pub server_ordering: Option<ServerOrdering>,
+    /// The RD bit.
+    pub recursion_desired: Option<bool>,
+    /// 0x20 query-name case randomization over UDP.
+    pub case_randomization: Option<bool>,
+}
+
+fn name_server_config(ns: &NameServer) -> NameServerConfig {
+    let connection = |protocol| {
+        let mut c = ConnectionConfig::new(protocol);
+        c.port = ns.addr.port();
+        c.bind_addr = ns.bind_addr;
+        c
+    };
+    let connections = match ns.transport {
+        Transport::Udp => vec![connection(ProtocolConfig::Udp)],
+        Transport::Tcp => vec![connection(ProtocolConfig::Tcp)],
+        Transport::UdpThenTcp => vec![
+            connection(ProtocolConfig::Udp),
+            connection(ProtocolConfig::Tcp),
+        ],
+    };
+    NameServerConfig::new(ns.addr.ip(), ns.trust_negative_responses, connections)
+}
+
+fn dns_name(key: &str, text: &str) -> Result<Name, DnsError> {
+    Name::from_str_relaxed(text)
+        .map_err(|e| DnsError::Config(format!("{key}: {text:?} is not a domain name: {e}")))
+}
+
+/// hickory's upper TTL bound when none is configured.
+const DEFAULT_MAX_TTL: Duration = Duration::from_secs(hickory_resolver::MAX_TTL as u64);
+
+/// `base` (hickory's defaults or the system's) with `cfg` applied.
+fn resolver_opts(mut opts: ResolverOpts, cfg: &DnsConfig) -> Result<ResolverOpts, DnsError> {
+    if let Some(t) = cfg.timeout {
+        opts.timeout = t;
+    }
+    if let Some(a) = cfg.attempts {
+        opts.attempts = a;
+    }
+    opts.validate = cfg.validate;
+    // Keep CNAMEs in answers: the secure flag must cover every hop.
+    opts.preserve_intermediates = true;
+    let t = &cfg.tuning;
+    if let Some(v) = t.ndots {
+        opts.ndots = v;
+    }
+    if let Some(v) = t.edns0 {
+        opts.edns0 = v;
+    }
+    if let Some(v) = t.cache_size {
+        opts.cache_size = v;
+    }
+    if let Some(v) = t.use_hosts_file {
+        opts.use_hosts_file = match v {
+            HostsFile::Always => ResolveHosts::Always,
+            HostsFile::Auto => ResolveHosts::Auto,
+            HostsFile::Never => ResolveHosts::Never,
+        };
+    }
+    // hickory clamps TTLs with these bounds and would panic on min > max.
+    for (what, min, max) in [
+        ("positive", t.positive_min_ttl, t.positive_max_ttl),
+        ("negative", t.negative_min_ttl, t.negative_max_ttl),
+    ] {
+        if let Some(min) = min {
+            let max = max.unwrap_or(DEFAULT_MAX_TTL);
+            if min > max {
+                return Err(DnsError::Config(format!(
+                    "{what}_min_ttl ({min:?}) is more than {what}_max_ttl ({max:?}{})",
+                    if max == DEFAULT_MAX_TTL {
+                        ", the default"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+    }
+    opts.positive_min_ttl = t.positive_min_ttl.or(opts.positive_min_ttl);
+    opts.negative_min_ttl = t.negative_min_ttl.or(opts.negative_min_ttl);
+    opts.positive_max_ttl = t.positive_max_ttl.or(opts.positive_max_ttl);
+    opts.negative_max_ttl = t.negative_max_ttl.or(opts.negative_max_ttl);
+    if let Some(v) = t.num_concurrent_reqs {
+        opts.num_concurrent_reqs = v;
+    }
+    if let Some(v) = t.server_ordering {
+        opts.server_ordering_strategy = match v {
+            ServerOrdering::QueryStatistics => ServerOrderingStrategy::QueryStatistics,
+            ServerOrdering::RoundRobin => ServerOrderingStrategy::RoundRobin,
+            ServerOrdering::UserProvidedOrder => ServerOrderingStrategy::UserProvidedOrder,
+        };
+    }
+    if let Some(v) = t.recursion_desired {
+        opts.recursion_desired = v;
+    }
+    if let Some(v) = t.case_randomization {
+        opts.case_randomization = v;
+    }
+    Ok(opts)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,39 +396,38 @@ fn load_trust_anchors(path: Option<&Path>) -> Result<TrustAnchors, DnsError> {
 
 impl Dns {
     pub fn new(cfg: &DnsConfig) -> Result<Dns, DnsError> {
-        let mut builder = if cfg.name_servers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| DnsError::Config(e.to_string()))?
+        let (config, base) = if cfg.name_servers.is_empty() {
+            hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| DnsError::Config(e.to_string()))?
         } else {
-            let servers = cfg
-                .name_servers
-                .iter()
-                .map(|addr| {
-                    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                    for c in &mut ns.connections {
-                        c.port = addr.port();
-                    }
-                    ns
-                })
-                .collect();
-            TokioResolver::builder_with_config(
+            let servers = cfg.name_servers.iter().map(name_server_config).collect();
+            (
                 ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
+                ResolverOpts::default(),
             )
         };
+        let (mut domain, mut search, servers) = config.into_parts();
+        if cfg.domain.is_some() || !cfg.search.is_empty() {
+            // As KumoMTA builds it: the domain first, then the search list.
+            domain = cfg
+                .domain
+                .as_deref()
+                .map(|d| dns_name("domain", d))
+                .transpose()?;
+            search = domain.iter().cloned().collect();
+            for s in &cfg.search {
+                search.push(dns_name("search", s)?);
+            }
+        }
+        let mut builder = TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(domain, search, servers),
+            TokioRuntimeProvider::default(),
+        );
         if cfg.validate {
             let anchors = load_trust_anchors(cfg.trust_anchor_file.as_deref())?;
             builder = builder.with_trust_anchor(Arc::new(anchors));
         }
-        let opts = builder.options_mut();
-        if let Some(t) = cfg.timeout {
-            opts.timeout = t;
-        }
-        if let Some(a) = cfg.attempts {
-            opts.attempts = a;
-        }
-        opts.validate = cfg.validate;
-        // Keep CNAMEs in answers: the secure flag must cover every hop.
-        opts.preserve_intermediates = true;
+        *builder.options_mut() = resolver_opts(base, cfg)?;
         let resolver = builder
             .build()
             .map_err(|e| DnsError::Config(e.to_string()))?;
@@ -643,5 +823,85 @@ mod anchor_file_tests {
         )
         .unwrap_err();
         assert!(e.contains("root.key") && e.contains("DNSKEY"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+
+    /// Every option reaches hickory's options; unset ones keep the base.
+    #[test]
+    fn tuning_maps_onto_hickory_options() {
+        let cfg = DnsConfig {
+            timeout: Some(Duration::from_secs(3)),
+            attempts: Some(4),
+            validate: true,
+            tuning: ResolverTuning {
+                ndots: Some(3),
+                edns0: Some(false),
+                cache_size: Some(10),
+                use_hosts_file: Some(HostsFile::Never),
+                positive_min_ttl: Some(Duration::from_secs(1)),
+                negative_min_ttl: Some(Duration::from_secs(2)),
+                positive_max_ttl: Some(Duration::from_secs(30)),
+                negative_max_ttl: Some(Duration::from_secs(40)),
+                num_concurrent_reqs: Some(1),
+                server_ordering: Some(ServerOrdering::RoundRobin),
+                recursion_desired: Some(false),
+                case_randomization: Some(true),
+            },
+            ..Default::default()
+        };
+        let o = resolver_opts(ResolverOpts::default(), &cfg).unwrap();
+        assert_eq!(o.timeout, Duration::from_secs(3));
+        assert_eq!(o.attempts, 4);
+        assert!(o.validate && o.preserve_intermediates);
+        assert_eq!(o.ndots, 3);
+        assert!(!o.edns0);
+        assert_eq!(o.cache_size, 10);
+        assert_eq!(o.use_hosts_file, ResolveHosts::Never);
+        assert_eq!(o.positive_min_ttl, Some(Duration::from_secs(1)));
+        assert_eq!(o.negative_min_ttl, Some(Duration::from_secs(2)));
+        assert_eq!(o.positive_max_ttl, Some(Duration::from_secs(30)));
+        assert_eq!(o.negative_max_ttl, Some(Duration::from_secs(40)));
+        assert_eq!(o.num_concurrent_reqs, 1);
+        assert_eq!(
+            o.server_ordering_strategy,
+            ServerOrderingStrategy::RoundRobin
+        );
+        assert!(!o.recursion_desired);
+        assert!(o.case_randomization);
+
+        let mut base = ResolverOpts::default();
+        base.ndots = 5;
+        base.timeout = Duration::from_secs(9);
+        let o = resolver_opts(base, &DnsConfig::default()).unwrap();
+        assert_eq!((o.ndots, o.timeout), (5, Duration::from_secs(9)));
+        let d = ResolverOpts::default();
+        assert_eq!(o.use_hosts_file, d.use_hosts_file);
+        assert_eq!(o.edns0, d.edns0);
+        assert!(!o.validate && o.preserve_intermediates);
+    }
+
+    /// hickory would panic clamping a TTL with min above max.
+    #[test]
+    fn ttl_bounds_must_be_ordered() {
+        let cfg = |min: u64, max: Option<u64>| DnsConfig {
+            tuning: ResolverTuning {
+                negative_min_ttl: Some(Duration::from_secs(min)),
+                negative_max_ttl: max.map(Duration::from_secs),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(resolver_opts(ResolverOpts::default(), &cfg(60, Some(60))).is_ok());
+        assert!(resolver_opts(ResolverOpts::default(), &cfg(3600, None)).is_ok());
+        for bad in [cfg(61, Some(60)), cfg(86401, None)] {
+            let Err(DnsError::Config(msg)) = resolver_opts(ResolverOpts::default(), &bad) else {
+                panic!("accepted")
+            };
+            assert!(msg.contains("negative_min_ttl"), "{msg}");
+        }
     }
 }

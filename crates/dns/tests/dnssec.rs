@@ -218,7 +218,10 @@ async fn wrong_trust_anchor_is_bogus() {
 #[tokio::test]
 async fn bad_trust_anchor_files() {
     let cfg = |path: &Path| DnsConfig {
-        name_servers: vec!["127.0.0.1:53".parse().unwrap()],
+        name_servers: vec!["127.0.0.1:53"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into()],
         validate: true,
         trust_anchor_file: Some(path.to_path_buf()),
         ..Default::default()

@@ -13,7 +13,7 @@ async fn mx_null_implicit_nxdomain_servfail() {
         .servfail("broken.test");
     let server = TestDnsServer::start(zone).await.unwrap();
     let dns = Dns::new(&DnsConfig {
-        name_servers: vec![server.addr],
+        name_servers: vec![server.addr.into()],
         timeout: Some(Duration::from_millis(500)),
         attempts: Some(1),
         ..Default::default()

@@ -16,11 +16,12 @@ pub fn anchor_file(text: &str) -> tempfile::NamedTempFile {
 
 pub fn resolver(server: &TestDnsServer, validate: bool, anchors: Option<&Path>) -> Dns {
     Dns::new(&DnsConfig {
-        name_servers: vec![server.addr],
+        name_servers: vec![server.addr.into()],
         timeout: Some(Duration::from_secs(2)),
         attempts: Some(1),
         validate,
         trust_anchor_file: anchors.map(Path::to_path_buf),
+        ..Default::default()
     })
     .unwrap()
 }
