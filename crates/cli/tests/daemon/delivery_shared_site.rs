@@ -2,11 +2,9 @@
 //! but not connections when their egress paths differ: one domain's
 //! `enable_tls` or AUTH credentials must never carry the other's mail.
 
-mod delivery_common;
-
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Sink, SinkAuth, SinkConfig, SinkTls};
 

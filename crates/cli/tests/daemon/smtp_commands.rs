@@ -1,9 +1,7 @@
 //! Every SMTP command and reply-code path of the inbound daemon, over real
 //! loopback sockets against the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ironpost_testkit::SmtpClient;
 
 #[tokio::test]

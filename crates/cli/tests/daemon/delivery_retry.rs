@@ -4,11 +4,9 @@
 //! (RFC 3464 multipart/report), and no DSN for a null sender, so a bounce
 //! never bounces.
 
-mod delivery_common;
-
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Rule, Sink, SinkConfig, SinkMessage, SinkRecord, Stage};
 

@@ -4,12 +4,10 @@
 //! recipient not again. The fixture and how it was made are in
 //! `fixtures/spool-v1/`.
 
-mod delivery_common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Sink, SinkConfig};
 

@@ -8,11 +8,9 @@
 //! `OpportunisticInsecure` (what many operators run) so the tests show a
 //! policy raising it; `testing` mode must never lower it either.
 
-mod delivery_common;
-
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::{TestDnsServer, TestZone};
 use ironpost_testkit::https::{HttpResponse, PolicyServer};
 use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};

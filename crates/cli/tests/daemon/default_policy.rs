@@ -3,14 +3,12 @@
 //! created 0700 with spool and logs 2770, loopback-only relaying), and the
 //! refusal of data directories other users can access.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use ironpost_testkit::{Daemon, DaemonOptions, SmtpClient, TlsTrust};
 
 fn run(args: &[&str]) -> (i32, String, String) {

@@ -3,9 +3,7 @@
 //! event answers `451 4.3.0` and leaves nothing half-written; `kumo.reject`
 //! sets the reply.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ironpost_testkit::{Daemon, DaemonOptions, SmtpClient};
 
 /// Starts `lua`, expecting failure; returns stderr.

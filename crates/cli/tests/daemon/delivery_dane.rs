@@ -9,11 +9,9 @@
 //! records alone, unusable records make it mandatory without
 //! authentication, and any doubt in DNS (bogus, SERVFAIL) defers.
 
-mod delivery_common;
-
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::{RecordType, TestDnsServer, TestZone};
 use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};
 use ring::digest::{digest, SHA256};

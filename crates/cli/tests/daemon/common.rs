@@ -1,7 +1,6 @@
 //! Shared helpers for the `ironpost` integration tests: every test starts
 //! the real binary through `ironpost_testkit::Daemon` and talks to it over
 //! loopback sockets.
-#![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -3,12 +3,10 @@
 //! with 5.1.10, no connection), NXDOMAIN (bounce), SERVFAIL (defer), and
 //! the default `prohibited_hosts` (loopback is never connected to).
 
-mod delivery_common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Rule, Sink, SinkConfig, Stage};
 

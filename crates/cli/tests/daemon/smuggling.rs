@@ -3,11 +3,9 @@
 //! or LF get `552 5.6.0` under `invalid_line_endings = 'Deny'` (the default)
 //! and are kept or normalised under 'Allow' / 'Fix'. Also dot-unstuffing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ironpost_testkit::{Daemon, SmtpClient};
 
 /// Sequences that some receivers take as the end of DATA.

@@ -1,14 +1,12 @@
 //! Durability: `kill -9` during a load of concurrent sessions loses no
 //! message that got a 250, and a restart recovers every one of them.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ironpost_testkit::SmtpClient;
 
 const SESSIONS: usize = 16;

@@ -2,12 +2,10 @@
 //! certificates (files and inline `key_data`), state reset after TLS, and the
 //! cleartext command-injection class (CVE-2011-0411).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ironpost_testkit::tls::{parse_certs, provider, InsecureAcceptAnyServerCert};
 use ironpost_testkit::{SmtpClient, TestCa, TlsTrust};
 

@@ -2,9 +2,7 @@
 //! NO_COLOR is unset or empty; `--log-format json` gives one JSON object
 //! per line (level and message at the top level), fatal errors included.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ironpost_testkit::{Daemon, DaemonOptions};
 use serde_json::Value;
 use std::io::Read;

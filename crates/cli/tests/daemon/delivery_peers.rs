@@ -2,14 +2,12 @@
 //! instance (found through MX records in the test DNS, over validated TLS)
 //! and Postfix's `smtp-sink`.
 
-mod delivery_common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::DaemonOptions;
 

@@ -3,11 +3,9 @@
 //! (idle and trickling clients), data_processing_timeout, max_connections
 //! and line_length_hard_limit.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ironpost_testkit::SmtpClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

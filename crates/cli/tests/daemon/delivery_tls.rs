@@ -8,11 +8,9 @@
 //! sink saw belongs to exactly one case. Deferred cases are watched over at
 //! least two attempts, to show that retries do not fall back either.
 
-mod delivery_common;
-
 use std::time::{Duration, Instant};
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Sink, SinkConfig, SinkTls};
 

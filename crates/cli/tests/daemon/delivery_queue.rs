@@ -1,11 +1,9 @@
 //! Ready queues: messages for one site share connections, within
 //! `connection_limit` and `max_deliveries_per_connection`.
 
-mod delivery_common;
-
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Rule, Sink, SinkConfig, Stage};
 

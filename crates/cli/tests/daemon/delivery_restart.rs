@@ -5,12 +5,10 @@
 //! Copies are counted at the sink by the sending daemon's spool id, which
 //! its `Received:` header carries.
 
-mod delivery_common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Rule, Sink, SinkConfig, SinkHandle, SinkRecord, Stage};
 

@@ -4,7 +4,6 @@
 //!
 //! Every policy points the daemon's resolver at the in-process DNS server,
 //! so no test ever asks the host's resolver.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

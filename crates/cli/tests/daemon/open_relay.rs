@@ -2,11 +2,9 @@
 //! `relay_from`), and the classic open-relay address tricks, from a client
 //! that is not trusted.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::*;
+use crate::common::*;
 use ironpost_testkit::{Daemon, SmtpClient};
 
 const DOMAINS: &str = r#"

@@ -7,11 +7,9 @@
 //! Daemons here run with `IRONPOST_LOG=debug`, so a password leaking into
 //! even the most verbose log would be caught.
 
-mod delivery_common;
-
 use std::time::Duration;
 
-use delivery_common::*;
+use crate::delivery_common::*;
 use ironpost_testkit::dns::TestZone;
 use ironpost_testkit::sink::{Sink, SinkAuth, SinkConfig, SinkRecord, SinkTls};
 use ironpost_testkit::Daemon;

@@ -1,0 +1,35 @@
+//! Integration tests of the `ironpost` binary, one test binary with a
+//! module per topic: every test starts the real daemon (or runs one of
+//! its commands) and talks to it over loopback. `common` holds the
+//! reception helpers, `delivery_common` those of the delivery suites.
+
+mod common;
+mod delivery_common;
+
+mod auth_tenants;
+mod client_certs;
+mod crash_recovery;
+mod default_policy;
+mod delivery_auth;
+mod delivery_dane;
+mod delivery_mta_sts;
+mod delivery_peers;
+mod delivery_queue;
+mod delivery_restart;
+mod delivery_retry;
+mod delivery_routing;
+mod delivery_shared_site;
+mod delivery_tls;
+mod diagnostics;
+mod dkim_cli;
+mod dkim_signing;
+mod http_admin;
+mod limits;
+mod open_relay;
+mod policy_errors;
+mod privilege_drop;
+mod smtp_commands;
+mod smuggling;
+mod spool_compat;
+mod starttls;
+mod vault_seeds;
