@@ -230,11 +230,8 @@ end)
 async fn seed_tenant_example() {
     let dir = tempfile::tempdir().unwrap();
     let queues = dir.path().join("queues.toml");
-    std::fs::write(
-        &queues,
-        "tenant_header = 'X-Tenant'\nremove_tenant_header = true\n\n[tenant.'mytenant']\n# Which pool should be used for this tenant\negress_pool = 'pool-1'\n\n# Only the authorized identities are allowed to use this tenant via the tenant_header\nrequire_authz = [\"scott\"]\n\n[tenant.'open']\n",
-    )
-    .unwrap();
+    let seed = "tenant_header = 'X-Tenant'\nremove_tenant_header = true\n\n[tenant.'mytenant']\n# Which pool should be used for this tenant\negress_pool = 'pool-1'\n\n# Only the authorized identities are allowed to use this tenant via the tenant_header\nrequire_authz = [\"scott\"]\n\n[tenant.'open']\n";
+    std::fs::write(&queues, seed).unwrap();
     let body = format!(
         r#"
 local queue_module = require 'policy-extras.queue'
@@ -251,7 +248,17 @@ end)
     );
     // relay_hosts lets the unauthenticated case reach DATA.
     let p = policy("", &body).replace("'10.255.255.1'", "'127.0.0.1'");
-    let d = Daemon::start_policy(std::path::Path::new(env!("CARGO_BIN_EXE_ironpost")), &p).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ironpost"));
+    // As the seed writes it, the pool would be ignored (egress pools are
+    // not implemented), so the policy is refused, naming the key.
+    let refused = Daemon::start_policy(bin, &p)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(refused.contains("egress_pool"), "{refused}");
+    assert!(refused.contains("mytenant"), "{refused}");
+    std::fs::write(&queues, seed.replace("egress_pool = 'pool-1'\n", "")).unwrap();
+    let d = Daemon::start_policy(bin, &p).unwrap();
     let msg = |tenant: &str| format!("X-Tenant: {tenant}\r\nSubject: t\r\n\r\nbody\r\n");
 
     let mut c = tls_client(&d).await;
