@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v swaks >/dev/null || need_apt+=(swaks)
+# swaks needs these for --tls; they are only Recommends of its package.
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v smtp-sink >/dev/null || need_apt+=(postfix)
 command -v openssl >/dev/null || need_apt+=(openssl)
 /usr/bin/python3 -c 'import dkim, nacl' 2>/dev/null || need_apt+=(python3-dkim python3-nacl)

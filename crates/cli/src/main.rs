@@ -3,6 +3,7 @@
 mod admin_backend;
 mod admin_cmd;
 mod dkim_cmd;
+mod log_hooks;
 mod paths;
 mod privileges;
 mod serve;

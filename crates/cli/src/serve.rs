@@ -134,11 +134,38 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     (kind.clone(), route)
                 })
                 .collect(),
+            meta: l.meta.clone(),
+            headers: l.headers.clone(),
         })?,
         None => Logger::disabled(),
     };
     let metrics = Arc::new(Metrics::new());
-    let logger = logger.with_observer(crate::admin_backend::observer(metrics.clone()));
+    crate::log_hooks::check(&init.log_hooks, &engine)?;
+    // Records go to the metrics and, when hooks are configured, to them.
+    let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
+    let count = crate::admin_backend::observer(metrics.clone());
+    let hooked = !init.log_hooks.is_empty();
+    let logger = logger.with_observer(Arc::new(move |rec: &ironpost_logs::Record| {
+        count(rec);
+        if hooked {
+            let _ = hook_tx.send((rec.clone(), chrono::Utc::now().to_rfc3339()));
+        }
+    }));
+    // Delivery records carry what the local log and every hook want; each
+    // keeps its own selection.
+    let union = |pick: fn(&ironpost_policy::LogHookConfig) -> &Vec<String>,
+                 local: Option<&Vec<String>>| {
+        let mut all: Vec<String> = local.cloned().unwrap_or_default();
+        for h in &init.log_hooks {
+            all.extend(pick(h).iter().cloned());
+        }
+        all.sort();
+        all.dedup();
+        all
+    };
+    let log_meta = union(|h| &h.meta, log_cfg.as_ref().map(|l| &l.meta));
+    let log_headers = union(|h| &h.headers, log_cfg.as_ref().map(|l| &l.headers));
+    let log_hook_queues = crate::log_hooks::helper_queues(&init.log_hooks);
     let dns_cfg = dns_config(init.resolver.as_ref())?;
     let sts = Arc::new(mta_sts_resolver(sts_dir)?);
 
@@ -162,14 +189,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 hostname: hostname.clone(),
                 dns,
                 mta_sts: Some(sts),
-                log_meta: log_cfg.as_ref().map(|l| l.meta.clone()).unwrap_or_default(),
-                log_headers: log_cfg
-                    .as_ref()
-                    .map(|l| l.headers.clone())
-                    .unwrap_or_default(),
+                log_meta,
+                log_headers,
+                log_hook_queues,
             },
         );
         queue.start();
+        if hooked {
+            let pump = crate::log_hooks::Pump {
+                hooks: init.log_hooks.clone(),
+                policy: engine.clone(),
+                spool: spool.clone(),
+                queue: queue.clone(),
+            };
+            tokio::spawn(pump.run(hook_rx));
+        }
         let recovered = recovery.messages.len();
         let truncated_bytes = recovery.truncated_bytes;
         // Consumed, not borrowed: the raw metadata of a large recovered

@@ -64,6 +64,15 @@ impl QueueManager {
     /// meant for a smart host to the recipient's MX.
     pub(crate) async fn queue_config(&self, part: &QueuedPart) -> Result<Arc<QueueConfig>, String> {
         let queue = part.queue();
+        // A log hook's queue is answered by the hook, not the policy.
+        if let Some((_, cfg, _)) = self
+            .0
+            .log_hook_queues
+            .iter()
+            .find(|(d, _, _)| *d == queue.domain)
+        {
+            return Ok(cfg.clone());
+        }
         let name = queue.to_string();
         let cache = &self.0.egress.queue_cfgs;
         if let Some(c) = Cached::fresh(cache, &name) {

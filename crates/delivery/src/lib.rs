@@ -11,6 +11,7 @@
 
 mod admin;
 mod bounce;
+pub mod custom;
 mod dispatch;
 mod egress;
 pub mod model;

@@ -41,7 +41,7 @@ impl QueueManager {
     /// Log a delivery record, with the metadata keys and headers that
     /// `configure_local_logs` names (headers are read from the spool, only
     /// when asked for).
-    async fn log(
+    pub(crate) async fn log(
         &self,
         kind: fn(AttemptRecord) -> Record,
         mut rec: AttemptRecord,
@@ -114,7 +114,7 @@ impl QueueManager {
         }
     }
 
-    async fn part_finished(&self, part: &QueuedPart) {
+    pub(crate) async fn part_finished(&self, part: &QueuedPart) {
         if part.msg.part_done() {
             if let Err(e) = self.0.ctx.spool.remove(part.msg.id).await {
                 tracing::error!(id = %part.msg.id, "cannot remove delivered message from the spool: {e}");
@@ -246,6 +246,16 @@ impl QueueManager {
     /// bounce can never bounce.
     async fn send_dsn(&self, part: &QueuedPart, failed: &[FailedRecipient], expired: bool) {
         if part.msg.sender.is_empty() || failed.is_empty() {
+            return;
+        }
+        // A log hook's record is not mail the sender sent.
+        let is_log_record = part
+            .msg
+            .meta
+            .as_ref()
+            .and_then(|m| m.get_str("reception_protocol"))
+            == Some("LogRecord".to_string());
+        if is_log_record {
             return;
         }
         let spool = self.0.ctx.spool.clone();

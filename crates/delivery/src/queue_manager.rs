@@ -37,6 +37,9 @@ pub struct DeliveryOptions {
     /// into every delivery record.
     pub log_meta: Vec<String>,
     pub log_headers: Vec<String>,
+    /// The queues `policy-extras.log_hooks` answers for, by queue domain
+    /// (`<name>.log_hook`).
+    pub log_hook_queues: Vec<(String, Arc<QueueConfig>, crate::custom::HookSink)>,
 }
 
 /// What a delivery attempt needs from the daemon, and no more: the
@@ -60,6 +63,7 @@ pub(crate) struct Inner {
     pub suspensions: Suspensions,
     pub log_meta: Vec<String>,
     pub log_headers: Vec<String>,
+    pub log_hook_queues: Vec<(String, Arc<QueueConfig>, crate::custom::HookSink)>,
 }
 
 #[derive(Clone)]
@@ -103,6 +107,7 @@ impl QueueManager {
             suspensions: Suspensions::default(),
             log_meta: opts.log_meta,
             log_headers: opts.log_headers,
+            log_hook_queues: opts.log_hook_queues,
         }))
     }
 

@@ -120,6 +120,11 @@ impl QueueManager {
             Ok(c) => c,
             Err(reason) => return self.hold(parts, &reason).await,
         };
+        if let Some(sink) = self.custom_sink(first, &qcfg) {
+            let me = self.clone();
+            tokio::spawn(async move { me.deliver_custom(parts, sink, qcfg).await });
+            return;
+        }
         // The routing domain's MX, or the queue's own domain's.
         let domain = first.queue().destination().to_string();
         let site = match route::resolve(&self.0.ctx.dns, &domain, &qcfg).await {

@@ -58,6 +58,11 @@ pub fn attempt_record(
             },
         ),
         delivery_protocol: "ESMTP".into(),
+        reception_protocol: part
+            .msg
+            .meta
+            .as_ref()
+            .and_then(|m| m.get_str("reception_protocol")),
         reason: None,
         meta: None,
         headers: None,

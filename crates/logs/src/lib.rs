@@ -35,6 +35,10 @@ pub struct LogConfig {
     pub max_file_size: Option<u64>,
     /// By record kind (`Reception`, ...) or `Any` for the kinds not listed.
     pub per_record: HashMap<String, RecordRoute>,
+    /// The metadata keys and headers delivery records keep here (they may
+    /// carry more, for log hooks).
+    pub meta: Vec<String>,
+    pub headers: Vec<String>,
 }
 
 /// Where one kind of record goes (`configure_local_logs{ per_record }`).
@@ -213,7 +217,10 @@ impl Router {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Record(r, at) => self.write(&r, &at),
+                    Msg::Record(mut r, at) => {
+                        r.select_fields(&self.cfg.meta, &self.cfg.headers);
+                        self.write(&r, &at)
+                    }
                     Msg::Flush(done) => {
                         self.flush();
                         let _ = done.send(());
@@ -311,6 +318,8 @@ mod tests {
             max_segment_duration: None,
             max_file_size: Some(200),
             per_record: HashMap::new(),
+            meta: Vec::new(),
+            headers: Vec::new(),
         })
         .unwrap();
         for i in 0..10 {
@@ -368,6 +377,8 @@ mod tests {
             max_segment_duration: None,
             max_file_size: None,
             per_record,
+            meta: Vec::new(),
+            headers: Vec::new(),
         })
         .unwrap();
         logger.log(Record::Reception(MessageRecord::default()));

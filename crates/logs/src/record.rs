@@ -23,6 +23,52 @@ pub enum Record {
 }
 
 impl Record {
+    /// The record as written: its fields, `type` and `timestamp`.
+    pub fn to_json(&self, timestamp: &str) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            #[serde(flatten)]
+            record: &'a Record,
+            timestamp: &'a str,
+        }
+        serde_json::to_value(Line {
+            record: self,
+            timestamp,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Keep only the metadata keys and headers `meta` and `headers` name,
+    /// in delivery records (Reception keeps the message's whole metadata).
+    pub fn select_fields(&mut self, meta: &[String], headers: &[String]) {
+        if let Record::Delivery(a)
+        | Record::TransientFailure(a)
+        | Record::Bounce(a)
+        | Record::Expiration(a) = self
+        {
+            if let Some(m) = a.meta.take() {
+                let picked: Option<serde_json::Map<String, serde_json::Value>> =
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(m.get())
+                        .ok()
+                        .map(|all| {
+                            all.into_iter()
+                                .filter(|(k, _)| name_matches(meta, k, false))
+                                .collect()
+                        });
+                a.meta = picked.filter(|p| !p.is_empty()).and_then(|p| {
+                    RawValue::from_string(serde_json::Value::Object(p).to_string()).ok()
+                });
+            }
+            if let Some(h) = a.headers.take() {
+                let picked: BTreeMap<String, String> = h
+                    .into_iter()
+                    .filter(|(k, _)| name_matches(headers, k, true))
+                    .collect();
+                a.headers = (!picked.is_empty()).then_some(picked);
+            }
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Record::Reception(_) => "Reception",
@@ -144,6 +190,9 @@ pub struct AttemptRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_policy_discovery_failure: Option<DiscoveryFailure>,
     pub delivery_protocol: String,
+    /// How the message arrived (`ESMTPS`, `HTTP`, `LogRecord`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reception_protocol: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The message metadata keys named by `configure_local_logs{ meta }`.
@@ -305,6 +354,7 @@ mod tests {
             tls_result_detail: None,
             tls_policy_discovery_failure: None,
             delivery_protocol: "ESMTP".into(),
+            reception_protocol: None,
             reason: None,
             meta: None,
             headers: None,

@@ -352,12 +352,69 @@ impl ListenerDomainConfig {
     }
 }
 
+/// `kumo.configure_log_hook{...}`: every log record also becomes a message
+/// offered to `should_enqueue_log_record(msg, name)`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogHookConfig {
+    pub name: String,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub meta: Vec<String>,
+    #[serde(default)]
+    pub per_record: std::collections::HashMap<String, PerRecordLog>,
+    /// Refused when true: every hook message is spooled before it is queued.
+    #[serde(default)]
+    pub deferred_spool: bool,
+    /// Set by `policy-extras.log_hooks`, which answers for its own queue.
+    #[serde(skip)]
+    pub helper: Option<HelperLogHook>,
+}
+
+/// What `policy-extras.log_hooks` adds to a hook: its queue (named
+/// `<name>.log_hook`), that queue's config, and how messages are sent.
+#[derive(Clone, Debug)]
+pub struct HelperLogHook {
+    pub queue_config: crate::delivery_config::QueueConfig,
+    /// `new_json`: POST each record's JSON here. `None`: the policy's
+    /// constructor (`make.<name>.log_hook`).
+    pub url: Option<String>,
+    /// The policy gave a `filter` (event `log_hook_filter.<name>`).
+    pub has_filter: bool,
+}
+
+impl LogHookConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.deferred_spool {
+            return Err("deferred_spool: Ironpost spools every log hook message".into());
+        }
+        LocalLogsConfig {
+            log_dir: PathBuf::new(),
+            max_segment_duration: None,
+            max_file_size: None,
+            headers: Vec::new(),
+            meta: Vec::new(),
+            per_record: self.per_record.clone(),
+        }
+        .validate()
+    }
+
+    /// The queue `policy-extras.log_hooks` sends this hook's messages to.
+    pub fn helper_queue(&self) -> Option<String> {
+        self.helper
+            .as_ref()
+            .map(|_| format!("{}.log_hook", self.name))
+    }
+}
+
 /// Everything `init` set up.
 #[derive(Clone, Debug, Default)]
 pub struct InitConfig {
     pub listeners: Vec<EsmtpListenerConfig>,
     pub spools: Vec<SpoolDefinition>,
     pub logs: Option<LocalLogsConfig>,
+    pub log_hooks: Vec<LogHookConfig>,
     pub resolver: Option<crate::delivery_config::ResolverSettings>,
     /// `kumo.start_http_listener{...}` tables, checked by the admin crate.
     pub http_listeners: Vec<serde_json::Value>,

@@ -49,7 +49,25 @@ impl std::fmt::Display for MxEntry {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct QueueProtocol {
+    #[serde(default)]
     pub smtp: SmtpProtocol,
+    /// Deliver by calling the policy: the `constructor` event makes a
+    /// connection object whose `send(message)` delivers one message.
+    #[serde(default)]
+    pub custom_lua: Option<CustomLuaProtocol>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomLuaProtocol {
+    pub constructor: String,
+    /// Only 1: batched sends are not implemented.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    #[serde(default)]
+    pub min_batch_size: Option<usize>,
+    #[serde(default)]
+    pub max_batch_latency: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -77,6 +95,25 @@ impl QueueConfig {
     pub fn check_supported(&self) -> Result<(), String> {
         if self.egress_pool.is_some() {
             return Err(format!("key 'egress_pool': {EGRESS_POOL_UNSUPPORTED}"));
+        }
+        if let Some(c) = self.protocol.as_ref().and_then(|p| p.custom_lua.as_ref()) {
+            if c.batch_size.is_some_and(|b| b != 1)
+                || c.min_batch_size.is_some()
+                || c.max_batch_latency.is_some()
+            {
+                return Err(
+                    "key 'protocol.custom_lua': Ironpost does not support batched \
+                            custom_lua delivery yet (batch_size must be 1)"
+                        .into(),
+                );
+            }
+            if !self
+                .protocol
+                .as_ref()
+                .is_some_and(|p| p.smtp == SmtpProtocol::default())
+            {
+                return Err("key 'protocol': custom_lua and smtp cannot both be set".into());
+            }
         }
         Ok(())
     }

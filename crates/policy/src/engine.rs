@@ -474,3 +474,156 @@ fn auth_info_identities(event: &str, t: &Table) -> mlua::Result<Vec<String>> {
 fn borrow_listener_domain(ud: &AnyUserData) -> mlua::Result<ListenerDomain> {
     Ok(ud.borrow::<ListenerDomainValue>()?.0.clone())
 }
+
+/// Log hooks (`kumo.configure_log_hook`, `policy-extras.log_hooks`) and
+/// queues delivered by the policy (`protocol = { custom_lua = ... }`).
+impl PolicyEngine {
+    /// Offer a log record, as a message, to `hook`: `Some` (possibly edited,
+    /// with the `queue` meta set) to queue it.
+    pub async fn should_enqueue_log_record(
+        &self,
+        hook: &crate::config::LogHookConfig,
+        mut msg: Message,
+    ) -> Result<Option<Message>, EventError> {
+        let name = hook.name.clone();
+        if let Some(helper) = &hook.helper {
+            // Records of the hook's own deliveries would loop.
+            let from_hook = msg
+                .meta
+                .get("log_record")
+                .and_then(|r| r.get("reception_protocol"))
+                .and_then(serde_json::Value::as_str)
+                == Some("LogRecord");
+            if from_hook {
+                return Ok(None);
+            }
+            if helper.has_filter {
+                let event = crate::helpers::log_hooks::filter_event(&name);
+                let handle = MessageHandle::new(msg);
+                let for_lua = handle.clone();
+                let drop = self
+                    .run(move |lua| match handler(lua, &event)? {
+                        Some(f) => {
+                            let ud = lua.create_userdata(for_lua)?;
+                            let v: Value = f.call((ud, name))?;
+                            Ok(matches!(v, Value::Boolean(true)))
+                        }
+                        None => Ok(false),
+                    })
+                    .await?;
+                if drop {
+                    return Ok(None);
+                }
+                msg = handle.into_message();
+            }
+            msg.meta.insert(
+                "queue".into(),
+                serde_json::Value::String(format!("{}.log_hook", hook.name)),
+            );
+            return Ok(Some(msg));
+        }
+        const EVENT: &str = "should_enqueue_log_record";
+        if !self.has_handler(EVENT) {
+            return Ok(None);
+        }
+        let handle = MessageHandle::new(msg);
+        let for_lua = handle.clone();
+        let keep = self
+            .run(move |lua| match handler(lua, EVENT)? {
+                Some(f) => {
+                    let ud = lua.create_userdata(for_lua)?;
+                    let v: Value = f.call((ud, name))?;
+                    Ok(matches!(v, Value::Boolean(true)))
+                }
+                None => Ok(false),
+            })
+            .await?;
+        Ok(keep.then(|| handle.into_message()))
+    }
+
+    /// Deliver one message through the policy: the `constructor` event's
+    /// connection object (made once per interpreter and queue, and made
+    /// again after a failed send) has its `send(message)` called. Its
+    /// return value, if a string, is the disposition.
+    pub async fn custom_send(
+        &self,
+        constructor: String,
+        queue: (String, Option<String>, Option<String>),
+        msg: Message,
+    ) -> Result<String, EventError> {
+        self.run(move |lua| {
+            let (domain, tenant, campaign) = queue;
+            let key = format!(
+                "ironpost.custom_lua\u{0}{constructor}\u{0}{domain}\u{0}{}\u{0}{}",
+                tenant.as_deref().unwrap_or(""),
+                campaign.as_deref().unwrap_or("")
+            );
+            let conn = match lua.named_registry_value::<Option<Table>>(&key)? {
+                Some(c) => c,
+                None => {
+                    let f = handler(lua, &constructor)?.ok_or_else(|| {
+                        mlua::Error::RuntimeError(format!(
+                            "no handler is bound to the custom_lua constructor event '{constructor}'"
+                        ))
+                    })?;
+                    let c: Table = f.call((domain, tenant, campaign))?;
+                    lua.set_named_registry_value(&key, c.clone())?;
+                    c
+                }
+            };
+            let send: Function = conn.get("send")?;
+            let ud = lua.create_userdata(MessageHandle::new(msg))?;
+            match send.call::<Value>((conn.clone(), ud)) {
+                Ok(Value::String(s)) => Ok(s.to_str()?.to_string()),
+                Ok(_) => Ok("delivered by the policy".to_string()),
+                Err(e) => {
+                    lua.set_named_registry_value(&key, Value::Nil)?;
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
+    /// `policy-extras.log_hooks`' `new_json`: POST `body` as JSON. A 2xx
+    /// delivers; any other status is `Reject(500)` (the record is dropped,
+    /// as in KumoMTA); no answer is `Failed` (retried).
+    pub async fn post_json(&self, url: String, body: Vec<u8>) -> Result<String, EventError> {
+        tokio::task::spawn_blocking(move || {
+            static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> =
+                std::sync::OnceLock::new();
+            let client = CLIENT.get_or_init(|| {
+                reqwest::blocking::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .timeout(std::time::Duration::from_secs(30))
+                    .build()
+                    .expect("HTTP client")
+            });
+            let response = client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .map_err(|e| EventError::Failed(format!("POST {url}: {e}")))?;
+            let status = response.status();
+            let text = response.text().unwrap_or_default();
+            let text: String = text.chars().take(200).collect();
+            let disposition = format!(
+                "{} {}: {text}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            );
+            if status.is_success() {
+                Ok(disposition)
+            } else {
+                Err(EventError::Reject {
+                    code: 500,
+                    text: disposition,
+                })
+            }
+        })
+        .await
+        .map_err(|e| EventError::Failed(format!("policy task failed: {e}")))?
+    }
+}

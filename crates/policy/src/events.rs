@@ -24,6 +24,7 @@ pub const DISPATCHED: &[&str] = &[
     "get_listener_domain",
     "get_queue_config",
     "get_egress_path_config",
+    "should_enqueue_log_record",
 ];
 
 /// KumoMTA system events Ironpost does not dispatch, and why.
@@ -53,7 +54,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "requeue_message",
         "re-routing a message after a transient failure is not implemented",
     ),
-    ("should_enqueue_log_record", "log hooks are not implemented"),
     ("shutdown_logging", "log hooks are not implemented"),
     (
         "smtp_client_rewrite_delivery_status",

@@ -4,7 +4,7 @@
 
 use crate::duration;
 use crate::kumo::parse_options;
-use mlua::{Lua, Table, UserData, UserDataMethods, Value};
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value};
 use serde::Deserialize;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -62,30 +62,40 @@ impl UserData for HttpClient {
 
 impl UserData for HttpRequest {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method(
+        // Builder methods return the request, so calls chain as in KumoMTA
+        // (`client:post(url):header(k, v):body(b):send()`).
+        methods.add_function(
             "basic_auth",
-            |_, r, (user, password): (String, Option<mlua::String>)| {
+            |_, (ud, user, password): (AnyUserData, String, Option<mlua::String>)| {
                 let pw = password
                     .map(|p| p.to_str().map(|s| s.to_string()))
                     .transpose()?;
-                r.map(|b| b.basic_auth(user, pw))
+                ud.borrow::<HttpRequest>()?
+                    .map(|b| b.basic_auth(user, pw))?;
+                Ok(ud)
             },
         );
-        methods.add_method("header", |_, r, (name, value): (String, String)| {
-            r.map(|b| b.header(name, value))
-        });
-        methods.add_method("body", |_, r, body: mlua::String| {
+        methods.add_function(
+            "header",
+            |_, (ud, name, value): (AnyUserData, String, String)| {
+                ud.borrow::<HttpRequest>()?.map(|b| b.header(name, value))?;
+                Ok(ud)
+            },
+        );
+        methods.add_function("body", |_, (ud, body): (AnyUserData, mlua::String)| {
             let bytes = body.as_bytes().to_vec();
-            r.map(|b| b.body(bytes))
+            ud.borrow::<HttpRequest>()?.map(|b| b.body(bytes))?;
+            Ok(ud)
         });
-        methods.add_method("timeout", |_, r, d: Value| {
+        methods.add_function("timeout", |_, (ud, d): (AnyUserData, Value)| {
             let d = match d {
                 Value::Integer(n) => Duration::from_secs(n.max(0) as u64),
                 Value::Number(n) => Duration::from_secs_f64(n.max(0.0)),
                 Value::String(s) => duration::parse(&s.to_str()?).map_err(rt)?,
                 _ => return Err(rt("request:timeout expects a duration")),
             };
-            r.map(|b| b.timeout(d))
+            ud.borrow::<HttpRequest>()?.map(|b| b.timeout(d))?;
+            Ok(ud)
         });
         methods.add_method("send", |_, r, ()| {
             let b =

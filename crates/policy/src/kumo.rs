@@ -2,7 +2,8 @@
 //! configuration objects, and small utilities.
 
 use crate::config::{
-    EsmtpListenerConfig, ListenerDomain, ListenerDomainConfig, LocalLogsConfig, SpoolDefinition,
+    EsmtpListenerConfig, ListenerDomain, ListenerDomainConfig, LocalLogsConfig, LogHookConfig,
+    SpoolDefinition,
 };
 use crate::delivery_config::{EgressPathConfig, QueueConfig, ResolverSettings};
 use crate::error::Rejection;
@@ -77,8 +78,23 @@ pub fn warn_inline_secret(place: &str) {
     }
 }
 
+/// Hook names are unique.
+pub fn add_log_hook(
+    init: &mut crate::config::InitConfig,
+    cfg: LogHookConfig,
+) -> Result<(), String> {
+    if init.log_hooks.iter().any(|h| h.name == cfg.name) {
+        return Err(format!(
+            "a log hook named '{}' is already configured",
+            cfg.name
+        ));
+    }
+    init.log_hooks.push(cfg);
+    Ok(())
+}
+
 /// Run `f` on the init collector, or fail when called outside `init`.
-fn with_init<R>(
+pub(crate) fn with_init<R>(
     lua: &Lua,
     func: &str,
     f: impl FnOnce(&mut crate::config::InitConfig) -> R,
@@ -203,6 +219,16 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     )?;
 
     kumo.set(
+        "configure_log_hook",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.configure_log_hook";
+            let cfg: LogHookConfig = parse_options(lua, F, opts)?;
+            cfg.validate().map_err(|e| rt(format!("{F}: {e}")))?;
+            with_init(lua, F, |init| add_log_hook(init, cfg))?.map_err(|e| rt(format!("{F}: {e}")))
+        })?,
+    )?;
+
+    kumo.set(
         "make_listener_domain",
         lua.create_function(|lua, opts: Value| {
             const F: &str = "kumo.make_listener_domain";
@@ -307,6 +333,7 @@ pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
         }
         "policy-extras.shaping" => Some(Value::Table(crate::helpers::shaping::module(lua)?)),
         "policy-extras.queue" => Some(Value::Table(crate::helpers::queues::module(lua)?)),
+        "policy-extras.log_hooks" => Some(Value::Table(crate::helpers::log_hooks::module(lua)?)),
         "sqlite" => Some(Value::Table(crate::sqlite::module(lua)?)),
         "policy-extras.passwords" => Some(Value::Table(crate::helpers::passwords::module(lua)?)),
         "policy-extras.dkim_sign" => Some(Value::Table(crate::helpers::dkim_sign::module(lua)?)),

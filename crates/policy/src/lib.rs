@@ -26,11 +26,13 @@ mod state;
 
 pub use cidr::CidrSet;
 pub use config::{
-    ClientCertMode, EsmtpListenerConfig, InitConfig, LineEndingPolicy, ListenerDomain,
-    LocalLogsConfig, SpoolDefinition, TraceHeaders,
+    ClientCertMode, EsmtpListenerConfig, HelperLogHook, InitConfig, LineEndingPolicy,
+    ListenerDomain, LocalLogsConfig, LogHookConfig, SpoolDefinition, TraceHeaders,
 };
 pub use conn_meta::ConnMeta;
-pub use delivery_config::{EgressPathConfig, MxEntry, QueueConfig, ResolverSettings, TlsMode};
+pub use delivery_config::{
+    CustomLuaProtocol, EgressPathConfig, MxEntry, QueueConfig, ResolverSettings, TlsMode,
+};
 pub use engine::{AuthDecision, EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
 pub use error::{EventError, PolicyError};
 pub use message::Message;

@@ -25,6 +25,7 @@ mod dkim_cli;
 mod dkim_signing;
 mod http_admin;
 mod limits;
+mod log_hooks;
 mod open_relay;
 mod policy_errors;
 mod policy_routing;

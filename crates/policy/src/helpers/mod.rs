@@ -3,6 +3,7 @@
 
 pub mod dkim_sign;
 pub mod listener_domains;
+pub mod log_hooks;
 pub mod passwords;
 pub mod queues;
 pub mod shaping;
