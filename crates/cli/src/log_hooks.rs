@@ -114,6 +114,7 @@ impl Pump {
             recipients,
             meta,
             data: json.to_string().into_bytes(),
+            attempts: 0,
         };
         let Some(msg) = self
             .policy

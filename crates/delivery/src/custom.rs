@@ -79,6 +79,7 @@ impl QueueManager {
                     .and_then(|m| serde_json::from_str(m.as_json()).ok())
                     .unwrap_or_default(),
                 data,
+                attempts: part.attempts,
             };
             let policy = &self.0.policy;
             let result = match &sink {

@@ -498,6 +498,56 @@ fn status_of(r: &Reply) -> String {
         .unwrap_or_else(|| format!("{}.0.0", r.code / 100))
 }
 
+/// A refusal as the policy's `smtp_client_rewrite_delivery_status` would
+/// have it: a different code to act on, noted in the text. If the event
+/// fails, the refusal is kept but made temporary, so a policy error never
+/// bounces mail.
+async fn rewritten(ctx: &Context, part: &QueuedPart, r: Reply) -> Reply {
+    const EVENT: &str = "smtp_client_rewrite_delivery_status";
+    if r.is_positive() || !ctx.policy.has_handler(EVENT) {
+        return r;
+    }
+    let q = part.queue();
+    let line = format!("{} {}", r.code, r.text());
+    let (code, note) = match ctx
+        .policy
+        .rewrite_delivery_status(line, (q.domain, q.tenant, q.campaign, q.routing_domain))
+        .await
+    {
+        Ok(Some(code)) if code != r.code => (
+            code,
+            format!(
+                "(status was rewritten from {} -> {code} by {EVENT})",
+                r.code
+            ),
+        ),
+        Ok(_) => return r,
+        Err(e) => {
+            tracing::error!(id = %part.msg.id, "{EVENT} failed: {e}");
+            if !r.is_permanent() {
+                return r;
+            }
+            (
+                451,
+                format!("(kept as a temporary failure: {EVENT} failed: {e})"),
+            )
+        }
+    };
+    let mut out = r;
+    out.code = code;
+    if let Some(e) = out.enhanced.as_mut() {
+        e.class = (code / 100) as u8;
+    }
+    match out.lines.last_mut() {
+        Some(last) => {
+            last.push(' ');
+            last.push_str(&note);
+        }
+        None => out.lines.push(note),
+    }
+    out
+}
+
 pub async fn deliver(ctx: &Context, conn: &mut Connection, part: &QueuedPart) -> Outcome {
     let mut attempt = conn.attempt.clone();
     let spool = ctx.spool.clone();
@@ -551,7 +601,13 @@ pub async fn deliver(ctx: &Context, conn: &mut Connection, part: &QueuedPart) ->
         .send_envelope_and_data(&part.msg.sender, &part.recipients, &data, params)
         .await
     {
-        Ok(tr) => {
+        Ok(mut tr) => {
+            for (_, reply) in tr.recipients.iter_mut() {
+                *reply = rewritten(ctx, part, reply.clone()).await;
+            }
+            if let Some(r) = tr.data_reply.take() {
+                tr.data_reply = Some(rewritten(ctx, part, r).await);
+            }
             let mut accepted = Vec::new();
             for (rcpt, reply) in &tr.recipients {
                 if reply.is_positive() {
@@ -582,10 +638,20 @@ pub async fn deliver(ctx: &Context, conn: &mut Connection, part: &QueuedPart) ->
         }
         Err(e) => {
             attempt = attempt.failed(&e);
-            match e.reply() {
+            let original = e.reply().cloned();
+            let reply = match &original {
+                Some(r) => Some(rewritten(ctx, part, r.clone()).await),
+                None => None,
+            };
+            let was_rewritten = reply.as_ref().map(|r| r.code) != original.as_ref().map(|r| r.code);
+            if let Some(r) = &reply {
+                attempt.set_reply(r);
+            }
+            match reply.as_ref() {
                 Some(r) if r.is_permanent() => out
                     .failed
                     .extend(part.recipients.iter().map(|a| fail(a, r))),
+                Some(_) if was_rewritten => out.deferred = part.recipients.clone(),
                 _ if !e.is_transient_for_host() => {
                     let diag = format!("local; {e}");
                     out.failed

@@ -11,7 +11,7 @@ use crate::queue_manager::{backoff, QueueManager};
 use crate::records;
 use crate::route::{RouteError, Site};
 use ironpost_logs::{name_matches, AttemptRecord, Record};
-use ironpost_policy::QueueConfig;
+use ironpost_policy::{EventError, Message, QueueConfig};
 use ironpost_spool::{SpoolId, SpoolMeta};
 
 impl QueueManager {
@@ -137,8 +137,117 @@ impl QueueManager {
         attempt: &Attempt,
         qcfg: &QueueConfig,
     ) {
+        if self.0.policy.has_handler("requeue_message")
+            && self.requeue(&part, &recipients, attempt).await
+        {
+            return;
+        }
         self.retry_later(part, recipients, attempt, qcfg, true)
             .await
+    }
+
+    /// `requeue_message`: the policy may move the recipients to another
+    /// queue (a new spool message, due now; the old one forgets them) or
+    /// bounce them with `kumo.reject`. True when it did either. A Lua
+    /// error is logged and the usual retry follows.
+    async fn requeue(&self, part: &QueuedPart, recipients: &[String], attempt: &Attempt) -> bool {
+        let spool = self.0.ctx.spool.clone();
+        let loc = part.msg.location;
+        let Ok(Ok((_, data))) = tokio::task::spawn_blocking(move || spool.read(&loc)).await else {
+            return false;
+        };
+        let meta: serde_json::Map<String, serde_json::Value> = part
+            .msg
+            .meta
+            .as_ref()
+            .and_then(|m| serde_json::from_str(m.as_json()).ok())
+            .unwrap_or_default();
+        let msg = Message {
+            id: part.msg.id.to_string(),
+            sender: part.msg.sender.to_string(),
+            recipients: recipients.to_vec(),
+            meta,
+            data,
+            attempts: part.attempts,
+        };
+        let before = msg.queue_name();
+        let response = attempt.describe().replace(['\r', '\n'], " ");
+        let context = vec!["LoggedTransientFailure".to_string()];
+        match self.0.policy.requeue_message(msg, response, context).await {
+            Ok(msg) if msg.queue_name() != before => {
+                self.rebind(part, recipients, attempt, msg).await;
+                true
+            }
+            Ok(_) => false,
+            Err(EventError::Reject { code, text }) => {
+                let failed = recipients
+                    .iter()
+                    .map(|r| FailedRecipient {
+                        recipient: r.clone(),
+                        status: "5.0.0".into(),
+                        diagnostic: format!("x-policy; requeue_message: {code} {text}"),
+                        remote_mta: None,
+                    })
+                    .collect();
+                let mut p = part.clone();
+                p.recipients = recipients.to_vec();
+                self.bounce(p, failed, Some(attempt)).await;
+                true
+            }
+            Err(EventError::Failed(e)) => {
+                tracing::error!(id = %part.msg.id, "requeue_message failed, retrying as usual: {e}");
+                false
+            }
+        }
+    }
+
+    /// Move `recipients` to the queue the policy chose: a new spool message
+    /// with the edited metadata, due now; then the old message forgets them.
+    async fn rebind(
+        &self,
+        part: &QueuedPart,
+        recipients: &[String],
+        attempt: &Attempt,
+        msg: Message,
+    ) {
+        let mut p = part.clone();
+        p.recipients = recipients.to_vec();
+        p.attempts += 1;
+        let rec = records::attempt_record(&p, recipients, attempt, None, p.attempts);
+        self.log(Record::TransientFailure, rec, &p).await;
+        let id = SpoolId::new();
+        let Ok(meta_text) = serde_json::to_string(&msg.meta) else {
+            return;
+        };
+        let received_at = part
+            .msg
+            .received_at
+            .as_deref()
+            .map(str::to_string)
+            .unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
+        let mut meta = SpoolMeta::new(
+            id.to_string(),
+            msg.sender,
+            recipients.to_vec(),
+            ironpost_spool::MetaObject::from_json(meta_text).ok(),
+            received_at,
+        );
+        meta.attempts = p.attempts;
+        meta.created = Some(part.msg.created);
+        match self.0.ctx.spool.store(id, meta.encode(), msg.data).await {
+            Ok(loc) => {
+                tracing::info!(from = %part.msg.id, to = %id, "requeue_message moved recipients to another queue");
+                self.enqueue(id, loc, meta);
+                part.msg.finish(recipients);
+                self.part_finished(&p).await;
+            }
+            Err(e) => {
+                tracing::error!(id = %part.msg.id, "cannot store the requeued message, retrying in place: {e}");
+                let defaults = QueueConfig::default();
+                self.retry_later(part.clone(), recipients.to_vec(), attempt, &defaults, true)
+                    .await;
+            }
+        }
     }
 
     /// An error in the policy on the message's path (`get_queue_config`,

@@ -51,6 +51,8 @@ pub(crate) struct Context {
     pub sts: Option<Arc<ironpost_mta_sts::StsResolver>>,
     /// Our name in EHLO and DSNs.
     pub hostname: String,
+    /// For `smtp_client_rewrite_delivery_status`.
+    pub policy: PolicyEngine,
 }
 
 pub(crate) struct Inner {
@@ -98,6 +100,7 @@ impl QueueManager {
                 dns: opts.dns,
                 sts: opts.mta_sts,
                 hostname: opts.hostname,
+                policy: policy.clone(),
             },
             policy,
             logger,

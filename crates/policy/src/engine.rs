@@ -627,3 +627,63 @@ impl PolicyEngine {
         .map_err(|e| EventError::Failed(format!("policy task failed: {e}")))?
     }
 }
+
+impl PolicyEngine {
+    /// `smtp_client_rewrite_delivery_status(response, domain, tenant,
+    /// campaign, routing_domain)`: a different status code to act on, or
+    /// `None` to keep the remote server's.
+    pub async fn rewrite_delivery_status(
+        &self,
+        response: String,
+        queue: (String, Option<String>, Option<String>, Option<String>),
+    ) -> Result<Option<u16>, EventError> {
+        const EVENT: &str = "smtp_client_rewrite_delivery_status";
+        if !self.has_handler(EVENT) {
+            return Ok(None);
+        }
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else {
+                return Ok(None);
+            };
+            let (domain, tenant, campaign, routing_domain) = queue;
+            let v: Value = f.call((response, domain, tenant, campaign, routing_domain))?;
+            match v {
+                Value::Nil => Ok(None),
+                Value::Integer(n) if (200..600).contains(&n) => Ok(Some(n as u16)),
+                Value::Number(n) if (200.0..600.0).contains(&n) && n.fract() == 0.0 => {
+                    Ok(Some(n as u16))
+                }
+                other => Err(mlua::Error::RuntimeError(format!(
+                    "{EVENT} must return an SMTP status code (200-599) or nil, not {other:?}"
+                ))),
+            }
+        })
+        .await
+    }
+}
+
+impl PolicyEngine {
+    /// `requeue_message(message, smtp_response, insert_context,
+    /// increment_attempts, delay)` after a transient failure: the message
+    /// as the handler left it (its `queue`, `routing_domain`, `tenant` or
+    /// `campaign` meta may now name another queue).
+    pub async fn requeue_message(
+        &self,
+        msg: Message,
+        smtp_response: String,
+        insert_context: Vec<String>,
+    ) -> Result<Message, EventError> {
+        const EVENT: &str = "requeue_message";
+        let handle = MessageHandle::new(msg);
+        let for_lua = handle.clone();
+        self.run(move |lua| {
+            if let Some(f) = handler(lua, EVENT)? {
+                let ud = lua.create_userdata(for_lua)?;
+                f.call::<()>((ud, smtp_response, insert_context, true, Value::Nil))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(handle.into_message())
+    }
+}

@@ -25,6 +25,8 @@ pub const DISPATCHED: &[&str] = &[
     "get_queue_config",
     "get_egress_path_config",
     "should_enqueue_log_record",
+    "smtp_client_rewrite_delivery_status",
+    "requeue_message",
 ];
 
 /// KumoMTA system events Ironpost does not dispatch, and why.
@@ -50,15 +52,7 @@ pub const REFUSED: &[(&str, &str)] = &[
         "rebind_message",
         "rebinding queued messages is not implemented",
     ),
-    (
-        "requeue_message",
-        "re-routing a message after a transient failure is not implemented",
-    ),
     ("shutdown_logging", "log hooks are not implemented"),
-    (
-        "smtp_client_rewrite_delivery_status",
-        "rewriting delivery outcomes is not implemented",
-    ),
     (
         "smtp_server_get_dynamic_parameters",
         "dynamic listener parameters are not implemented",

@@ -18,6 +18,7 @@ mod http;
 pub mod kumo;
 mod memoize;
 pub mod message;
+mod queue_name;
 mod regex_set_map;
 mod sandbox;
 mod serde_fns;
@@ -36,3 +37,4 @@ pub use delivery_config::{
 pub use engine::{AuthDecision, EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
 pub use error::{EventError, PolicyError};
 pub use message::Message;
+pub use queue_name::QueueName;

@@ -14,6 +14,32 @@ pub struct Message {
     pub meta: Map<String, Json>,
     /// RFC 5322 content with CRLF line endings.
     pub data: Vec<u8>,
+    /// Delivery attempts so far (`msg:num_attempts()`).
+    pub attempts: u32,
+}
+
+impl Message {
+    /// The scheduled queue, as KumoMTA names it: the `queue` meta, or the
+    /// campaign, tenant, first recipient's domain and routing domain.
+    pub fn queue_name(&self) -> String {
+        let meta = |k: &str| self.meta.get(k).and_then(Json::as_str).map(str::to_string);
+        if let Some(q) = meta("queue") {
+            return q;
+        }
+        let domain = self
+            .recipients
+            .first()
+            .and_then(|r| r.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        crate::QueueName {
+            campaign: meta("campaign"),
+            tenant: meta("tenant"),
+            domain,
+            routing_domain: meta("routing_domain"),
+        }
+        .to_string()
+    }
 }
 
 /// An email address split for policy use (`msg:sender().domain`).
@@ -241,6 +267,16 @@ impl UserData for MessageHandle {
                 }
             });
             Ok(())
+        });
+        methods.add_method("queue_name", |_, m, ()| Ok(m.with(|m| m.queue_name())));
+        methods.add_method("num_attempts", |_, m, ()| Ok(m.with(|m| m.attempts)));
+        // Ironpost has no per-message scheduling; clearing it is a no-op,
+        // setting it is refused rather than ignored.
+        methods.add_method("set_scheduling", |_, _, v: Value| match v {
+            Value::Nil => Ok(()),
+            _ => Err(lua_err(
+                "msg:set_scheduling: Ironpost does not support message scheduling yet",
+            )),
         });
         methods.add_method("get_data", |lua, m, ()| {
             m.with(|m| lua.create_string(&m.data))

@@ -173,6 +173,7 @@ impl Reception {
             recipients: a.recipients.clone(),
             meta,
             data: a.content,
+            attempts: 0,
         };
         if a.source == Source::Smtp {
             // The content exactly as received, before any trace header.

@@ -17,6 +17,7 @@ mod delivery_peers;
 mod delivery_queue;
 mod delivery_restart;
 mod delivery_retry;
+mod delivery_rewrite;
 mod delivery_routing;
 mod delivery_shared_site;
 mod delivery_tls;
