@@ -51,17 +51,9 @@ impl QueueManager {
         qcfg: Arc<QueueConfig>,
     ) {
         for part in parts {
-            let spool = self.0.ctx.spool.clone();
-            let loc = part.msg.location;
-            let data = match tokio::task::spawn_blocking(move || spool.read(&loc)).await {
-                Ok(Ok((_, data))) => data,
-                other => {
-                    let reason = match other {
-                        Ok(Err(e)) => e.to_string(),
-                        Err(e) => e.to_string(),
-                        Ok(Ok(_)) => unreachable!(),
-                    };
-                    let a = Attempt::local(&format!("spool read failed: {reason}"));
+            let data = match crate::dispatch::read_body(&self.0.ctx, &part).await {
+                Ok(data) => data,
+                Err(a) => {
                     self.defer(part.clone(), part.recipients.clone(), &a, &qcfg)
                         .await;
                     continue;

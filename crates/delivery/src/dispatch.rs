@@ -548,20 +548,25 @@ async fn rewritten(ctx: &Context, part: &QueuedPart, r: Reply) -> Reply {
     out
 }
 
-pub async fn deliver(ctx: &Context, conn: &mut Connection, part: &QueuedPart) -> Outcome {
-    let mut attempt = conn.attempt.clone();
+/// The message's content, read from the spool off the async threads; a
+/// failure is an attempt to retry.
+pub(crate) async fn read_body(ctx: &Context, part: &QueuedPart) -> Result<Vec<u8>, Attempt> {
     let spool = ctx.spool.clone();
     let loc = part.msg.location;
-    let data = match tokio::task::spawn_blocking(move || spool.read(&loc)).await {
-        Ok(Ok((_, data))) => data,
-        other => {
-            let reason = match other {
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-                Ok(Ok(_)) => unreachable!(),
-            };
-            tracing::error!(id = %part.msg.id, "cannot read message from the spool: {reason}");
-            let attempt = Attempt::local(&format!("spool read failed: {reason}"));
+    let reason = match tokio::task::spawn_blocking(move || spool.read(&loc)).await {
+        Ok(Ok((_, data))) => return Ok(data),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(id = %part.msg.id, "cannot read message from the spool: {reason}");
+    Err(Attempt::local(&format!("spool read failed: {reason}")))
+}
+
+pub async fn deliver(ctx: &Context, conn: &mut Connection, part: &QueuedPart) -> Outcome {
+    let mut attempt = conn.attempt.clone();
+    let data = match read_body(ctx, part).await {
+        Ok(data) => data,
+        Err(attempt) => {
             return Outcome {
                 delivered: vec![],
                 failed: vec![],

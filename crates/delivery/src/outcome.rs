@@ -151,9 +151,7 @@ impl QueueManager {
     /// bounce them with `kumo.reject`. True when it did either. A Lua
     /// error is logged and the usual retry follows.
     async fn requeue(&self, part: &QueuedPart, recipients: &[String], attempt: &Attempt) -> bool {
-        let spool = self.0.ctx.spool.clone();
-        let loc = part.msg.location;
-        let Ok(Ok((_, data))) = tokio::task::spawn_blocking(move || spool.read(&loc)).await else {
+        let Ok(data) = crate::dispatch::read_body(&self.0.ctx, part).await else {
             return false;
         };
         let meta: serde_json::Map<String, serde_json::Value> = part

@@ -499,22 +499,11 @@ impl PolicyEngine {
             }
             if helper.has_filter {
                 let event = crate::helpers::log_hooks::filter_event(&name);
-                let handle = MessageHandle::new(msg);
-                let for_lua = handle.clone();
-                let drop = self
-                    .run(move |lua| match handler(lua, &event)? {
-                        Some(f) => {
-                            let ud = lua.create_userdata(for_lua)?;
-                            let v: Value = f.call((ud, name))?;
-                            Ok(matches!(v, Value::Boolean(true)))
-                        }
-                        None => Ok(false),
-                    })
-                    .await?;
+                let (drop, edited) = self.message_predicate(event, msg, name).await?;
                 if drop {
                     return Ok(None);
                 }
-                msg = handle.into_message();
+                msg = edited;
             }
             msg.meta.insert(
                 "queue".into(),
@@ -526,10 +515,22 @@ impl PolicyEngine {
         if !self.has_handler(EVENT) {
             return Ok(None);
         }
+        let (keep, msg) = self.message_predicate(EVENT.into(), msg, name).await?;
+        Ok(keep.then_some(msg))
+    }
+
+    /// Call `event(message, hook_name)`: whether it returned `true`, and
+    /// the message as it left it.
+    async fn message_predicate(
+        &self,
+        event: String,
+        msg: Message,
+        name: String,
+    ) -> Result<(bool, Message), EventError> {
         let handle = MessageHandle::new(msg);
         let for_lua = handle.clone();
-        let keep = self
-            .run(move |lua| match handler(lua, EVENT)? {
+        let yes = self
+            .run(move |lua| match handler(lua, &event)? {
                 Some(f) => {
                     let ud = lua.create_userdata(for_lua)?;
                     let v: Value = f.call((ud, name))?;
@@ -538,7 +539,7 @@ impl PolicyEngine {
                 None => Ok(false),
             })
             .await?;
-        Ok(keep.then(|| handle.into_message()))
+        Ok((yes, handle.into_message()))
     }
 
     /// Deliver one message through the policy: the `constructor` event's
