@@ -25,6 +25,7 @@ mod diagnostics;
 mod dkim_cli;
 mod dkim_signing;
 mod http_admin;
+mod kumomta_corpus;
 mod limits;
 mod log_hooks;
 mod open_relay;
