@@ -101,6 +101,15 @@ impl Client {
     }
 }
 
+/// A message through its policy event and (unless queued to `null`) in the
+/// spool, not yet queued or logged as received.
+struct Staged {
+    id: SpoolId,
+    location: Option<ironpost_spool::Location>,
+    meta: SpoolMeta,
+    record: MessageRecord,
+}
+
 /// One message as its caller received it.
 pub struct Arrival {
     pub source: Source,
@@ -142,37 +151,18 @@ pub fn refusal_reason(reply: &Reply) -> Option<String> {
 impl Reception {
     /// Receive one message: `Ok` with its id once it is durable and queued,
     /// or the refusal to give the client. Either way the outcome is logged.
-    pub async fn receive(&self, a: Arrival) -> Result<SpoolId, Reply> {
+    pub async fn receive(&self, mut a: Arrival) -> Result<SpoolId, Reply> {
         let id = SpoolId::new();
         let id_text = id.to_string();
         let mut meta = a.conn_meta.snapshot();
         meta.insert("reception_protocol".into(), json!(a.protocol));
         let inbound = a.client.inbound();
-        let refuse = |e: EventError, event: &str, recipients: Vec<String>| {
-            let reply = match e {
-                EventError::Reject { code, text } => from_policy(code.max(400), &text),
-                EventError::Failed(e) => {
-                    tracing::error!(peer = %a.client.peer, "policy event {event} failed: {e}");
-                    Reply::new(451, "4.3.0", "Temporary policy failure, try again later")
-                }
-            };
-            self.logger.log(Record::Rejection(MessageRecord {
-                inbound: inbound.clone(),
-                id: Some(id_text.clone()),
-                sender: Some(a.sender.clone()),
-                recipients: Some(recipients),
-                response: Some(response(&reply)),
-                reason: refusal_reason(&reply),
-                ..Default::default()
-            }));
-            reply
-        };
         let mut msg = Message {
             id: id_text.clone(),
             sender: a.sender.clone(),
             recipients: a.recipients.clone(),
             meta,
-            data: a.content,
+            data: std::mem::take(&mut a.content),
             attempts: 0,
         };
         if a.source == Source::Smtp {
@@ -184,9 +174,66 @@ impl Reception {
                 .await
             {
                 Ok(m) => m,
-                Err(e) => return Err(refuse(e, DATA, a.recipients.clone())),
+                Err(e) => {
+                    let recipients = a.recipients.clone();
+                    return Err(self.refuse(&a, &inbound, &id_text, e, DATA, recipients));
+                }
             };
         }
+        let event = match a.source {
+            Source::Smtp => "smtp_server_message_received",
+            Source::Http => "http_message_generated",
+        };
+        let mut staged = Vec::new();
+        if msg.recipients.len() > 1 && self.policy.has_handler(event) {
+            // A KumoMTA message has one recipient, and policies route, tag
+            // and sign per recipient (`msg:recipient()`): the event runs
+            // once per recipient, each on a copy of its own, and either all
+            // are accepted or none is. One copy is in memory at a time.
+            let recipients = std::mem::take(&mut msg.recipients);
+            for (i, rcpt) in recipients.into_iter().enumerate() {
+                let id = if i == 0 { id } else { SpoolId::new() };
+                let copy = Message {
+                    id: id.to_string(),
+                    recipients: vec![rcpt],
+                    ..msg.clone()
+                };
+                match self.stage(&a, &inbound, id, copy, event).await {
+                    Ok(s) => staged.push(s),
+                    Err(reply) => {
+                        for s in staged.iter().filter(|s| s.location.is_some()) {
+                            if let Err(e) = self.spool.remove(s.id).await {
+                                tracing::error!(id = %s.id, "cannot unwind a refused transaction: {e}");
+                            }
+                        }
+                        return Err(reply);
+                    }
+                }
+            }
+        } else {
+            staged.push(self.stage(&a, &inbound, id, msg, event).await?);
+        }
+        for s in staged {
+            if let Some(location) = s.location {
+                self.queue.enqueue(s.id, location, s.meta);
+            }
+            self.logger.log(Record::Reception(s.record));
+        }
+        Ok(id)
+    }
+
+    /// One message through the trace headers, the policy event and the
+    /// spool; queued and logged by the caller once the whole transaction
+    /// stands. Refusals are logged here.
+    async fn stage(
+        &self,
+        a: &Arrival,
+        inbound: &Inbound,
+        id: SpoolId,
+        mut msg: Message,
+        event: &'static str,
+    ) -> Result<Staged, Reply> {
+        let id_text = id.to_string();
         let single = (msg.recipients.len() == 1).then(|| msg.recipients[0].clone());
         if a.trace.received_header {
             let trace = received::header(&TraceInfo {
@@ -200,10 +247,6 @@ impl Reception {
             });
             msg.data.splice(0..0, trace);
         }
-        let event = match a.source {
-            Source::Smtp => "smtp_server_message_received",
-            Source::Http => "http_message_generated",
-        };
         let recipients = msg.recipients.clone();
         let mut msg = match self
             .policy
@@ -211,7 +254,7 @@ impl Reception {
             .await
         {
             Ok(m) => m,
-            Err(e) => return Err(refuse(e, event, recipients)),
+            Err(e) => return Err(self.refuse(a, inbound, &id_text, e, event, recipients)),
         };
         if a.trace.supplemental_header {
             // Added once the policy has set the metadata it names.
@@ -241,38 +284,63 @@ impl Reception {
             chrono::Utc::now().to_rfc3339(),
         );
         record.queue = spool_meta.queue.clone();
+        let accepted_reply = accepted(id);
+        record.response = Some(response(&accepted_reply));
         if spool_meta.queue.as_deref() == Some("null") {
             // KumoMTA's null queue: accepted, logged, and never stored.
-            let reply = accepted(id);
-            record.response = Some(response(&reply));
-            self.logger.log(Record::Reception(record));
-            return Ok(id);
+            return Ok(Staged {
+                id,
+                location: None,
+                meta: spool_meta,
+                record,
+            });
         }
-        let result = match self.spool.store(id, spool_meta.encode(), msg.data).await {
-            Ok(location) => {
-                self.queue.enqueue(id, location, spool_meta);
-                Ok(id)
-            }
+        match self.spool.store(id, spool_meta.encode(), msg.data).await {
+            Ok(location) => Ok(Staged {
+                id,
+                location: Some(location),
+                meta: spool_meta,
+                record,
+            }),
             Err(e) => {
                 tracing::error!(peer = %a.client.peer, "spool write failed: {e}");
-                Err(Reply::new(
-                    451,
-                    "4.3.0",
-                    "Temporary storage failure, try again later",
-                ))
+                let reply = Reply::new(451, "4.3.0", "Temporary storage failure, try again later");
+                record.response = Some(response(&reply));
+                record.reason = refusal_reason(&reply);
+                self.logger.log(Record::Rejection(record));
+                Err(reply)
+            }
+        }
+    }
+
+    /// The reply for a policy event that rejected or failed, logged as a
+    /// Rejection.
+    fn refuse(
+        &self,
+        a: &Arrival,
+        inbound: &Inbound,
+        id: &str,
+        e: EventError,
+        event: &str,
+        recipients: Vec<String>,
+    ) -> Reply {
+        let reply = match e {
+            EventError::Reject { code, text } => from_policy(code.max(400), &text),
+            EventError::Failed(e) => {
+                tracing::error!(peer = %a.client.peer, "policy event {event} failed: {e}");
+                Reply::new(451, "4.3.0", "Temporary policy failure, try again later")
             }
         };
-        let reply = match &result {
-            Ok(id) => accepted(*id),
-            Err(r) => r.clone(),
-        };
-        record.response = Some(response(&reply));
-        record.reason = refusal_reason(&reply);
-        self.logger.log(match result {
-            Ok(_) => Record::Reception(record),
-            Err(_) => Record::Rejection(record),
-        });
-        result
+        self.logger.log(Record::Rejection(MessageRecord {
+            inbound: inbound.clone(),
+            id: Some(id.to_string()),
+            sender: Some(a.sender.clone()),
+            recipients: Some(recipients),
+            response: Some(response(&reply)),
+            reason: refusal_reason(&reply),
+            ..Default::default()
+        }));
+        reply
     }
 
     /// The headers `configure_local_logs{ headers }` names (`X-*` style

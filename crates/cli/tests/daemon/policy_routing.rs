@@ -200,3 +200,86 @@ async fn an_erroring_get_queue_config_holds_the_message() {
     assert!(records_for(&d, "Bounce", &id).is_empty());
     assert!(records_for(&d, "Delivery", &id).is_empty());
 }
+
+/// As in KumoMTA, the message event runs once per recipient, so a policy
+/// that routes by `msg:recipient()` routes each recipient its own way; a
+/// rejection of any one refuses the whole transaction, and nothing is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_event_runs_per_recipient() {
+    let pki = Pki::new();
+    let a = Sink::start(any_port(loopback(2)), SinkConfig::new())
+        .await
+        .unwrap();
+    let port = a.port();
+    let b = Sink::start(
+        std::net::SocketAddr::new(loopback(3), port),
+        SinkConfig::new(),
+    )
+    .await
+    .unwrap();
+    let dns = start_dns(TestZone::new()).await;
+    let mut d = Policy::new(dns.addr)
+        .route("*", queue("1h"), pki.egress(&format!("smtp_port = {port}")))
+        .extra(
+            r#"
+kumo.on('smtp_server_message_received', function(msg)
+  local domain = msg:recipient().domain
+  if domain == 'refused.test' then kumo.reject(550, '5.7.1 not for ' .. domain) end
+  if domain == 'one.test' then msg:set_meta('queue', '[127.0.0.2]') end
+  if domain == 'two.test' then msg:set_meta('queue', '[127.0.0.3]') end
+  msg:set_meta('x_for', domain)
+end)
+"#,
+        )
+        .start();
+    let (mut c, _) = ironpost_testkit::SmtpClient::connect(d.smtp_addr())
+        .await
+        .unwrap();
+    c.ehlo("client.test").await.unwrap();
+    let r = c
+        .send_message(
+            "a@origin.test",
+            &["x@one.test", "y@two.test"],
+            b"Subject: split\r\n\r\nbody\r\n",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 250, "{r}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while records_of(&d, "Delivery").len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", dump(&d));
+        sleep(Duration::from_millis(50)).await;
+    }
+    let receptions = records_of(&d, "Reception");
+    assert_eq!(receptions.len(), 2, "one message per recipient");
+    for r in &receptions {
+        let rcpt = r["recipients"][0].as_str().unwrap();
+        assert_eq!(r["meta"]["x_for"], rcpt.split('@').nth(1).unwrap(), "{r}");
+    }
+    assert_eq!(a.snapshot().messages().len(), 1);
+    assert_eq!(b.snapshot().messages().len(), 1);
+    // Each copy's trace header names its own recipient.
+    assert!(describe_sink(&a.snapshot()).contains("x@one.test"));
+
+    let r = c
+        .send_message(
+            "a@origin.test",
+            &["x@one.test", "z@refused.test"],
+            b"Subject: all or none\r\n\r\nbody\r\n",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.code, r.enhanced().as_deref()),
+        (550, Some("5.7.1")),
+        "{r}"
+    );
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        records_of(&d, "Reception").len(),
+        2,
+        "nothing more was received"
+    );
+    d.restart().unwrap();
+    assert_eq!(d.recovered, Some(0), "the accepted copy was unwound");
+}
