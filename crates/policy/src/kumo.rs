@@ -315,6 +315,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     crate::http::install(lua, &kumo)?;
     crate::dkim::install(lua, &kumo)?;
     crate::memoize::install(lua, &kumo)?;
+    crate::unsupported::install(lua, &kumo)?;
 
     Ok(kumo)
 }

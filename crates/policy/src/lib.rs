@@ -24,6 +24,7 @@ mod sandbox;
 mod serde_fns;
 mod sqlite;
 mod state;
+mod unsupported;
 
 pub use cidr::CidrSet;
 pub use config::{

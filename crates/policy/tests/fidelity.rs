@@ -133,3 +133,35 @@ fn make_listener_domain_refuses_oob_and_arf_logging() {
     init("local kumo = require 'kumo'\nlocal d = kumo.make_listener_domain { log_arf = 'Ignore', log_oob = false }\n")
         .unwrap();
 }
+
+#[test]
+fn the_rest_of_the_kumo_api_is_named_when_touched() {
+    for (call, needle) in [
+        ("kumo.domain_map.new {}", "kumo.domain_map.new"),
+        (
+            "kumo.configure_bounce_classifier {}",
+            "kumo.configure_bounce_classifier",
+        ),
+        (
+            "kumo.make_egress_source { name = 'x' }",
+            "kumo.make_egress_source",
+        ),
+        ("kumo.api.inject.inject_v1 {}", "kumo.api.inject"),
+    ] {
+        let err = init(&format!(
+            "local kumo = require 'kumo'\nkumo.on('init', function()\n  {call}\nend)\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains(needle), "{call}: {err}");
+        assert!(err.contains("Ironpost does not support"), "{err}");
+        assert!(err.contains("policy.lua:3"), "{err}");
+    }
+    init(
+        "local kumo = require 'kumo'\n\
+         kumo.set_smtpsrv_threads(8)\n\
+         kumo.log_info('hello', 1)\n\
+         assert(kumo.available_parallelism() >= 1)\n\
+         assert(kumo.version():find('ironpost'))\n",
+    )
+    .unwrap();
+}
