@@ -165,3 +165,46 @@ fn the_rest_of_the_kumo_api_is_named_when_touched() {
     )
     .unwrap();
 }
+
+/// `setup_with_automation{ no_default_files = true, extra_files = ... }`
+/// answers from the policy's own files; the automation parts are refused.
+#[tokio::test]
+async fn shaping_setup_with_automation() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("shaping.toml");
+    std::fs::write(
+        &toml,
+        "[\"default\"]\nconnection_limit = 3\n\n[\"gmail.com\"]\nenable_tls = \"Required\"\n",
+    )
+    .unwrap();
+    let p = dir.path().join("policy.lua");
+    std::fs::write(
+        &p,
+        format!(
+            "local kumo = require 'kumo'\nlocal shaping = require 'policy-extras.shaping'\n\
+             local shaper = shaping:setup_with_automation {{ no_default_files = true, extra_files = {{ '{}' }} }}\n\
+             kumo.on('get_egress_path_config', shaper.get_egress_path_config)\n",
+            toml.display()
+        ),
+    )
+    .unwrap();
+    let (e, _) = PolicyEngine::start(PolicySource::File(p), EngineOptions::default()).unwrap();
+    let cfg = e
+        .egress_path(
+            "gmail.com".into(),
+            "unspecified".into(),
+            "mx.gmail.test".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cfg.connection_limit, 3);
+    assert_eq!(cfg.enable_tls, ironpost_policy::TlsMode::Required);
+    let err = init(
+        "local shaping = require 'policy-extras.shaping'\nlocal s = shaping:setup_with_automation { subscribe = { 'http://127.0.0.1:8008' } }\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("subscribe") && err.contains("Ironpost does not support"),
+        "{err}"
+    );
+}

@@ -93,20 +93,79 @@ fn host_part(h: &str) -> &str {
     }
 }
 
+/// KumoMTA's `setup` also loads its shipped shaping.toml, whose provider
+/// rules are mostly rates that need throttles Ironpost does not have yet.
+/// Ironpost does not load it, and says so once at start; the policy can say
+/// it wants only its own files with `setup_with_automation{
+/// no_default_files = true, ... }`.
+fn announce_no_default_file(files: &[String]) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "policy-extras.shaping: KumoMTA's shipped shaping.toml (provider limits, rates, TLS rules) \
+             is not loaded: its rates need throttles, which Ironpost does not have yet; only {} apply. \
+             Use shaping:setup_with_automation{{ no_default_files = true, extra_files = {{...}} }} to say so.",
+            files.join(", ")
+        )
+    });
+}
+
+fn handler(lua: &Lua, files: &[String]) -> mlua::Result<mlua::Function> {
+    let shaping = Arc::new(load(files).map_err(mlua::Error::RuntimeError)?);
+    lua.create_function(
+        move |_, (domain, _source, site): (String, Value, Option<String>)| {
+            let cfg = shaping
+                .resolve(&domain, site.as_deref().unwrap_or(""))
+                .map_err(mlua::Error::RuntimeError)?;
+            Ok(EgressPathValue(cfg))
+        },
+    )
+}
+
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
     m.set(
         "setup",
         lua.create_function(|lua, (_this, files): (Value, Vec<String>)| {
-            let shaping = Arc::new(load(&files).map_err(mlua::Error::RuntimeError)?);
-            lua.create_function(
-                move |_, (domain, _source, site): (String, Value, Option<String>)| {
-                    let cfg = shaping
-                        .resolve(&domain, site.as_deref().unwrap_or(""))
-                        .map_err(mlua::Error::RuntimeError)?;
-                    Ok(EgressPathValue(cfg))
-                },
-            )
+            announce_no_default_file(&files);
+            handler(lua, &files)
+        })?,
+    )?;
+    // Returns `{ get_egress_path_config = ... }`, as KumoMTA does; the
+    // automation parts (publish, subscribe: the TSA daemon) are refused.
+    m.set(
+        "setup_with_automation",
+        lua.create_function(|lua, (_this, options): (Value, Table)| {
+            let mut files = Vec::new();
+            let mut no_default = false;
+            for pair in options.pairs::<String, Value>() {
+                let (k, v) = pair?;
+                match (k.as_str(), v) {
+                    ("extra_files", Value::Table(t)) => {
+                        for f in t.sequence_values::<String>() {
+                            files.push(f?);
+                        }
+                    }
+                    ("no_default_files", Value::Boolean(b)) => no_default = b,
+                    ("publish" | "subscribe", Value::Table(t)) if t.raw_len() == 0 => {}
+                    ("publish" | "subscribe", _) => {
+                        return Err(mlua::Error::RuntimeError(format!(
+                            "policy-extras.shaping: {k}: Ironpost does not support traffic shaping automation (TSA) yet"
+                        )))
+                    }
+                    (k, _) => {
+                        return Err(mlua::Error::RuntimeError(format!(
+                            "policy-extras.shaping: setup_with_automation: Ironpost does not support the option '{k}'"
+                        )))
+                    }
+                }
+            }
+            if !no_default {
+                announce_no_default_file(&files);
+            }
+            let t = lua.create_table()?;
+            t.set("get_egress_path_config", handler(lua, &files)?)?;
+            Ok(t)
         })?,
     )?;
     Ok(m)
