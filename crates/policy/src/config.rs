@@ -225,7 +225,8 @@ fn default_true() -> bool {
     true
 }
 
-/// `kumo.configure_local_logs{...}`.
+/// `kumo.configure_local_logs{...}`: one log. The function may be called
+/// more than once, each call a separate log.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalLogsConfig {
@@ -413,7 +414,9 @@ impl LogHookConfig {
 pub struct InitConfig {
     pub listeners: Vec<EsmtpListenerConfig>,
     pub spools: Vec<SpoolDefinition>,
-    pub logs: Option<LocalLogsConfig>,
+    /// One per `kumo.configure_local_logs` call, in order: each is a log of
+    /// its own, and every record goes to all of them.
+    pub logs: Vec<LocalLogsConfig>,
     pub log_hooks: Vec<LogHookConfig>,
     pub resolver: Option<crate::delivery_config::ResolverSettings>,
     /// `kumo.start_http_listener{...}` tables, checked by the admin crate.

@@ -214,7 +214,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
             const F: &str = "kumo.configure_local_logs";
             let cfg: LocalLogsConfig = parse_options(lua, F, opts)?;
             cfg.validate().map_err(|e| rt(format!("{F}: {e}")))?;
-            with_init(lua, F, |init| init.logs = Some(cfg))
+            with_init(lua, F, |init| init.logs.push(cfg))
         })?,
     )?;
 

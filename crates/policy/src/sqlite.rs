@@ -79,7 +79,14 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     m.set(
         "open",
         lua.create_function(|_, (path, busy): (String, Option<f64>)| {
-            let conn = rusqlite::Connection::open(&path)
+            // An existing database only, and no other: a policy must not be
+            // able to create or write files elsewhere (ATTACH, VACUUM INTO),
+            // least of all while `init` runs as root.
+            use rusqlite::OpenFlags;
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = rusqlite::Connection::open_with_flags(&path, flags)
+                .map_err(|e| rt(format!("sqlite.open {path}: {e}")))?;
+            conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
                 .map_err(|e| rt(format!("sqlite.open {path}: {e}")))?;
             conn.busy_timeout(Duration::from_secs_f64(busy.unwrap_or(5.0)))
                 .map_err(|e| rt(format!("sqlite.open {path}: {e}")))?;
@@ -87,4 +94,48 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lua_with_db(path: &std::path::Path) -> Lua {
+        let lua = Lua::new();
+        lua.globals().set("sqlite", module(&lua).unwrap()).unwrap();
+        lua.globals()
+            .set("path", path.to_string_lossy().into_owned())
+            .unwrap();
+        lua
+    }
+
+    #[test]
+    fn no_file_can_be_written_outside_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("auth.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE users (name TEXT)")
+            .unwrap();
+        let lua = lua_with_db(&db);
+        lua.load("db = sqlite.open(path); db:execute('INSERT INTO users VALUES (?)', 'a')")
+            .exec()
+            .unwrap();
+        let escape = dir.path().join("escape");
+        for sql in [
+            format!("ATTACH DATABASE '{}' AS a", escape.display()),
+            format!("VACUUM INTO '{}'", escape.display()),
+        ] {
+            let e = lua
+                .load(format!("db:execute([[{sql}]])"))
+                .exec()
+                .unwrap_err();
+            assert!(e.to_string().contains("sqlite"), "{sql}: {e}");
+            assert!(!escape.exists(), "{sql} wrote a file");
+        }
+        // A database that does not exist is not created.
+        let lua = lua_with_db(&dir.path().join("new.db"));
+        assert!(lua.load("sqlite.open(path)").exec().is_err());
+        assert!(!dir.path().join("new.db").exists());
+    }
 }
