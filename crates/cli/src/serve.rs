@@ -93,15 +93,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // policy protects against a blocked fetch.
     let sts_dir = spool_def.path.join("mta-sts");
     created.extend(paths::ensure_private_dir(&sts_dir, "MTA-STS cache")?);
+    // One per configure_local_logs call; every record goes to each.
     let log_cfg = init.logs.clone();
-    if let Some(logs) = &log_cfg {
+    for logs in &log_cfg {
         created.extend(paths::ensure_private_dir(&logs.log_dir, "log")?);
     }
     if let Some(user) = &user {
         paths::hand_over(&created, user)?;
         paths::check_owner(&spool_def.path, "spool", user)?;
         paths::check_owner(&sts_dir, "MTA-STS cache", user)?;
-        if let Some(logs) = &log_cfg {
+        for logs in &log_cfg {
             paths::check_owner(&logs.log_dir, "log", user)?;
         }
         privileges::drop_to(user)?;
@@ -116,29 +117,31 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let mut spool_cfg = SpoolConfig::new(&spool_def.path);
     spool_cfg.flush = spool_def.flush;
     let (spool, recovery) = Spool::open(spool_cfg)?;
-    let logger = match &log_cfg {
-        Some(l) => Logger::start(LogConfig {
-            dir: l.log_dir.clone(),
-            max_segment_duration: l.max_segment_duration,
-            max_file_size: l.max_file_size,
-            per_record: l
-                .per_record
-                .iter()
-                .map(|(kind, p)| {
-                    let route = ironpost_logs::RecordRoute {
-                        enable: p.enable,
-                        suffix: p.suffix.clone(),
-                        log_dir: p.log_dir.clone(),
-                        segment_header: p.segment_header.clone(),
-                    };
-                    (kind.clone(), route)
-                })
-                .collect(),
-            meta: l.meta.clone(),
-            headers: l.headers.clone(),
-        })?,
-        None => Logger::disabled(),
-    };
+    let logger = Logger::start_all(
+        log_cfg
+            .iter()
+            .map(|l| LogConfig {
+                dir: l.log_dir.clone(),
+                max_segment_duration: l.max_segment_duration,
+                max_file_size: l.max_file_size,
+                per_record: l
+                    .per_record
+                    .iter()
+                    .map(|(kind, p)| {
+                        let route = ironpost_logs::RecordRoute {
+                            enable: p.enable,
+                            suffix: p.suffix.clone(),
+                            log_dir: p.log_dir.clone(),
+                            segment_header: p.segment_header.clone(),
+                        };
+                        (kind.clone(), route)
+                    })
+                    .collect(),
+                meta: l.meta.clone(),
+                headers: l.headers.clone(),
+            })
+            .collect(),
+    )?;
     let metrics = Arc::new(Metrics::new());
     crate::log_hooks::check(&init.log_hooks, &engine)?;
     // Records go to the metrics and, when hooks are configured, to them.
@@ -151,11 +154,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let _ = hook_tx.send((rec.clone(), chrono::Utc::now().to_rfc3339()));
         }
     }));
-    // Delivery records carry what the local log and every hook want; each
-    // keeps its own selection.
-    let union = |pick: fn(&ironpost_policy::LogHookConfig) -> &Vec<String>,
-                 local: Option<&Vec<String>>| {
-        let mut all: Vec<String> = local.cloned().unwrap_or_default();
+    // Delivery records carry what every local log and every hook want;
+    // each keeps its own selection.
+    let union = |pick: fn(&ironpost_policy::LogHookConfig) -> &Vec<String>, local: Vec<&String>| {
+        let mut all: Vec<String> = local.into_iter().cloned().collect();
         for h in &init.log_hooks {
             all.extend(pick(h).iter().cloned());
         }
@@ -163,8 +165,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         all.dedup();
         all
     };
-    let log_meta = union(|h| &h.meta, log_cfg.as_ref().map(|l| &l.meta));
-    let log_headers = union(|h| &h.headers, log_cfg.as_ref().map(|l| &l.headers));
+    let log_meta = union(|h| &h.meta, log_cfg.iter().flat_map(|l| &l.meta).collect());
+    let log_headers = union(
+        |h| &h.headers,
+        log_cfg.iter().flat_map(|l| &l.headers).collect(),
+    );
     let log_hook_queues = crate::log_hooks::helper_queues(&init.log_hooks);
     let dns_cfg = dns_config(init.resolver.as_ref())?;
     let sts = Arc::new(mta_sts_resolver(sts_dir)?);
@@ -220,12 +225,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
             spool: spool.clone(),
             policy: engine.clone(),
             logger: logger.clone(),
-            log_headers: Arc::new(
-                log_cfg
-                    .as_ref()
-                    .map(|l| l.headers.clone())
-                    .unwrap_or_default(),
-            ),
+            // Reception records carry the headers any local log names;
+            // each log keeps its own.
+            log_headers: Arc::new({
+                let mut all: Vec<String> = log_cfg.iter().flat_map(|l| l.headers.clone()).collect();
+                all.sort();
+                all.dedup();
+                all
+            }),
             queue: queue.clone(),
         };
         let backend = Arc::new(crate::admin_backend::Backend {
@@ -275,8 +282,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
             spool.path().display(),
             recovered
         )?;
-        if let Some(l) = &log_cfg {
-            writeln!(out, "logs: {}", l.log_dir.display())?;
+        // The first log keeps the `logs: DIR` line tools read; the others
+        // follow as `logs N: DIR`.
+        for (i, l) in log_cfg.iter().enumerate() {
+            match i {
+                0 => writeln!(out, "logs: {}", l.log_dir.display())?,
+                _ => writeln!(out, "logs {}: {}", i + 1, l.log_dir.display())?,
+            }
         }
         let shutdown = shutdown_signal()?;
         writeln!(out, "ready")?;

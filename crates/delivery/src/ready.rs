@@ -1,6 +1,11 @@
 //! Ready queues: due parts routed to a destination site, waiting for a
 //! connection. Each queue is one site under one set of egress settings, and
 //! up to `connection_limit` workers drain it over reused connections.
+//!
+//! A worker whose queue runs dry keeps its connection open for the egress
+//! path's `idle_timeout` (KumoMTA's default, 60 s, when unset), waiting for
+//! more parts; parts added meanwhile wake it instead of starting new
+//! workers. A worker without an open connection does not wait.
 
 use crate::bounce::FailedRecipient;
 use crate::dispatch::{self, Connection};
@@ -10,14 +15,36 @@ use crate::queue_manager::{lock, QueueManager};
 use crate::route::{self, RouteError, Site};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// `idle_timeout` when the egress path leaves it unset, as KumoMTA
+/// documents it (docs/reference/kumo/make_egress_path/idle_timeout.md; its
+/// source, `SmtpClientTimeouts::default_idle_timeout`, says 5 s).
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct ReadyQueue {
     site: Arc<Site>,
     path: Arc<EgressPath>,
     msgs: VecDeque<QueuedPart>,
-    /// Workers draining this queue.
+    /// Workers draining this queue, idle ones included.
     active: usize,
+    /// Wakes the workers waiting on an idle connection when parts arrive.
+    wake: Arc<Notify>,
+}
+
+/// What a worker gets from its queue.
+enum Take {
+    Part(QueuedPart, Arc<Site>, Arc<EgressPath>),
+    /// Nothing queued: wait on `wake` (enabled before checking the queue
+    /// again) for up to `idle_timeout`, under the queue's current settings.
+    Idle {
+        wake: Arc<Notify>,
+        idle_timeout: Duration,
+        path: Arc<EgressPath>,
+    },
+    /// Nothing queued and the worker has retired.
+    Retired,
 }
 
 #[derive(Default)]
@@ -52,6 +79,7 @@ impl ReadyQueues {
             path: path.clone(),
             msgs: VecDeque::new(),
             active: 0,
+            wake: Arc::new(Notify::new()),
         });
         if rq.path.cfg != path.cfg {
             // Only this domain's own queue can get here: its settings
@@ -60,27 +88,44 @@ impl ReadyQueues {
         }
         rq.site = site;
         rq.msgs.extend(parts);
+        // Idle workers count in `active`: wake them rather than start more.
+        // Every worker checks the queue again (under this lock) before it
+        // retires, so a part added here is never left without one.
+        rq.wake.notify_waiters();
         let limit = rq.path.cfg.connection_limit;
         let want = rq.msgs.len().min(limit).saturating_sub(rq.active);
         rq.active += want;
         (key, want)
     }
 
-    /// The next part for a worker of queue `key`, or `None` when the worker
-    /// should stop (the last one out removes the queue).
-    fn next(&self, key: &str) -> Option<(QueuedPart, Arc<Site>, Arc<EgressPath>)> {
+    /// The next part for a worker of queue `key`. When there is none, a
+    /// worker that may `linger` (it holds an open connection) is told to
+    /// wait; otherwise it retires, and the last one out removes the queue.
+    fn take(&self, key: &str, linger: bool) -> Take {
         let mut queues = lock(&self.0);
-        let rq = queues.get_mut(key)?;
-        match rq.msgs.pop_front() {
-            Some(p) => Some((p, rq.site.clone(), rq.path.clone())),
-            None => {
-                rq.active -= 1;
-                if rq.active == 0 {
-                    queues.remove(key);
-                }
-                None
-            }
+        let Some(rq) = queues.get_mut(key) else {
+            return Take::Retired;
+        };
+        if let Some(p) = rq.msgs.pop_front() {
+            return Take::Part(p, rq.site.clone(), rq.path.clone());
         }
+        let idle_timeout = rq.path.cfg.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+        if linger && !idle_timeout.is_zero() {
+            return Take::Idle {
+                wake: rq.wake.clone(),
+                idle_timeout,
+                path: rq.path.clone(),
+            };
+        }
+        rq.active -= 1;
+        if rq.active == 0 {
+            queues.remove(key);
+        }
+        Take::Retired
+    }
+
+    fn has_parts(&self, key: &str) -> bool {
+        lock(&self.0).get(key).is_some_and(|rq| !rq.msgs.is_empty())
     }
 
     /// Takes the queued parts that `pick` selects.
@@ -170,15 +215,55 @@ impl QueueManager {
     }
 
     /// One connection's worth of work for a ready queue: keep taking parts
-    /// from it, reusing the connection up to `max_deliveries_per_connection`.
+    /// from it, reusing the connection up to `max_deliveries_per_connection`,
+    /// and keeping it open for up to `idle_timeout` while the queue is empty.
     async fn worker(self, key: String) {
         let ctx = &self.0.ctx;
+        let ready = &self.0.ready;
         let mut conn: Option<Connection> = None;
         // The settings the open connection was made with (TLS mode, AUTH):
         // when the queue's change, the connection is not reused.
         let mut conn_path: Option<Arc<EgressPath>> = None;
         let mut sent_on_conn = 0usize;
-        while let Some((part, site, path)) = self.0.ready.next(&key) {
+        // When the open connection began waiting for parts; a delivery
+        // ends the wait.
+        let mut idle_since: Option<tokio::time::Instant> = None;
+        // The wait ran out: retire as soon as the queue is empty.
+        let mut idle_over = false;
+        loop {
+            let (part, site, path) = match ready.take(&key, conn.is_some() && !idle_over) {
+                Take::Part(part, site, path) => (part, site, path),
+                Take::Retired => break,
+                Take::Idle {
+                    wake,
+                    idle_timeout,
+                    path,
+                } => {
+                    if conn_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &path)) {
+                        // Made under settings the queue no longer has: it
+                        // would not be reused, so it does not wait.
+                        if let Some(c) = conn.take() {
+                            c.quit().await;
+                        }
+                        continue;
+                    }
+                    let deadline =
+                        *idle_since.get_or_insert_with(tokio::time::Instant::now) + idle_timeout;
+                    // Registered before the queue is looked at again, so a
+                    // part added in between still wakes this worker.
+                    let notified = wake.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if !ready.has_parts(&key)
+                        && tokio::time::timeout_at(deadline, notified).await.is_err()
+                    {
+                        idle_over = true;
+                    }
+                    continue;
+                }
+            };
+            let after_idle = idle_since.take().is_some();
+            idle_over = false;
             let qcfg = match self.queue_config(&part).await {
                 Ok(c) => c,
                 Err(reason) => {
@@ -192,6 +277,7 @@ impl QueueManager {
                     c.quit().await;
                 }
             }
+            let reused_after_idle = after_idle && conn.is_some();
             if conn.is_none() {
                 match dispatch::connect(ctx, &site, &path).await {
                     Ok(c) => {
@@ -208,14 +294,57 @@ impl QueueManager {
             }
             let Some(c) = conn.as_mut() else { continue };
             sent_on_conn += 1;
-            let result = dispatch::deliver(ctx, c, &part).await;
+            let mut result = dispatch::deliver(ctx, c, &part).await;
             if !result.connection_usable {
                 conn = None;
             }
+            if reused_after_idle && closed_while_idle(&result) {
+                // The peer closed the connection while it waited (a server's
+                // own idle timeout): not an attempt at this message, which
+                // gets one on a new connection.
+                tracing::debug!(
+                    id = %part.msg.id,
+                    "idle connection to {} was closed by the peer; reconnecting",
+                    site.name
+                );
+                match dispatch::connect(ctx, &site, &path).await {
+                    Ok(mut c) => {
+                        conn_path = Some(path.clone());
+                        sent_on_conn = 1;
+                        result = dispatch::deliver(ctx, &mut c, &part).await;
+                        conn = result.connection_usable.then_some(c);
+                    }
+                    Err(attempt) => {
+                        self.defer(part.clone(), part.recipients.clone(), &attempt, &qcfg)
+                            .await;
+                        continue;
+                    }
+                }
+            }
             self.settle(part, result, &site, &qcfg).await;
+            if sent_on_conn >= path.cfg.max_deliveries_per_connection {
+                // Used up: close it now rather than keep it open idle.
+                if let Some(c) = conn.take() {
+                    c.quit().await;
+                }
+            }
         }
         if let Some(c) = conn.take() {
             c.quit().await;
         }
     }
+}
+
+/// A transaction on a reused connection that failed before the server
+/// said anything about it (no reply, or a 421 closing the session) and
+/// left the connection unusable: what a connection closed by the peer
+/// while it sat idle looks like.
+fn closed_while_idle(o: &dispatch::Outcome) -> bool {
+    !o.connection_usable
+        && o.delivered.is_empty()
+        && o.failed.is_empty()
+        && o.attempt
+            .reply
+            .as_ref()
+            .is_none_or(|(code, _, _)| *code == 421)
 }

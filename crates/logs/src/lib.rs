@@ -81,9 +81,12 @@ struct Line<'a> {
     timestamp: &'a str,
 }
 
+/// Hands records to the writer thread of every configured log
+/// (`configure_local_logs` may be called more than once: each call is a log
+/// of its own, with its own directory and options).
 #[derive(Clone)]
 pub struct Logger {
-    tx: Option<mpsc::Sender<Msg>>,
+    txs: Vec<mpsc::Sender<Msg>>,
     observer: Option<Observer>,
 }
 
@@ -91,7 +94,7 @@ impl Logger {
     /// A logger that drops records (no `configure_local_logs` in the policy).
     pub fn disabled() -> Logger {
         Logger {
-            tx: None,
+            txs: Vec::new(),
             observer: None,
         }
     }
@@ -102,26 +105,43 @@ impl Logger {
     }
 
     pub fn start(cfg: LogConfig) -> Result<Logger, LogError> {
-        let io = |source| LogError::Io {
-            path: cfg.dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&cfg.dir).map_err(io)?;
-        for dir in cfg.per_record.values().filter_map(|r| r.log_dir.as_ref()) {
-            std::fs::create_dir_all(dir).map_err(|source| LogError::Io {
-                path: dir.clone(),
+        Logger::start_all(vec![cfg])
+    }
+
+    /// One writer thread per log, each record written to every log (with
+    /// that log's own selection of metadata and headers). No logs: the
+    /// same as [`Logger::disabled`].
+    pub fn start_all(cfgs: Vec<LogConfig>) -> Result<Logger, LogError> {
+        // Every directory is checked before any thread starts.
+        let mut routers = Vec::with_capacity(cfgs.len());
+        for cfg in cfgs {
+            let io = |source| LogError::Io {
+                path: cfg.dir.clone(),
                 source,
-            })?;
+            };
+            std::fs::create_dir_all(&cfg.dir).map_err(io)?;
+            for dir in cfg.per_record.values().filter_map(|r| r.log_dir.as_ref()) {
+                std::fs::create_dir_all(dir).map_err(|source| LogError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            let mut writer = Router::new(cfg.clone());
+            writer.open_default().map_err(io)?;
+            routers.push(writer);
         }
-        let (tx, rx) = mpsc::channel();
-        let mut writer = Router::new(cfg.clone());
-        writer.open_default().map_err(io)?;
-        std::thread::Builder::new()
-            .name("ironpost-logs".into())
-            .spawn(move || writer.run(rx))
-            .map_err(io)?;
+        let mut txs = Vec::with_capacity(routers.len());
+        for writer in routers {
+            let (tx, rx) = mpsc::channel();
+            let dir = writer.cfg.dir.clone();
+            std::thread::Builder::new()
+                .name("ironpost-logs".into())
+                .spawn(move || writer.run(rx))
+                .map_err(|source| LogError::Io { path: dir, source })?;
+            txs.push(tx);
+        }
         Ok(Logger {
-            tx: Some(tx),
+            txs,
             observer: None,
         })
     }
@@ -131,21 +151,29 @@ impl Logger {
         if let Some(o) = &self.observer {
             o(&record);
         }
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Record(
-                Box::new(record),
-                chrono::Utc::now().to_rfc3339(),
-            ));
+        let Some((last, others)) = self.txs.split_last() else {
+            return;
+        };
+        let at = chrono::Utc::now().to_rfc3339();
+        for tx in others {
+            let _ = tx.send(Msg::Record(Box::new(record.clone()), at.clone()));
         }
+        let _ = last.send(Msg::Record(Box::new(record), at));
     }
 
-    /// Wait until every record queued so far is written to the file.
+    /// Wait until every record queued so far is written to the files.
     pub fn flush(&self) {
-        if let Some(tx) = &self.tx {
-            let (done_tx, done_rx) = mpsc::channel();
-            if tx.send(Msg::Flush(done_tx)).is_ok() {
-                let _ = done_rx.recv_timeout(Duration::from_secs(5));
-            }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let waits: Vec<_> = self
+            .txs
+            .iter()
+            .filter_map(|tx| {
+                let (done_tx, done_rx) = mpsc::channel();
+                tx.send(Msg::Flush(done_tx)).ok().map(|()| done_rx)
+            })
+            .collect();
+        for done in waits {
+            let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
         }
     }
 }
@@ -212,6 +240,20 @@ impl Router {
         }
     }
 
+    /// Reception records carry the headers every log asked for; this log
+    /// keeps its own.
+    fn select_reception_headers(&self, record: &mut Record) {
+        if let Record::Reception(m) | Record::Rejection(m) = record {
+            if let Some(h) = m.headers.take() {
+                let picked: std::collections::BTreeMap<String, String> = h
+                    .into_iter()
+                    .filter(|(k, _)| name_matches(&self.cfg.headers, k, true))
+                    .collect();
+                m.headers = (!picked.is_empty()).then_some(picked);
+            }
+        }
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         while let Ok(first) = rx.recv() {
             let mut next = Some(first);
@@ -219,6 +261,7 @@ impl Router {
                 match msg {
                     Msg::Record(mut r, at) => {
                         r.select_fields(&self.cfg.meta, &self.cfg.headers);
+                        self.select_reception_headers(&mut r);
                         self.write(&r, &at)
                     }
                     Msg::Flush(done) => {
@@ -254,11 +297,25 @@ impl SegmentWriter {
 
     fn open(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(self.segment_path())?;
+        // A new file every time: two logs may share a directory (two
+        // configure_local_logs calls with one log_dir), and each writer's
+        // lines must stay in files of its own. A name taken this
+        // microsecond is tried again in the next.
+        let mut tries = 0;
+        let file = loop {
+            match OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .mode(0o640)
+                .open(self.segment_path())
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 1000 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_micros(10));
+                }
+                other => break other?,
+            }
+        };
         let mut out = BufWriter::with_capacity(256 * 1024, file);
         self.written = 0;
         if let Some(h) = &self.header {
@@ -403,5 +460,94 @@ mod tests {
         let delivery = lines(&delivery_dir);
         assert_eq!(delivery.len(), 1);
         assert_eq!(delivery[0].1, "Delivery");
+    }
+
+    #[test]
+    fn several_logs_each_get_every_record_with_their_own_selection() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |name: &str, field: &str| LogConfig {
+            dir: dir.path().join(name),
+            max_segment_duration: None,
+            max_file_size: None,
+            per_record: HashMap::new(),
+            meta: vec![field.to_string()],
+            headers: vec![field.to_string()],
+        };
+        let logger = Logger::start_all(vec![cfg("a", "A"), cfg("b", "B")]).unwrap();
+        let headers = || {
+            Some(std::collections::BTreeMap::from([
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), "2".to_string()),
+            ]))
+        };
+        logger.log(Record::Reception(MessageRecord {
+            headers: headers(),
+            ..Default::default()
+        }));
+        logger.log(Record::Delivery(AttemptRecord {
+            meta: serde_json::value::RawValue::from_string(r#"{"A":1,"B":2}"#.into()).ok(),
+            headers: headers(),
+            ..Default::default()
+        }));
+        logger.flush();
+        for (name, keep, drop) in [("a", "A", "B"), ("b", "B", "A")] {
+            let mut records = Vec::new();
+            for f in std::fs::read_dir(dir.path().join(name)).unwrap() {
+                for l in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+                    records.push(serde_json::from_str::<serde_json::Value>(l).unwrap());
+                }
+            }
+            assert_eq!(records.len(), 2, "{name}: {records:?}");
+            assert_eq!(records[0]["type"], "Reception");
+            assert_eq!(records[1]["type"], "Delivery");
+            for r in &records {
+                assert!(r["headers"][keep].is_string(), "{name}: {r}");
+                assert!(r["headers"][drop].is_null(), "{name}: {r}");
+            }
+            assert!(records[1]["meta"][keep].is_number(), "{name}");
+            assert!(records[1]["meta"][drop].is_null(), "{name}");
+        }
+    }
+
+    #[test]
+    fn two_logs_in_one_directory_write_separate_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = || LogConfig {
+            dir: dir.path().to_path_buf(),
+            max_segment_duration: None,
+            max_file_size: None,
+            per_record: HashMap::new(),
+            meta: Vec::new(),
+            headers: Vec::new(),
+        };
+        let logger = Logger::start_all(vec![cfg(), cfg()]).unwrap();
+        for i in 0..100 {
+            logger.log(Record::Reception(MessageRecord {
+                size: Some(i),
+                ..Default::default()
+            }));
+        }
+        logger.flush();
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 2);
+        for f in files {
+            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            let sizes: Vec<u64> = text
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["size"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(sizes, (0..100).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn no_logs_is_disabled() {
+        let logger = Logger::start_all(Vec::new()).unwrap();
+        logger.log(Record::Reception(MessageRecord::default()));
+        logger.flush();
     }
 }

@@ -34,7 +34,7 @@ fn builtin_default_defines_listener_spool_and_logs() {
     assert_eq!(init.listeners.len(), 1);
     assert_eq!(init.listeners[0].listen, "127.0.0.1:2525");
     assert_eq!(init.spools[0].path, PathBuf::from("./ironpost-data/spool"));
-    assert!(init.logs.is_some());
+    assert_eq!(init.logs.len(), 1);
 }
 
 #[test]

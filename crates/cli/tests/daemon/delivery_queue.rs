@@ -28,7 +28,10 @@ async fn connections_are_reused_within_the_limits() {
         .route(
             "reuse.test",
             queue_to(&[&sink.addr().to_string()]),
-            pki.egress("connection_limit = 1, max_deliveries_per_connection = 2"),
+            // No idle wait after the last message, so its QUIT is seen.
+            pki.egress(
+                "connection_limit = 1, max_deliveries_per_connection = 2, idle_timeout = '0s'",
+            ),
         )
         .start();
     let mut ids = Vec::new();
