@@ -4,6 +4,13 @@
 //! memoized credential check does not keep passwords in memory as keys. The
 //! cache is shared by every Lua state of the process (per `name`), holds
 //! only serialisable results, and evicts the oldest entry beyond `capacity`.
+//!
+//! KumoMTA's `invalidate_with_epoch = true` drops the cache whenever the
+//! configuration epoch changes. Ironpost has no configuration epoch, so
+//! that option is refused (naming it) unless it is `false`; the other
+//! KumoMTA options Ironpost lacks (`populate_timeout`,
+//! `retry_on_populate_timeout`, `allow_stale_reads`) are unknown keys,
+//! which are errors too.
 
 use crate::duration;
 use crate::kumo::parse_options;
@@ -22,9 +29,8 @@ struct Options {
     ttl: Duration,
     #[serde(default = "default_capacity")]
     capacity: usize,
-    /// Accepted for compatibility; results are always cached in memory.
+    /// Only `false` (KumoMTA's default) is accepted: see the module doc.
     #[serde(default)]
-    #[allow(dead_code)]
     invalidate_with_epoch: Option<bool>,
 }
 
@@ -58,6 +64,14 @@ pub fn install(lua: &Lua, kumo: &mlua::Table) -> mlua::Result<()> {
         "memoize",
         lua.create_function(|lua, (func, opts): (Function, Value)| {
             let o: Options = parse_options(lua, "kumo.memoize", opts)?;
+            if o.invalidate_with_epoch == Some(true) {
+                return Err(mlua::Error::RuntimeError(format!(
+                    "kumo.memoize{{name={:?}}}: key 'invalidate_with_epoch' = true: Ironpost does \
+                     not support invalidate_with_epoch (it has no configuration epoch to \
+                     invalidate the cache on); leave it out or set it to false",
+                    o.name
+                )));
+            }
             let cache = caches()
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

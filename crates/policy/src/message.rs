@@ -281,11 +281,25 @@ impl UserData for MessageHandle {
         methods.add_method("get_data", |lua, m, ()| {
             m.with(|m| lua.create_string(&m.data))
         });
+        // KumoMTA's contract: returns nil, or a string saying why the
+        // message fails CHECKS; only bad flags or settings raise.
         methods.add_method(
             "check_fix_conformance",
-            |_, m, (check, fix): (String, String)| {
-                m.with(|m| crate::conformance::check_fix(&mut m.data, &check, &fix))
-                    .map_err(lua_err)
+            |lua, m, (check, fix, settings): (String, String, Option<Value>)| {
+                let settings =
+                    crate::conformance::Settings::from_lua(lua, settings).map_err(lua_err)?;
+                m.with(|m| {
+                    // As KumoMTA: `<message id>@<sender domain>`.
+                    let domain = m
+                        .sender
+                        .rsplit_once('@')
+                        .map(|(_, d)| d)
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or("localhost");
+                    let id = format!("{}@{domain}", m.id);
+                    crate::conformance::check_fix(&mut m.data, &check, &fix, &settings, &id)
+                })
+                .map_err(lua_err)
             },
         );
     }
