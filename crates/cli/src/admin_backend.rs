@@ -161,7 +161,10 @@ impl AdminBackend for Backend {
         let me = self.clone();
         Box::pin(async move {
             let id: SpoolId = id.parse().map_err(|_| "not a message id".to_string())?;
-            Ok(me.queue.inspect(id).await)
+            match me.queue.inspect(id).await {
+                Some(i) => serde_json::to_value(i).map(Some).map_err(|e| e.to_string()),
+                None => Ok(None),
+            }
         })
     }
 

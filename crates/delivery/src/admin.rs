@@ -10,6 +10,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// A queued message as the admin API shows it: this part, and the spool
+/// record as it now stands.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection {
+    pub id: String,
+    pub queue: String,
+    pub attempts: u32,
+    /// This part's recipients.
+    pub recipients: Vec<String>,
+    pub meta: ironpost_spool::SpoolMeta,
+    pub size: usize,
+    pub headers: String,
+}
+
 /// Operator suspensions in force.
 #[derive(Default)]
 pub(crate) struct Suspensions(Mutex<Vec<Suspension>>);
@@ -107,7 +121,7 @@ impl QueueManager {
     }
 
     /// A queued message's metadata and headers.
-    pub async fn inspect(&self, id: SpoolId) -> Option<Value> {
+    pub async fn inspect(&self, id: SpoolId) -> Option<Inspection> {
         let mut found = None;
         let mut look = |p: &QueuedPart| {
             if found.is_none() && p.msg.id == id {
@@ -117,21 +131,16 @@ impl QueueManager {
         self.0.schedule.for_each(&mut look);
         self.0.ready.for_each(&mut look);
         let part = found?;
-        let spool = self.0.ctx.spool.clone();
-        let loc = part.msg.location;
-        let (meta, data) = tokio::task::spawn_blocking(move || spool.read(&loc))
-            .await
-            .ok()?
-            .ok()?;
+        let data = crate::dispatch::read_body(&self.0.ctx, &part).await.ok()?;
         let headers_len = ironpost_policy::headers::header_block_len(&data);
-        Some(json!({
-            "id": id.to_string(),
-            "queue": part.queue_name(),
-            "attempts": part.attempts,
-            "recipients": part.recipients,
-            "meta": serde_json::from_slice::<Value>(&meta).unwrap_or(Value::Null),
-            "size": data.len(),
-            "headers": String::from_utf8_lossy(&data[..headers_len]),
-        }))
+        Some(Inspection {
+            id: id.to_string(),
+            queue: part.queue_name(),
+            attempts: part.attempts,
+            recipients: part.recipients.clone(),
+            meta: part.msg.record(part.attempts, None),
+            size: data.len(),
+            headers: String::from_utf8_lossy(&data[..headers_len]).into_owned(),
+        })
     }
 }

@@ -23,6 +23,7 @@ mod route;
 mod schedule;
 pub mod tls_policy;
 
+pub use admin::Inspection;
 pub use bounce::build_dsn;
 pub use ironpost_mta_sts::{StsConfig, StsResolver};
 pub use queue_manager::{backoff, DeliveryOptions, QueueManager};

@@ -90,6 +90,36 @@ fn trusted_untrusted_and_injection() {
     assert_eq!(rec["meta"]["via_http"], true);
     assert_eq!(rec["meta"]["http_auth"], "127.0.0.1");
 
+    // The queued message, with its typed spool record as it now stands.
+    let id = rec["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let inspected: serde_json::Value = loop {
+        let r = trusted
+            .get(url(&format!("/api/admin/inspect-message/v1?id={id}")))
+            .send()
+            .unwrap();
+        if r.status() == 200 {
+            break r.json().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.status());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(inspected["id"], id, "{inspected}");
+    assert_eq!(
+        inspected["recipients"],
+        json!(["rcpt@dest.test"]),
+        "{inspected}"
+    );
+    assert_eq!(inspected["meta"]["version"], 2, "{inspected}");
+    assert_eq!(inspected["meta"]["meta"]["via_http"], true, "{inspected}");
+    assert!(
+        inspected["headers"]
+            .as_str()
+            .unwrap()
+            .contains("Subject: hello"),
+        "{inspected}"
+    );
+
     // Untrusted peers may inject with credentials; http_auth records who.
     let r = untrusted
         .post(url("/api/inject/v1"))
