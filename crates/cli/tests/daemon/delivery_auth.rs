@@ -217,7 +217,8 @@ smtp_auth_plain_password = {{ key_data = "tiger" }}
         .route("other.test", queue_to(&[&without.addr().to_string()]), "")
         .extra(&format!(
             "local shaping = require 'policy-extras.shaping'\n\
-             kumo.on('get_egress_path_config', shaping:setup {{ '{}', '{}' }})\n",
+             local shaper = shaping:setup_with_automation {{ no_default_files = true, extra_files = {{ '{}', '{}' }} }}\n\
+             kumo.on('get_egress_path_config', shaper.get_egress_path_config)\n",
             toml.display(),
             json.display()
         ));

@@ -88,7 +88,15 @@ const CORPUS: &[(&str, Expectation)] = &[
     // Names the key, but as an "unknown field" of a KumoMTA option.
     (
         "32-shipped-shaping-toml.lua",
-        Refused(&["shaping", "automation"]),
+        Refused(&["policy-extras.shaping", "shaping.toml", "does not support"]),
+    ),
+    (
+        "31-seed-shaping-auth-toml.lua",
+        Refused(&[
+            "policy-extras.shaping",
+            "no_default_files",
+            "does not support",
+        ]),
     ),
     ("33-regex-set-map.lua", Starts),
     ("34-json-load-external-data.lua", Starts),
@@ -118,10 +126,7 @@ const CORPUS: &[(&str, Expectation)] = &[
 /// Items that start but do not do what they say, with what goes missing.
 /// `known_bugs_are_fixed` (ignored) checks each for the documented behaviour
 /// (or a refusal at start naming the piece).
-const KNOWN_BUGS: &[(&str, &str)] = &[(
-    "31-seed-shaping-auth-toml.lua",
-    "shaping:setup does not load KumoMTA's shipped default shaping.toml (announced at start)",
-)];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 /// Items that were known bugs and now do what they say; the same checks
 /// keep them so.

@@ -93,21 +93,18 @@ fn host_part(h: &str) -> &str {
     }
 }
 
-/// KumoMTA's `setup` also loads its shipped shaping.toml, whose provider
+/// KumoMTA's `setup` (and `setup_with_automation` without
+/// `no_default_files`) also applies its shipped shaping.toml, whose provider
 /// rules are mostly rates that need throttles Ironpost does not have yet.
-/// Ironpost does not load it, and says so once at start; the policy can say
-/// it wants only its own files with `setup_with_automation{
-/// no_default_files = true, ... }`.
-fn announce_no_default_file(files: &[String]) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        tracing::warn!(
-            "policy-extras.shaping: KumoMTA's shipped shaping.toml (provider limits, rates, TLS rules) \
-             is not loaded: its rates need throttles, which Ironpost does not have yet; only {} apply. \
-             Use shaping:setup_with_automation{{ no_default_files = true, extra_files = {{...}} }} to say so.",
-            files.join(", ")
-        )
-    });
+/// Applying only the policy's files would do less than the policy says, so
+/// that is refused, naming the way to say "only my files".
+fn default_file_refused(call: &str) -> mlua::Error {
+    mlua::Error::RuntimeError(format!(
+        "policy-extras.shaping: {call} also applies KumoMTA's shipped shaping.toml (provider \
+         connection limits, rates, TLS rules); Ironpost does not support it yet (its rates need \
+         throttles). Use shaping:setup_with_automation{{ no_default_files = true, extra_files = \
+         {{...}} }} to apply only your own files"
+    ))
 }
 
 fn handler(lua: &Lua, files: &[String]) -> mlua::Result<mlua::Function> {
@@ -126,9 +123,8 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
     m.set(
         "setup",
-        lua.create_function(|lua, (_this, files): (Value, Vec<String>)| {
-            announce_no_default_file(&files);
-            handler(lua, &files)
+        lua.create_function(|_, (_this, _files): (Value, Value)| -> mlua::Result<()> {
+            Err(default_file_refused("setup"))
         })?,
     )?;
     // Returns `{ get_egress_path_config = ... }`, as KumoMTA does; the
@@ -161,7 +157,7 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 }
             }
             if !no_default {
-                announce_no_default_file(&files);
+                return Err(default_file_refused("setup_with_automation without no_default_files = true"));
             }
             let t = lua.create_table()?;
             t.set("get_egress_path_config", handler(lua, &files)?)?;
