@@ -57,6 +57,53 @@ pub fn helper_queues(hooks: &[LogHookConfig]) -> Vec<(String, Arc<QueueConfig>, 
         .collect()
 }
 
+/// Records waiting for the hooks. Beyond this the pump is far behind (each
+/// record it keeps costs a policy call and a spool write): newer records
+/// are dropped and counted rather than let memory grow without bound.
+pub const BACKLOG: usize = 65_536;
+
+/// The record kinds any hook takes (`per_record`), so the others are not
+/// copied at all.
+pub struct Wanted(Vec<LogHookConfig>);
+
+impl Wanted {
+    pub fn new(hooks: &[LogHookConfig]) -> Wanted {
+        Wanted(hooks.to_vec())
+    }
+
+    pub fn any(&self, kind: &str) -> bool {
+        self.0.iter().any(|h| {
+            h.per_record
+                .get(kind)
+                .or_else(|| h.per_record.get("Any"))
+                .is_none_or(|p| p.enable)
+        })
+    }
+}
+
+/// Hand a record to the pump without waiting; a full backlog drops it,
+/// with a warning at most once a minute.
+pub fn offer_record(tx: &mpsc::Sender<(Record, String)>, rec: &Record) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DROPPED: AtomicU64 = AtomicU64::new(0);
+    static LAST_WARNING: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    if tx
+        .try_send((rec.clone(), chrono::Utc::now().to_rfc3339()))
+        .is_ok()
+    {
+        return;
+    }
+    let dropped = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut last = LAST_WARNING.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(
+            dropped,
+            "log hooks are {BACKLOG} records behind: records dropped"
+        );
+    }
+}
+
 pub struct Pump {
     pub hooks: Vec<LogHookConfig>,
     pub policy: PolicyEngine,
@@ -65,7 +112,7 @@ pub struct Pump {
 }
 
 impl Pump {
-    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<(Record, String)>) {
+    pub async fn run(self, mut rx: mpsc::Receiver<(Record, String)>) {
         while let Some((record, timestamp)) = rx.recv().await {
             for hook in &self.hooks {
                 if let Err(e) = self.offer(hook, &record, &timestamp).await {
@@ -90,7 +137,7 @@ impl Pump {
             return Ok(());
         }
         let mut record = record.clone();
-        record.select_fields(&hook.meta, &hook.headers);
+        record.select_fields(&hook.meta, &hook.headers, true);
         let json = record.to_json(timestamp);
         let sender = json["sender"].as_str().unwrap_or("").to_string();
         let mut recipients: Vec<String> = match (&json["recipients"], &json["recipient"]) {

@@ -145,13 +145,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     crate::log_hooks::check(&init.log_hooks, &engine)?;
     // Records go to the metrics and, when hooks are configured, to them.
-    let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (hook_tx, hook_rx) = tokio::sync::mpsc::channel(crate::log_hooks::BACKLOG);
+    let wanted = crate::log_hooks::Wanted::new(&init.log_hooks);
     let count = crate::admin_backend::observer(metrics.clone());
     let hooked = !init.log_hooks.is_empty();
     let logger = logger.with_observer(Arc::new(move |rec: &ironpost_logs::Record| {
         count(rec);
-        if hooked {
-            let _ = hook_tx.send((rec.clone(), chrono::Utc::now().to_rfc3339()));
+        if hooked && wanted.any(rec.kind()) {
+            crate::log_hooks::offer_record(&hook_tx, rec);
         }
     }));
     // Delivery records carry what every local log and every hook want;

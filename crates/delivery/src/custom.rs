@@ -26,7 +26,14 @@ impl HookSink {
     fn describe(&self) -> String {
         match self {
             HookSink::Constructor(c) => format!("custom_lua:{c}"),
-            HookSink::Json(url) => url.clone(),
+            // Scheme, host and path: userinfo and query often hold tokens.
+            HookSink::Json(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+                let rest = rest.split(['?', '#']).next().unwrap_or("");
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                format!("{scheme}://{host}/{path}")
+            }
         }
     }
 }

@@ -511,9 +511,23 @@ async fn rewritten(ctx: &Context, part: &QueuedPart, r: Reply) -> Reply {
     let line = format!("{} {}", r.code, r.text());
     let (code, note) = match ctx
         .policy
-        .rewrite_delivery_status(line, (q.domain, q.tenant, q.campaign, q.routing_domain))
+        .rewrite_delivery_status(
+            line,
+            (
+                q.domain.clone(),
+                q.tenant,
+                q.campaign,
+                q.routing_domain.or(Some(q.domain)),
+            ),
+        )
         .await
-    {
+        .and_then(|c| match c {
+            // A refusal cannot become a success: the server took nothing.
+            Some(code) if code < 400 => Err(ironpost_policy::EventError::Failed(format!(
+                "returned {code}: a refusal cannot be rewritten into a success"
+            ))),
+            other => Ok(other),
+        }) {
         Ok(Some(code)) if code != r.code => (
             code,
             format!(

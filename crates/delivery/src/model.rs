@@ -37,6 +37,9 @@ pub struct SharedMessage {
     pub queue: Option<Box<str>>,
     /// The `routing_domain` meta: whose MX the mail goes to.
     pub routing_domain: Option<Box<str>>,
+    /// How it arrived, for delivery records (a known protocol name, so no
+    /// allocation per message).
+    pub reception_protocol: Option<&'static str>,
     pub received_at: Option<Box<str>>,
     /// Recipients not yet finished (delivered, bounced or expired).
     pub pending: Mutex<Vec<String>>,
@@ -86,6 +89,7 @@ impl SharedMessage {
             campaign: owned(&self.campaign),
             queue: owned(&self.queue),
             routing_domain: owned(&self.routing_domain),
+            reception_protocol: self.reception_protocol.map(str::to_string),
             meta: self.meta.clone(),
             received_at: owned(&self.received_at),
             attempts,
@@ -123,6 +127,21 @@ impl QueuedPart {
     pub fn queue_name(&self) -> String {
         self.queue().to_string()
     }
+}
+
+/// The reception protocols Ironpost writes, as static names.
+pub fn known_protocol(p: &str) -> Option<&'static str> {
+    const KNOWN: &[&str] = &[
+        "SMTP",
+        "ESMTP",
+        "ESMTPS",
+        "ESMTPA",
+        "ESMTPSA",
+        "HTTP",
+        "HTTPS",
+        "LogRecord",
+    ];
+    KNOWN.iter().find(|k| **k == p).copied()
 }
 
 /// Lower-cased domain of an address (after the last `@`).

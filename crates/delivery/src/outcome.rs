@@ -356,13 +356,7 @@ impl QueueManager {
             return;
         }
         // A log hook's record is not mail the sender sent.
-        let is_log_record = part
-            .msg
-            .meta
-            .as_ref()
-            .and_then(|m| m.get_str("reception_protocol"))
-            == Some("LogRecord".to_string());
-        if is_log_record {
+        if part.msg.reception_protocol == Some("LogRecord") {
             return;
         }
         let spool = self.0.ctx.spool.clone();

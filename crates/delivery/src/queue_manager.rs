@@ -177,6 +177,10 @@ impl QueueManager {
             campaign: boxed(meta.campaign),
             queue: boxed(meta.queue),
             routing_domain: boxed(meta.routing_domain),
+            reception_protocol: meta
+                .reception_protocol
+                .as_deref()
+                .and_then(crate::model::known_protocol),
             received_at: boxed(meta.received_at),
             meta: meta.meta,
             pending: Mutex::new(meta.recipients),

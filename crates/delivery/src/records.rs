@@ -58,11 +58,7 @@ pub fn attempt_record(
             },
         ),
         delivery_protocol: "ESMTP".into(),
-        reception_protocol: part
-            .msg
-            .meta
-            .as_ref()
-            .and_then(|m| m.get_str("reception_protocol")),
+        reception_protocol: part.msg.reception_protocol.map(str::to_string),
         reason: None,
         meta: None,
         headers: None,

@@ -260,7 +260,7 @@ impl Router {
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Record(mut r, at) => {
-                        r.select_fields(&self.cfg.meta, &self.cfg.headers);
+                        r.select_fields(&self.cfg.meta, &self.cfg.headers, false);
                         self.select_reception_headers(&mut r);
                         self.write(&r, &at)
                     }

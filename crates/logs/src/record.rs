@@ -38,9 +38,33 @@ impl Record {
         .unwrap_or_default()
     }
 
-    /// Keep only the metadata keys and headers `meta` and `headers` name,
-    /// in delivery records (Reception keeps the message's whole metadata).
-    pub fn select_fields(&mut self, meta: &[String], headers: &[String]) {
+    /// Keep only the metadata keys and headers `meta` and `headers` name:
+    /// in delivery records, and in Reception and Rejection records too when
+    /// `all_kinds` (the local log keeps their whole metadata).
+    pub fn select_fields(&mut self, meta: &[String], headers: &[String], all_kinds: bool) {
+        if let (true, Record::Reception(m) | Record::Rejection(m)) = (all_kinds, &mut *self) {
+            if let Some(raw) = m.meta.take() {
+                m.meta =
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
+                        .ok()
+                        .map(|all| -> serde_json::Map<_, _> {
+                            all.into_iter()
+                                .filter(|(k, _)| name_matches(meta, k, false))
+                                .collect()
+                        })
+                        .filter(|p| !p.is_empty())
+                        .and_then(|p| {
+                            RawValue::from_string(serde_json::Value::Object(p).to_string()).ok()
+                        });
+            }
+            if let Some(h) = m.headers.take() {
+                let picked: BTreeMap<String, String> = h
+                    .into_iter()
+                    .filter(|(k, _)| name_matches(headers, k, true))
+                    .collect();
+                m.headers = (!picked.is_empty()).then_some(picked);
+            }
+        }
         if let Record::Delivery(a)
         | Record::TransientFailure(a)
         | Record::Bounce(a)

@@ -183,10 +183,18 @@ impl PolicyEngine {
     {
         let engine = self.clone();
         tokio::task::spawn_blocking(move || {
-            let lua = engine.checkout();
-            let out = f(&lua);
-            engine.checkin(lua);
-            out
+            // Checked back in even if `f` panics, so a panic in a Lua
+            // callback cannot shrink the pool until every call hangs.
+            struct Lease(PolicyEngine, Option<Lua>);
+            impl Drop for Lease {
+                fn drop(&mut self) {
+                    if let Some(lua) = self.1.take() {
+                        self.0.checkin(lua);
+                    }
+                }
+            }
+            let lease = Lease(engine.clone(), Some(engine.checkout()));
+            f(lease.1.as_ref().expect("leased state"))
         })
         .await
         .map_err(|e| EventError::Failed(format!("policy task failed: {e}")))?
@@ -606,7 +614,7 @@ impl PolicyEngine {
                 .header("Content-Type", "application/json")
                 .body(body)
                 .send()
-                .map_err(|e| EventError::Failed(format!("POST {url}: {e}")))?;
+                .map_err(|e| EventError::Failed(format!("POST: {}", e.without_url())))?;
             let status = response.status();
             let text = response.text().unwrap_or_default();
             let text: String = text.chars().take(200).collect();

@@ -52,7 +52,10 @@ pub const REFUSED: &[(&str, &str)] = &[
         "rebind_message",
         "rebinding queued messages is not implemented",
     ),
-    ("shutdown_logging", "the shutdown event for logging is not dispatched"),
+    (
+        "shutdown_logging",
+        "the shutdown event for logging is not dispatched",
+    ),
     (
         "smtp_server_get_dynamic_parameters",
         "dynamic listener parameters are not implemented",

@@ -83,6 +83,18 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             // able to create or write files elsewhere (ATTACH, VACUUM INTO),
             // least of all while `init` runs as root.
             use rusqlite::OpenFlags;
+            // SQLite takes an empty file for an empty database: any empty
+            // file would do as a place to write. Only real databases open.
+            let mut magic = [0u8; 16];
+            let is_db = std::fs::File::open(&path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+                && &magic == b"SQLite format 3\0";
+            if !is_db {
+                return Err(rt(format!(
+                    "sqlite.open {path}: not an existing SQLite database"
+                )));
+            }
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let conn = rusqlite::Connection::open_with_flags(&path, flags)
                 .map_err(|e| rt(format!("sqlite.open {path}: {e}")))?;
@@ -133,9 +145,15 @@ mod tests {
             assert!(e.to_string().contains("sqlite"), "{sql}: {e}");
             assert!(!escape.exists(), "{sql} wrote a file");
         }
-        // A database that does not exist is not created.
+        // A database that does not exist is not created, and an empty file
+        // is not taken for one.
         let lua = lua_with_db(&dir.path().join("new.db"));
         assert!(lua.load("sqlite.open(path)").exec().is_err());
         assert!(!dir.path().join("new.db").exists());
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let lua = lua_with_db(&empty);
+        assert!(lua.load("sqlite.open(path)").exec().is_err());
+        assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
     }
 }

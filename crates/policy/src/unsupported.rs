@@ -156,7 +156,12 @@ pub fn install(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
         lua.create_function(|_, secs: f64| {
             // Runs on the policy's blocking threads; capped so a typo
             // cannot park an interpreter for hours.
-            std::thread::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 60.0)));
+            let secs = if secs.is_finite() {
+                secs.clamp(0.0, 60.0)
+            } else {
+                0.0
+            };
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
             Ok(())
         })?,
     )?;

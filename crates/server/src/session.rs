@@ -169,8 +169,11 @@ impl Driver {
             .banner
             .clone()
             .unwrap_or_else(|| "Ironpost".into());
-        let meta = self.conn_meta();
-        match self.svc.policy.connection_accepted(meta).await {
+        let result = match self.meta_for("smtp_server_connection_accepted") {
+            Some(meta) => self.svc.policy.connection_accepted(meta).await,
+            None => Ok(()),
+        };
+        match result {
             Ok(()) => {}
             Err(EventError::Reject { code, text }) => {
                 return Err(self.close_with(from_policy(code.max(400), &text)).await);
@@ -276,10 +279,19 @@ impl Driver {
         self.meta.clone()
     }
 
+    /// The connection's metadata for `event`, when the policy handles it
+    /// (building it costs a few allocations per command).
+    fn meta_for(&self, event: &str) -> Option<ConnMeta> {
+        self.svc.policy.has_handler(event).then(|| self.conn_meta())
+    }
+
     /// EHLO/HELO was accepted by the protocol: `smtp_server_ehlo` may refuse
     /// it or change the extensions advertised.
     async fn after_greeting(&mut self, name: String, ok: Reply) -> Result<(), End> {
-        let meta = self.conn_meta();
+        let Some(meta) = self.meta_for("smtp_server_ehlo") else {
+            self.queue(&ok);
+            return Ok(());
+        };
         let extensions: Vec<String> = ok.lines.iter().skip(1).cloned().collect();
         let esmtp = self.session.is_esmtp();
         match self.svc.policy.ehlo(name, meta, extensions).await {
@@ -451,8 +463,11 @@ impl Driver {
     /// `relay_from`.
     async fn after_mail(&mut self, sender: ReversePath, ok: Reply) -> Result<(), End> {
         self.relay_from_ok = false;
-        let meta = self.conn_meta();
-        if let Err(e) = self.svc.policy.mail_from(sender.to_string(), meta).await {
+        let verdict = match self.meta_for("smtp_server_mail_from") {
+            Some(meta) => self.svc.policy.mail_from(sender.to_string(), meta).await,
+            None => Ok(()),
+        };
+        if let Err(e) = verdict {
             let reply = match e {
                 EventError::Reject { code, text } => from_policy(code.max(400), &text),
                 EventError::Failed(e) => self.policy_failure("smtp_server_mail_from", &e),
@@ -494,8 +509,11 @@ impl Driver {
     }
 
     async fn check_recipient(&mut self, mbox: Mailbox) -> Result<(), End> {
-        let meta = self.conn_meta();
-        if let Err(e) = self.svc.policy.rcpt_to(mbox.to_string(), meta).await {
+        let verdict = match self.meta_for("smtp_server_rcpt_to") {
+            Some(meta) => self.svc.policy.rcpt_to(mbox.to_string(), meta).await,
+            None => Ok(()),
+        };
+        if let Err(e) = verdict {
             let reply = match e {
                 EventError::Reject { code, text } => {
                     let r = from_policy(code.max(400), &text);

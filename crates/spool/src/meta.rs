@@ -42,6 +42,9 @@ pub struct SpoolMeta {
     /// The `routing_domain` meta key as set by the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_domain: Option<String>,
+    /// The `reception_protocol` meta key, for delivery records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reception_protocol: Option<String>,
     /// Connection and message metadata as the policy saw it (a JSON object
     /// whose keys are the policy's own), carried verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +93,45 @@ impl MetaObject {
         (!chosen.is_empty()).then(|| serde_json::Value::Object(chosen).to_string())
     }
 
+    /// The labels routing reads, from one pass over the text: other keys
+    /// are skipped without being built, and a repeated key resolves as in a
+    /// map (the last wins).
+    pub fn labels(&self) -> Labels {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Labels;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Labels, A::Error> {
+                let mut l = Labels::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let slot = match key.as_str() {
+                        "tenant" => &mut l.tenant,
+                        "campaign" => &mut l.campaign,
+                        "queue" => &mut l.queue,
+                        "routing_domain" => &mut l.routing_domain,
+                        "reception_protocol" => &mut l.reception_protocol,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = match map.next_value::<serde_json::Value>()? {
+                        serde_json::Value::String(s) => Some(s),
+                        _ => None,
+                    };
+                }
+                Ok(l)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_str(self.0.get());
+        serde::Deserializer::deserialize_map(&mut de, Visit).unwrap_or_default()
+    }
+
     /// A string-valued key. A repeated key resolves as a map would: the last
     /// one wins.
     pub fn get_str(&self, key: &str) -> Option<String> {
@@ -97,6 +139,17 @@ impl MetaObject {
             serde_json::from_str(self.0.get()).ok()?;
         map.get(key).and_then(|v| v.as_str()).map(str::to_string)
     }
+}
+
+/// The metadata keys that decide routing (string values only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels {
+    pub tenant: Option<String>,
+    pub campaign: Option<String>,
+    pub queue: Option<String>,
+    pub routing_domain: Option<String>,
+    /// How the message arrived (`ESMTPS`, `HTTP`, `LogRecord`, ...).
+    pub reception_protocol: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,13 +171,14 @@ impl SpoolMeta {
         meta: Option<MetaObject>,
         received_at: String,
     ) -> SpoolMeta {
-        let label = |k: &str| meta.as_ref().and_then(|m| m.get_str(k));
+        let labels = meta.as_ref().map(MetaObject::labels).unwrap_or_default();
         SpoolMeta {
             version: FORMAT_VERSION,
-            tenant: label("tenant"),
-            campaign: label("campaign"),
-            queue: label("queue"),
-            routing_domain: label("routing_domain"),
+            tenant: labels.tenant,
+            campaign: labels.campaign,
+            queue: labels.queue,
+            routing_domain: labels.routing_domain,
+            reception_protocol: labels.reception_protocol,
             id,
             sender,
             recipients,
@@ -141,11 +195,12 @@ impl SpoolMeta {
             serde_json::from_slice(bytes).map_err(|e| MetaError::Invalid(e.to_string()))?;
         match m.version {
             1 => {
-                let label = |k: &str| m.meta.as_ref().and_then(|meta| meta.get_str(k));
-                m.tenant = label("tenant");
-                m.campaign = label("campaign");
-                m.queue = label("queue");
-                m.routing_domain = label("routing_domain");
+                let labels = m.meta.as_ref().map(MetaObject::labels).unwrap_or_default();
+                m.tenant = labels.tenant;
+                m.campaign = labels.campaign;
+                m.queue = labels.queue;
+                m.routing_domain = labels.routing_domain;
+                m.reception_protocol = labels.reception_protocol;
                 m.version = FORMAT_VERSION;
             }
             FORMAT_VERSION => {}
