@@ -24,6 +24,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         print!("{DEFAULT_POLICY}");
         return Ok(());
     }
+    let max_inflight = args
+        .max_inflight_memory
+        .unwrap_or_else(ironpost_server::budget::InflightBudget::default_limit);
 
     let user = args.user.as_deref().map(privileges::lookup).transpose()?;
     let source = match &args.policy {
@@ -261,6 +264,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             logger: logger.clone(),
             reception,
             auth_throttle: Arc::default(),
+            inflight: ironpost_server::budget::InflightBudget::new(max_inflight),
         };
         let mut out = std::io::stdout().lock();
         for prepared in listeners {

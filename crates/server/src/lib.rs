@@ -3,6 +3,7 @@
 //! the policy engine and durable storage in the spool.
 
 pub mod auth;
+pub mod budget;
 mod conn;
 mod listener;
 mod received;

@@ -39,6 +39,9 @@ pub struct Services {
     pub on_connection: Option<Arc<dyn Fn() + Send + Sync>>,
     /// AUTH failure counters shared by every listener and connection.
     pub auth_throttle: Arc<crate::auth::AuthThrottle>,
+    /// Message content held in memory while being received, across every
+    /// listener and connection.
+    pub inflight: Arc<crate::budget::InflightBudget>,
 }
 
 /// A listener whose socket is bound and whose TLS material is loaded, made

@@ -463,6 +463,12 @@ impl Driver {
     /// `relay_from`.
     async fn after_mail(&mut self, sender: ReversePath, ok: Reply) -> Result<(), End> {
         self.relay_from_ok = false;
+        if !self.svc.inflight.has_headroom() {
+            // Mail being received already fills the memory budget.
+            self.session.take_transaction(false);
+            self.queue(&insufficient_resources());
+            return Ok(());
+        }
         let verdict = match self.meta_for("smtp_server_mail_from") {
             Some(meta) => self.svc.policy.mail_from(sender.to_string(), meta).await,
             None => Ok(()),
@@ -629,14 +635,37 @@ impl Driver {
         );
         let data_deadline = Instant::now() + cfg.data_processing_timeout;
         let client_timeout = cfg.client_timeout;
+        // The content's memory is drawn from the shared budget; past it the
+        // rest is read and thrown away, and the transaction refused.
+        let mut reservation = crate::budget::Reservation::new(&self.svc.inflight);
+        let mut over_budget = !reservation.grow_to(content.capacity());
+        if over_budget {
+            content = Vec::new();
+        }
         loop {
             let (n, done) = rx.feed(&self.buf, &mut content);
             self.buf.drain(..n);
+            if !over_budget && !reservation.grow_to(content.capacity()) {
+                over_budget = true;
+            }
+            if over_budget {
+                content = Vec::new();
+            }
             if done {
                 break;
             }
             let deadline = (Instant::now() + client_timeout).min(data_deadline);
             self.fill(deadline, "during DATA").await?;
+        }
+        if over_budget {
+            let Some(tx) = self.session.transaction().cloned() else {
+                return Ok(());
+            };
+            let reply = insufficient_resources();
+            self.log_message_rejection(&tx.sender.to_string(), &tx.recipients, rx.size(), &reply);
+            self.session.take_transaction(false);
+            self.queue(&reply);
+            return Ok(());
         }
         let Some(tx) = self.session.transaction().cloned() else {
             return Ok(());
@@ -717,4 +746,13 @@ impl Driver {
             ..Default::default()
         }));
     }
+}
+
+/// The memory budget for mail in flight is spent: try again later.
+fn insufficient_resources() -> Reply {
+    Reply::new(
+        452,
+        "4.3.1",
+        "Insufficient system resources, try again later",
+    )
 }

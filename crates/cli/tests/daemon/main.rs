@@ -26,6 +26,7 @@ mod diagnostics;
 mod dkim_cli;
 mod dkim_signing;
 mod http_admin;
+mod inflight_memory;
 mod kumomta_corpus;
 mod limits;
 mod log_hooks;
