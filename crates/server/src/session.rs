@@ -200,13 +200,25 @@ impl Driver {
     /// client_timeout, so a client trickling bytes cannot hold the
     /// connection open.
     async fn next_line(&mut self, during: &str) -> Result<Vec<u8>, End> {
+        loop {
+            match self.read_line(during).await? {
+                Ok(line) => return Ok(line),
+                Err(reply) => self.protocol_error(reply).await?,
+            }
+        }
+    }
+
+    /// The next line, or the reply for a framing error (bare CR or LF, too
+    /// long). Inside a SASL exchange such an error ends the exchange
+    /// (RFC 4954), so the next line is never taken for credentials.
+    async fn read_line(&mut self, during: &str) -> Result<Result<Vec<u8>, Reply>, End> {
         let deadline = Instant::now() + self.rt.cfg.client_timeout;
         loop {
             match self.lines.next(&self.buf) {
                 Some((n, Next::Line(l))) => {
                     let l = l.to_vec();
                     self.buf.drain(..n);
-                    return Ok(l);
+                    return Ok(Ok(l));
                 }
                 Some((n, Next::Error(e))) => {
                     self.buf.drain(..n);
@@ -215,7 +227,7 @@ impl Driver {
                         LineError::BareCr => "Bare CR in command line",
                         LineError::TooLong => "Command line too long",
                     };
-                    self.protocol_error(Reply::new(500, "5.5.2", text)).await?;
+                    return Ok(Err(Reply::new(500, "5.5.2", text)));
                 }
                 Some((n, Next::Skip)) => {
                     self.buf.drain(..n);
@@ -321,7 +333,10 @@ impl Driver {
     async fn sasl_line(&mut self, challenge: &str) -> Result<Result<Vec<u8>, Reply>, End> {
         self.out
             .extend_from_slice(format!("334 {challenge}\r\n").as_bytes());
-        let line = self.next_line("during AUTH").await?;
+        let line = match self.read_line("during AUTH").await? {
+            Ok(line) => line,
+            Err(reply) => return Ok(Err(reply)),
+        };
         Ok(match String::from_utf8(line) {
             Ok(l) => sasl::decode_response(&l),
             Err(_) => Err(Reply::new(501, "5.5.2", "Invalid base64 data")),

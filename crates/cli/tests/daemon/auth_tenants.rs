@@ -323,3 +323,31 @@ end)
     );
     assert_eq!(receptions[0]["meta"]["tenant"], "mytenant");
 }
+
+/// A framing error inside a SASL exchange ends the exchange (RFC 4954):
+/// the next line is a command again, never taken for credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_over_long_line_ends_the_auth_exchange() {
+    let d = Daemon::start_policy(
+        std::path::Path::new(env!("CARGO_BIN_EXE_ironpost")),
+        &policy("", STATIC_TABLE),
+    )
+    .unwrap();
+    let mut c = tls_client(&d).await;
+    let r = c.cmd("AUTH PLAIN").await.unwrap();
+    assert_eq!(r.code, 334, "{r}");
+    let r = c.cmd(&"A".repeat(5000)).await.unwrap();
+    assert_eq!(
+        (r.code, r.enhanced().as_deref()),
+        (500, Some("5.5.2")),
+        "{r}"
+    );
+    let r = c.cmd("NOOP").await.unwrap();
+    assert_eq!(
+        (r.code, r.enhanced().as_deref()),
+        (250, Some("2.0.0")),
+        "{r}"
+    );
+    // AUTH still works afterwards.
+    assert_eq!(auth(&mut c, "", "scott", "tiger").await, 235);
+}
