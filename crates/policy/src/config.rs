@@ -41,6 +41,12 @@ fn default_data_timeout() -> Duration {
 fn default_max_connections() -> usize {
     32_768
 }
+fn default_max_connections_per_ip() -> usize {
+    64
+}
+fn default_max_idle_commands() -> usize {
+    100
+}
 fn default_line_length() -> usize {
     998
 }
@@ -92,6 +98,15 @@ pub struct EsmtpListenerConfig {
     pub data_processing_timeout: Duration,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections from one address (clients in `relay_hosts` are not
+    /// counted). Ironpost's own option; KumoMTA has none.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// NOOP, RSET, VRFY, HELP and unknown commands allowed outside a mail
+    /// transaction before the connection is closed, so a client cannot hold
+    /// a slot for ever with NOOPs. Ironpost's own option.
+    #[serde(default = "default_max_idle_commands")]
+    pub max_idle_commands: usize,
     #[serde(default)]
     pub invalid_line_endings: LineEndingPolicy,
     #[serde(default = "default_line_length")]

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod budget;
 mod conn;
 mod listener;
+mod per_ip;
 mod received;
 pub mod reception;
 mod relay;

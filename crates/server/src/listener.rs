@@ -114,6 +114,7 @@ impl PreparedListener {
         Ok(BoundListener {
             listener,
             slots: Arc::new(Semaphore::new(self.runtime.cfg.max_connections)),
+            per_ip: Arc::default(),
             runtime: self.runtime,
             services,
         })
@@ -125,9 +126,37 @@ pub struct BoundListener {
     runtime: Arc<ListenerRuntime>,
     services: Services,
     slots: Arc<Semaphore>,
+    per_ip: Arc<crate::per_ip::PerIp>,
 }
 
 impl BoundListener {
+    /// Answer a connection that gets no session, log why, and close it.
+    fn refuse(&self, stream: tokio::net::TcpStream, peer: SocketAddr, reply: Reply) {
+        self.services.logger.log(ironpost_logs::Record::Rejection(
+            ironpost_logs::MessageRecord {
+                inbound: ironpost_logs::Inbound {
+                    peer_address: ironpost_logs::PeerAddress {
+                        name: None,
+                        addr: Some(peer.ip().to_string()),
+                    },
+                    received_from: Some(peer.to_string()),
+                    listener: Some(self.runtime.name.clone()),
+                    ..Default::default()
+                },
+                response: Some(crate::reception::response(&reply)),
+                reason: crate::reception::refusal_reason(&reply),
+                ..Default::default()
+            },
+        ));
+        tokio::spawn(async move {
+            let mut conn = Conn::Plain(stream);
+            let _ = conn
+                .write_all(&reply.to_bytes(), Duration::from_secs(5))
+                .await;
+            conn.shutdown().await;
+        });
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -158,6 +187,27 @@ impl BoundListener {
             if let Some(hook) = &self.services.on_connection {
                 hook();
             }
+            let counted = !self.runtime.relay_hosts.contains(peer.ip());
+            let ip_slot = if counted {
+                match crate::per_ip::PerIp::take(
+                    &self.per_ip,
+                    peer.ip(),
+                    self.runtime.cfg.max_connections_per_ip,
+                ) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        let reply = Reply::new(
+                            421,
+                            "4.7.0",
+                            "Too many connections from your address, try again later",
+                        );
+                        self.refuse(stream, peer, reply);
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let runtime = self.runtime.clone();
@@ -165,18 +215,12 @@ impl BoundListener {
                     tokio::spawn(async move {
                         run_session(Conn::Plain(stream), peer, runtime, services).await;
                         drop(permit);
+                        drop(ip_slot);
                     });
                 }
                 Err(_) => {
-                    tokio::spawn(async move {
-                        let mut conn = Conn::Plain(stream);
-                        let reply =
-                            Reply::new(421, "4.3.2", "Too many connections, try again later");
-                        let _ = conn
-                            .write_all(&reply.to_bytes(), Duration::from_secs(5))
-                            .await;
-                        conn.shutdown().await;
-                    });
+                    let reply = Reply::new(421, "4.3.2", "Too many connections, try again later");
+                    self.refuse(stream, peer, reply);
                 }
             }
         }

@@ -57,6 +57,8 @@ struct Driver {
     /// The current sender's listener domain lists the client in `relay_from`.
     relay_from_ok: bool,
     errors: usize,
+    /// Commands since the last MAIL that moved no mail (NOOP, RSET, ...).
+    idle_commands: usize,
     /// (authz_id, authn_id) after a successful AUTH.
     auth: Option<(String, String)>,
     /// Verified client certificate: (subject, SHA-256 fingerprint).
@@ -93,6 +95,7 @@ pub async fn run_session(conn: Conn, peer: SocketAddr, rt: Arc<ListenerRuntime>,
         tls: None,
         relay_from_ok: false,
         errors: 0,
+        idle_commands: 0,
         auth: None,
         client_cert: None,
         meta: ConnMeta::default(),
@@ -238,6 +241,33 @@ impl Driver {
     }
 
     async fn dispatch(&mut self, cmd: Command) -> Result<(), End> {
+        let idle = matches!(
+            cmd,
+            Command::Noop
+                | Command::Rset
+                | Command::Vrfy
+                | Command::Help
+                | Command::NotImplemented(_)
+        );
+        if idle && self.session.transaction().is_none() {
+            self.idle_commands += 1;
+            if self.idle_commands > self.rt.cfg.max_idle_commands {
+                let reply = Reply::new(
+                    421,
+                    "4.7.0",
+                    "Too many commands without mail, closing connection",
+                );
+                self.svc.logger.log(Record::Rejection(MessageRecord {
+                    inbound: self.client().inbound(),
+                    response: Some(response(&reply)),
+                    reason: refusal_reason(&reply),
+                    ..Default::default()
+                }));
+                return Err(self.close_with(reply).await);
+            }
+        } else if matches!(cmd, Command::Mail(..)) {
+            self.idle_commands = 0;
+        }
         let sender = match &cmd {
             Command::Mail(path, _) => Some(path.clone()),
             _ => None,

@@ -356,3 +356,67 @@ async fn invalid_limits_stop_the_daemon() {
         assert!(stderr.contains(key), "{fields}: {stderr}");
     }
 }
+
+/// One address cannot take every slot: past `max_connections_per_ip` it
+/// gets `421 4.7.0` at once (and a Rejection record); another address still
+/// gets its greeting, and a freed slot is usable again. `relay_hosts`
+/// clients are not counted.
+#[tokio::test]
+async fn max_connections_per_ip() {
+    let d = start(&policy(
+        "max_connections_per_ip = 3, relay_hosts = { '127.0.0.9' },",
+        "",
+    ));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect(&d).await);
+    }
+    let (mut extra, greeting) = SmtpClient::connect(d.smtp_addr()).await.unwrap();
+    check(
+        &greeting,
+        421,
+        "4.7.0",
+        "fourth connection from one address",
+    );
+    assert!(extra.expect_closed().await);
+    let (_other, greeting) = SmtpClient::connect_from("127.0.0.2".parse().unwrap(), d.smtp_addr())
+        .await
+        .unwrap();
+    assert_eq!(greeting.code, 220, "another address: {greeting}");
+    let (_relay, greeting) = SmtpClient::connect_from("127.0.0.9".parse().unwrap(), d.smtp_addr())
+        .await
+        .unwrap();
+    assert_eq!(
+        greeting.code, 220,
+        "relay_hosts are not counted: {greeting}"
+    );
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _again = connect(&d).await;
+    let rec = d
+        .wait_for_log(
+            |r| r["type"] == "Rejection" && r["response"]["code"] == 421,
+            Duration::from_secs(5),
+        )
+        .expect("Rejection record");
+    assert_eq!(rec["peer_address"]["addr"], "127.0.0.1", "{rec}");
+}
+
+/// A NOOP loop cannot hold a slot for ever: past `max_idle_commands`
+/// outside a transaction the connection is closed with `421 4.7.0`; MAIL
+/// starts the count again.
+#[tokio::test]
+async fn max_idle_commands() {
+    let d = start(&policy("max_idle_commands = 5,", ""));
+    let mut c = connect_ehlo(&d).await;
+    for _ in 0..4 {
+        expect(&mut c, "NOOP", 250, "2.0.0").await;
+    }
+    expect(&mut c, "MAIL FROM:<a@example.test>", 250, "2.1.0").await;
+    expect(&mut c, "RSET", 250, "2.0.0").await;
+    for _ in 0..5 {
+        expect(&mut c, "NOOP", 250, "2.0.0").await;
+    }
+    expect(&mut c, "NOOP", 421, "4.7.0").await;
+    assert!(c.expect_closed().await);
+}
