@@ -175,11 +175,37 @@ impl TlsOptions {
         self.server_config(certs, key_der)
     }
 
+    /// A fresh key and certificate, valid for one year from a day ago (not
+    /// rcgen's 1975-4096), naming every host name and address given.
     fn self_signed(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let ck = rcgen::generate_simple_self_signed(self.self_signed_names.clone())
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-        self.server_config(vec![ck.cert.der().clone()], key)
+        let (cert, key) = generate_self_signed(&self.self_signed_names)?;
+        self.server_config(vec![cert], key)
+    }
+}
+
+/// A new key pair and a certificate for `names`, valid for a year.
+pub(crate) fn generate_self_signed(
+    names: &[String],
+) -> Result<
+    (
+        rustls::pki_types::CertificateDer<'static>,
+        PrivateKeyDer<'static>,
+    ),
+    TlsError,
+> {
+    {
+        let err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(err)?;
+        let now = rcgen::date_time_ymd(1970, 1, 1)
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+        params.not_before = now - std::time::Duration::from_secs(86_400);
+        params.not_after = now + std::time::Duration::from_secs(365 * 86_400);
+        let key_pair = rcgen::KeyPair::generate().map_err(err)?;
+        let cert = params.self_signed(&key_pair).map_err(err)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+        Ok((cert.der().clone(), key))
     }
 }
 

@@ -75,9 +75,19 @@ impl PreparedListener {
         let tls = TlsSource::new(
             cfg.tls_certificate.clone(),
             cfg.tls_private_key.clone(),
-            TlsOptions::new(vec![hostname.clone()])
-                .client_auth(client_auth)
-                .label(format!("listener {}", cfg.listen)),
+            // The host name and the listening address (unless it is the
+            // wildcard) as the self-signed certificate's names.
+            TlsOptions::new({
+                let mut names = vec![hostname.clone()];
+                if let Ok(sa) = cfg.listen.parse::<SocketAddr>() {
+                    if !sa.ip().is_unspecified() {
+                        names.push(sa.ip().to_string());
+                    }
+                }
+                names
+            })
+            .client_auth(client_auth)
+            .label(format!("listener {}", cfg.listen)),
         )
         .map_err(|source| ServerError::Tls {
             listen: cfg.listen.clone(),

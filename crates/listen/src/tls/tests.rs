@@ -248,3 +248,20 @@ fn client_ca_must_hold_a_certificate() {
         .to_string();
     assert!(err.contains("no CA certificate found"), "{err}");
 }
+
+#[test]
+fn the_self_signed_certificate_lasts_a_year_and_names_every_name() {
+    let (der, _) = super::generate_self_signed(&["mx.test".into(), "127.0.0.1".into()]).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let v = cert.validity();
+    let days = (v.not_after.timestamp() - v.not_before.timestamp()) / 86_400;
+    assert!((365..=367).contains(&days), "{days} days");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(v.not_before.timestamp() <= now && now < v.not_after.timestamp());
+    let san = cert.subject_alternative_name().unwrap().unwrap().value;
+    let text = format!("{san:?}");
+    assert!(text.contains("mx.test") && text.contains("127"), "{text}");
+}
