@@ -73,10 +73,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         tracing::warn!("spool 'data' has flush = false: accepted messages can be lost in a crash");
     }
 
-    let listeners = init
-        .listeners
-        .iter()
-        .cloned()
+    let mut listener_cfgs = init.listeners.clone();
+    fit_connections_to_descriptors(&mut listener_cfgs);
+    let listeners = listener_cfgs
+        .into_iter()
         .map(PreparedListener::prepare)
         .collect::<Result<Vec<_>, _>>()?;
     let http_listeners = init
@@ -312,6 +312,49 @@ pub fn run(args: ServeArgs) -> Result<()> {
     })?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(())
+}
+
+/// Descriptors kept for the spool, logs, DNS, policy and delivery sockets.
+const FD_RESERVE: u64 = 1024;
+
+/// Raise the open-file limit to its hard limit, then lower the listeners'
+/// `max_connections` (in proportion) if their sum still would not fit, so
+/// a client is told `421 4.3.2` rather than left without a greeting.
+fn fit_connections_to_descriptors(listeners: &mut [ironpost_policy::EsmtpListenerConfig]) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    };
+    let available = soft.saturating_sub(FD_RESERVE).max(64);
+    let total: u64 = listeners.iter().map(|l| l.max_connections as u64).sum();
+    if total <= available {
+        return;
+    }
+    for l in listeners.iter_mut() {
+        let fitted = ((l.max_connections as u64 * available) / total).max(1) as usize;
+        tracing::warn!(
+            "listener {}: max_connections lowered from {} to {fitted} to fit the open-file limit ({soft})",
+            l.listen,
+            l.max_connections
+        );
+        l.max_connections = fitted;
+    }
 }
 
 /// Give memory freed after recovery back to the system: glibc keeps freed

@@ -125,6 +125,7 @@ impl PreparedListener {
             listener,
             slots: Arc::new(Semaphore::new(self.runtime.cfg.max_connections)),
             per_ip: Arc::default(),
+            spare: std::fs::File::open("/dev/null").ok(),
             runtime: self.runtime,
             services,
         })
@@ -137,6 +138,10 @@ pub struct BoundListener {
     services: Services,
     slots: Arc<Semaphore>,
     per_ip: Arc<crate::per_ip::PerIp>,
+    /// A descriptor held in reserve: when accept fails for want of
+    /// descriptors, it is let go so the waiting client can be accepted and
+    /// told `421 4.3.2` instead of hanging without a greeting.
+    spare: Option<std::fs::File>,
 }
 
 impl BoundListener {
@@ -182,14 +187,30 @@ impl BoundListener {
         )
     }
 
-    pub async fn serve(self) {
+    pub async fn serve(mut self) {
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
+                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    if out_of_fds && self.spare.take().is_some() {
+                        // Free one descriptor, answer the client with it,
+                        // and take it back.
+                        if let Ok((stream, peer)) = self.listener.accept().await {
+                            let reply =
+                                Reply::new(421, "4.3.2", "Too many connections, try again later");
+                            self.refuse(stream, peer, reply);
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        self.spare = std::fs::File::open("/dev/null").ok();
+                        continue;
+                    }
                     tracing::warn!("accept on {}: {e}", self.runtime.name);
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    self.spare = self
+                        .spare
+                        .take()
+                        .or_else(|| std::fs::File::open("/dev/null").ok());
                     continue;
                 }
             };

@@ -420,3 +420,43 @@ async fn max_idle_commands() {
     expect(&mut c, "NOOP", 421, "4.7.0").await;
     assert!(c.expect_closed().await);
 }
+
+/// Out of file descriptors, a client is told `421 4.3.2` at once instead
+/// of waiting without a greeting.
+#[tokio::test]
+async fn out_of_descriptors_is_a_421() {
+    let d = start(&policy(
+        "max_connections = 1000, max_connections_per_ip = 1000,",
+        "",
+    ));
+    let open = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .unwrap()
+        .count();
+    // Room for a few more descriptors only.
+    let limit = open + 4;
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", d.pid()))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("prlimit");
+    assert!(status.success());
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..12 {
+        let (c, greeting) =
+            tokio::time::timeout(Duration::from_secs(3), SmtpClient::connect(d.smtp_addr()))
+                .await
+                .expect("an answer within 3 s, never a hang")
+                .unwrap();
+        match greeting.code {
+            220 => held.push(c),
+            421 => {
+                check(&greeting, 421, "4.3.2", "out of descriptors");
+                refused += 1;
+            }
+            other => panic!("unexpected greeting {other}: {greeting}"),
+        }
+    }
+    assert!(refused > 0, "some clients beyond the limit were told 421");
+    assert!(!held.is_empty());
+}
