@@ -239,13 +239,20 @@ pub(crate) async fn authorize(
         success,
         reason: reason.map(str::to_string),
     };
+    // Locked out: this address (above), and this user from this address.
+    // A user's failures from every address only slow its attempts down, so
+    // an attacker cannot lock the real user out.
+    let user_ipk = format!("{userk}|{ipk}");
     if let Some(retry) = st
         .throttle
-        .retry_after(&userk, FAILURE_LIMIT, FAILURE_WINDOW)
+        .retry_after(&user_ipk, FAILURE_LIMIT, FAILURE_WINDOW)
     {
         st.backend
             .auth_attempt(&attempt(false, Some("throttled: too many recent failures")));
         return Err(throttled(retry));
+    }
+    if let Some(delay) = st.throttle.slowdown(&userk, FAILURE_LIMIT, FAILURE_WINDOW) {
+        tokio::time::sleep(delay).await;
     }
     let verdict = tokio::time::timeout(AUTH_HOOK_TIMEOUT, (st.hook)(user.clone(), password)).await;
     match verdict {
@@ -255,6 +262,7 @@ pub(crate) async fn authorize(
         }
         Ok(Ok(false)) => {
             st.throttle.record_failure(&ipk, FAILURE_WINDOW);
+            st.throttle.record_failure(&user_ipk, FAILURE_WINDOW);
             st.throttle.record_failure(&userk, FAILURE_WINDOW);
             st.backend
                 .auth_attempt(&attempt(false, Some("invalid credentials")));

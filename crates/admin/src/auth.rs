@@ -9,11 +9,13 @@
 //!    without being checked, and over plain HTTP from a non-loopback peer
 //!    the 401 carries no `WWW-Authenticate` challenge, so that browsers are
 //!    not invited to send one.
-//! 4. Failed checks are counted per client IP and per user name, across
-//!    connections, like SMTP AUTH: after [`FAILURE_LIMIT`] failures inside
-//!    [`FAILURE_WINDOW`] either key is locked out and gets
-//!    `429 Too Many Requests` with `Retry-After` (seconds until the oldest
-//!    counted failure leaves the window) without the policy being asked.
+//! 4. Failed checks are counted per client IP, per (user, IP) and per user,
+//!    across connections, like SMTP AUTH: after [`FAILURE_LIMIT`] failures
+//!    inside [`FAILURE_WINDOW`] the IP, or the user from that IP, is locked
+//!    out and gets `429 Too Many Requests` with `Retry-After` without the
+//!    policy being asked. Failures against a user from every address only
+//!    slow its checks down (1 s, doubling, at most 30 s), so an attacker
+//!    cannot lock the real user out.
 
 use base64::Engine;
 use ironpost_policy::cidr::canonical;

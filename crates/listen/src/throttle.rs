@@ -53,6 +53,30 @@ impl AuthThrottle {
         self.retry_after(key, limit, window).is_some()
     }
 
+    /// Failures of `key` inside `window`.
+    pub fn failures_within(&self, key: &str, window: Duration) -> usize {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(q) = f.get_mut(key) else { return 0 };
+        Self::prune(q, window);
+        let n = q.len();
+        if n == 0 {
+            f.remove(key);
+        }
+        n
+    }
+
+    /// How long to hold an attempt on `key` once it has `limit` failures
+    /// inside `window`: one second, doubling with each further failure, at
+    /// most 30 s. `None` below the limit.
+    pub fn slowdown(&self, key: &str, limit: usize, window: Duration) -> Option<Duration> {
+        let failures = self.failures_within(key, window);
+        if failures < limit.max(1) {
+            return None;
+        }
+        let doublings = (failures - limit.max(1)).min(5) as u32;
+        Some(Duration::from_secs(1u64 << doublings).min(Duration::from_secs(30)))
+    }
+
     pub fn record_failure(&self, key: &str, window: Duration) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let q = f.entry(key.to_string()).or_default();
@@ -151,5 +175,23 @@ mod tests {
         assert_eq!(ip_key("::ffff:10.0.0.1".parse().unwrap()), "ip:10.0.0.1");
         assert_eq!(ip_key("2001:db8::1".parse().unwrap()), "ip:2001:db8::1");
         assert_eq!(user_key("Scott"), user_key("scott"));
+    }
+
+    #[test]
+    fn slowdown_grows_and_is_capped() {
+        let t = AuthThrottle::default();
+        let w = Duration::from_secs(60);
+        for _ in 0..2 {
+            t.record_failure("user:a", w);
+        }
+        assert_eq!(t.slowdown("user:a", 3, w), None);
+        t.record_failure("user:a", w);
+        assert_eq!(t.slowdown("user:a", 3, w), Some(Duration::from_secs(1)));
+        t.record_failure("user:a", w);
+        assert_eq!(t.slowdown("user:a", 3, w), Some(Duration::from_secs(2)));
+        for _ in 0..20 {
+            t.record_failure("user:a", w);
+        }
+        assert_eq!(t.slowdown("user:a", 3, w), Some(Duration::from_secs(30)));
     }
 }

@@ -433,14 +433,22 @@ impl Driver {
                 return Ok(());
             }
         };
+        // Locked out: this address, and this user from this address. A
+        // user's failures from every address only slow down the attempts
+        // on it, so an attacker cannot lock the real user out.
         let user_key = auth::user_key(&creds.authc);
-        if self.svc.auth_throttle.blocked(&user_key, limit, window) {
+        let user_ip_key = format!("{user_key}|{ip_key}");
+        if self.svc.auth_throttle.blocked(&user_ip_key, limit, window) {
             self.log_authn(
                 Some(&creds),
                 false,
-                "throttled: too many failures for this user",
+                "throttled: too many failures for this user from this address",
             );
             return Err(self.close_with(throttled()).await);
+        }
+        if let Some(delay) = self.svc.auth_throttle.slowdown(&user_key, limit, window) {
+            tracing::info!(peer = %self.peer, "AUTH for a user under repeated failures: answering after {delay:?}");
+            tokio::time::sleep(delay).await;
         }
         let meta = self.conn_meta();
         let decision = self
@@ -475,13 +483,11 @@ impl Driver {
             }
         };
         self.svc.auth_throttle.record_failure(&ip_key, window);
+        self.svc.auth_throttle.record_failure(&user_ip_key, window);
         self.svc.auth_throttle.record_failure(&user_key, window);
         self.log_authn(Some(&creds), false, failure.1);
-        if self.svc.auth_throttle.blocked(&ip_key, limit, window)
-            || self.svc.auth_throttle.blocked(&user_key, limit, window)
-        {
-            return Err(self.close_with(throttled()).await);
-        }
+        // A wrong password is answered 535 whatever the counts; the next
+        // attempt from a locked-out address gets 421.
         self.protocol_error(failure.0).await
     }
 

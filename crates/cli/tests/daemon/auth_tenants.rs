@@ -28,7 +28,11 @@ end)
 }
 
 async fn tls_client(d: &Daemon) -> SmtpClient {
-    let (mut c, _) = SmtpClient::connect(d.smtp_addr()).await.unwrap();
+    tls_client_from(d, "127.0.0.1".parse().unwrap()).await
+}
+
+async fn tls_client_from(d: &Daemon, from: std::net::IpAddr) -> SmtpClient {
+    let (mut c, _) = SmtpClient::connect_from(from, d.smtp_addr()).await.unwrap();
     let ehlo = c.ehlo("client.test").await.unwrap();
     assert!(
         !ehlo.lines.iter().any(|l| l.starts_with("AUTH")),
@@ -148,15 +152,28 @@ async fn throttling_locks_out_and_recovers() {
     let mut c = tls_client(&d).await;
     assert_eq!(auth(&mut c, "", "scott", "x1").await, 535);
     assert_eq!(auth(&mut c, "", "scott", "x2").await, 535);
+    // A wrong password is answered 535, whatever the count...
+    assert_eq!(auth(&mut c, "", "scott", "x3").await, 535);
+    // ...and the next attempt from this address is throttled.
     let r = c
-        .cmd(&format!("AUTH PLAIN {}", b64(b"\0scott\0x3")))
+        .cmd(&format!("AUTH PLAIN {}", b64(b"\0scott\0tiger")))
         .await
         .unwrap();
     assert_eq!((r.code, r.enhanced().as_deref()), (421, Some("4.7.0")));
     assert!(c.expect_closed().await);
-    // Counted across connections: even the right password is refused now.
+    // Counted across connections: even the right password is refused now,
+    // from this address.
     let mut c = tls_client(&d).await;
     assert_eq!(auth(&mut c, "", "scott", "tiger").await, 421);
+    // The real user, from another address, still gets in (after a delay
+    // that grows with the failures against the user).
+    let mut other = tls_client_from(&d, "127.0.0.2".parse().unwrap()).await;
+    let started = std::time::Instant::now();
+    assert_eq!(auth(&mut other, "", "scott", "tiger").await, 235);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "slowed down, not locked out"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut c = tls_client(&d).await;
     assert_eq!(auth(&mut c, "", "scott", "tiger").await, 235);
