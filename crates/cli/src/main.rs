@@ -67,26 +67,10 @@ pub struct ServeArgs {
     #[arg(long)]
     lua_unrestricted: bool,
     /// Memory for message content being received, across all connections
-    /// (bytes, or with a K, M or G suffix). Beyond it new transactions get
+    /// (bytes, or "512MB", "2GiB"). Beyond it new transactions get
     /// `452 4.3.1`. Default: a quarter of the machine's memory.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = ironpost_admin::config::parse_size)]
     max_inflight_memory: Option<usize>,
-}
-
-fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&t[..i], 1usize << 10),
-        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{text:?} is not a size such as 268435456, 512M or 2G"))
 }
 
 /// ANSI colour only for a terminal, and never when NO_COLOR is set to a

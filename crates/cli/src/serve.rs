@@ -199,7 +199,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 dns,
                 mta_sts: Some(sts),
                 log_meta,
-                log_headers,
+                log_headers: log_headers.clone(),
                 log_hook_queues,
             },
         );
@@ -229,14 +229,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             spool: spool.clone(),
             policy: engine.clone(),
             logger: logger.clone(),
-            // Reception records carry the headers any local log names;
-            // each log keeps its own.
-            log_headers: Arc::new({
-                let mut all: Vec<String> = log_cfg.iter().flat_map(|l| l.headers.clone()).collect();
-                all.sort();
-                all.dedup();
-                all
-            }),
+            // Reception records carry the headers any log or hook names;
+            // each keeps its own.
+            log_headers: Arc::new(log_headers),
             queue: queue.clone(),
         };
         let backend = Arc::new(crate::admin_backend::Backend {

@@ -405,6 +405,15 @@ impl LogHookConfig {
         if self.deferred_spool {
             return Err("deferred_spool: Ironpost spools every log hook message".into());
         }
+        // Hook records are messages, not files: only `enable` means
+        // anything in a hook's per_record.
+        for (kind, p) in &self.per_record {
+            if p.suffix.is_some() || p.log_dir.is_some() || p.segment_header.is_some() {
+                return Err(format!(
+                    "per_record.{kind}: a log hook takes only 'enable' (suffix, log_dir and segment_header are for files)"
+                ));
+            }
+        }
         LocalLogsConfig {
             log_dir: PathBuf::new(),
             max_segment_duration: None,

@@ -8,7 +8,17 @@
 //! standalone Lua scripts use.
 
 use ironpost_policy::events::{DISPATCHED, REFUSED};
-use ironpost_policy::{EngineOptions, PolicyEngine, PolicySource};
+mod common;
+
+use ironpost_policy::PolicyEngine;
+
+fn start(policy: &str) -> Result<(), String> {
+    common::start(policy).map(|_| ())
+}
+
+fn engine(policy: &str) -> PolicyEngine {
+    common::start(policy).unwrap().0
+}
 
 const KUMOMTA_EVENTS: &[&str] = &[
     "get_acl_definition",
@@ -45,21 +55,6 @@ const KUMOMTA_EVENTS: &[&str] = &[
     "tsa_load_shaping_data",
     "xfer_message_received",
 ];
-
-fn start(policy: &str) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("policy.lua");
-    std::fs::write(&p, policy).unwrap();
-    PolicyEngine::start(
-        PolicySource::File(p),
-        EngineOptions {
-            pool_size: 1,
-            ..Default::default()
-        },
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
-}
 
 #[test]
 fn each_documented_event_is_dispatched_or_refused_at_start() {
@@ -109,21 +104,6 @@ fn every_pre_init_handler_runs_before_init() {
     )
     .unwrap_err();
     assert!(err.contains("order=a,b"), "{err}");
-}
-
-fn engine(policy: &str) -> PolicyEngine {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("policy.lua");
-    std::fs::write(&p, policy).unwrap();
-    PolicyEngine::start(
-        PolicySource::File(p),
-        EngineOptions {
-            pool_size: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-    .0
 }
 
 /// KumoMTA's AuthInfo return (kumo.aaa), as well as a boolean.

@@ -1,20 +1,11 @@
 //! KumoMTA options Ironpost runs differently are announced, not dropped.
 
+mod common;
+
 use ironpost_policy::{EngineOptions, PolicyEngine, PolicySource};
 
 fn init(policy: &str) -> Result<ironpost_policy::InitConfig, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("policy.lua");
-    std::fs::write(&p, policy).unwrap();
-    PolicyEngine::start(
-        PolicySource::File(p),
-        EngineOptions {
-            pool_size: 1,
-            ..Default::default()
-        },
-    )
-    .map(|(_, init)| init)
-    .map_err(|e| e.to_string())
+    common::start(policy).map(|(_, init)| init)
 }
 
 /// KumoMTA's define_spool reference (docs/reference/kumo/define_spool/
@@ -207,4 +198,20 @@ async fn shaping_setup_with_automation() {
         err.contains("subscribe") && err.contains("Ironpost does not support"),
         "{err}"
     );
+}
+
+/// A log hook's records are messages: per_record options for files are
+/// refused there, not ignored.
+#[test]
+fn log_hook_per_record_takes_only_enable() {
+    let err = init(
+        "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.configure_log_hook { name = 'h', per_record = { Delivery = { suffix = '_d' } } }\nend)\nkumo.on('should_enqueue_log_record', function() return false end)\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("per_record.Delivery") && err.contains("policy.lua:3"),
+        "{err}"
+    );
+    init("local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.configure_log_hook { name = 'h', per_record = { Any = { enable = false } } }\nend)\n")
+        .unwrap();
 }

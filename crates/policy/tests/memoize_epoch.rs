@@ -2,21 +2,10 @@
 //! when the configuration epoch changes) is refused by name: Ironpost has
 //! no configuration epoch. `false` (the default) is accepted.
 
-use ironpost_policy::{EngineOptions, PolicyEngine, PolicySource};
+mod common;
 
 fn start(policy: &str) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("policy.lua");
-    std::fs::write(&p, policy).unwrap();
-    PolicyEngine::start(
-        PolicySource::File(p),
-        EngineOptions {
-            pool_size: 1,
-            ..Default::default()
-        },
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    common::start(policy).map(|_| ())
 }
 
 #[test]
