@@ -4,6 +4,9 @@
 # (which start the real daemon on loopback) and the Python client tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A one-off build gains nothing from incremental state; it only costs disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+echo "==> disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free"
 
 need_apt=()
 command -v swaks >/dev/null || need_apt+=(swaks)
@@ -34,3 +37,4 @@ IRONPOST_BIN="$PWD/target/debug/ironpost" python3 tests/python/test_smtplib.py
 
 echo "==> cargo test"
 cargo test --workspace
+echo "==> done; target directory: $(du -sh target | cut -f1)"
