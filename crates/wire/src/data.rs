@@ -97,8 +97,16 @@ impl DataReceiver {
                 State::Text => {
                     let rest = &input[i..];
                     let n = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                    // Emit the part that fits the line before failing on the
+                    // rest: the first problem in byte order then wins, so the
+                    // outcome does not depend on how the input was split.
+                    let fits = self
+                        .opts
+                        .max_line_length
+                        .saturating_sub(self.line_len)
+                        .min(n);
+                    self.emit(&rest[..fits], out);
                     self.add_to_line(n);
-                    self.emit(&rest[..n], out);
                     i += n;
                     if n < rest.len() {
                         if rest[n] == b'\r' {
@@ -269,6 +277,35 @@ mod tests {
         assert_eq!(run(&long, LineEndings::Deny).2, DataOutcome::LineTooLong);
         let ok = [vec![b'a'; 998], b"\r\n.\r\n".to_vec()].concat();
         assert_eq!(run(&ok, LineEndings::Deny).2, DataOutcome::Ok);
+    }
+
+    /// A line that is too long and a message that is too big: whichever
+    /// comes first in the input decides the outcome, however it is split.
+    #[test]
+    fn first_problem_wins_whatever_the_split() {
+        let opts = DataOptions {
+            line_endings: LineEndings::Deny,
+            max_line_length: 10,
+            max_size: 15,
+        };
+        // The size limit is crossed at 'd', before the line limit at 'k'.
+        let size_first = b"0123456789\r\nabcdefghijkl\r\n.\r\n";
+        // The line limit is crossed at 'k', before the size limit.
+        let line_first = b"abcdefghijklmnopqrst\r\n.\r\n";
+        for (input, expected) in [
+            (&size_first[..], DataOutcome::TooBig),
+            (&line_first[..], DataOutcome::LineTooLong),
+        ] {
+            for split in 0..=input.len() {
+                let mut r = DataReceiver::new(opts);
+                let mut out = Vec::new();
+                let (a, _) = r.feed(&input[..split], &mut out);
+                let (b, done) = r.feed(&input[split..], &mut out);
+                assert!(done);
+                assert_eq!(a + b, input.len());
+                assert_eq!(r.outcome(), expected, "{input:?} split at {split}");
+            }
+        }
     }
 
     /// Random inputs over a small alphabet, fed in every chunking, agree with
