@@ -38,7 +38,7 @@ impl QueueManager {
         }
     }
 
-    /// Log a delivery record, with the metadata keys and headers that
+    /// Log a delivery record (waiting until it is in the file), with the metadata keys and headers that
     /// `configure_local_logs` names (headers are read from the spool, only
     /// when asked for).
     pub(crate) async fn log(
@@ -68,7 +68,9 @@ impl QueueManager {
                 rec.headers = (!picked.is_empty()).then_some(picked);
             }
         }
-        inner.logger.log(kind(rec));
+        // Written before the spool is told the outcome: a crash in between
+        // repeats the attempt rather than losing its record.
+        inner.logger.log_written(kind(rec)).await;
     }
 
     /// Apply the outcome of one attempt to a part.

@@ -4,6 +4,11 @@
 //! disk never stalls an SMTP session; the writer batches writes and flushes
 //! whenever the channel runs dry, so records reach the file within
 //! milliseconds under light load and in large writes under heavy load.
+//!
+//! Records that must survive a crash ([`Logger::log_written`]: a Reception
+//! before its `250`, a Delivery before the spool forgets the message) are
+//! acknowledged once the writer has handed them to the kernel, so a
+//! `kill -9` after the acknowledgement cannot lose them.
 
 mod record;
 
@@ -66,9 +71,16 @@ impl Default for RecordRoute {
 
 enum Msg {
     /// A record and its RFC 3339 timestamp (taken when it was logged).
-    Record(Box<Record>, String),
+    Record(Box<Record>, String, Option<Written>),
     Flush(mpsc::Sender<()>),
 }
+
+/// Told once a record is in the kernel's hands.
+type Written = tokio::sync::oneshot::Sender<()>;
+
+/// A batch is flushed, and its acknowledgements sent, after this many
+/// records even when the channel never runs dry.
+const MAX_BATCH: usize = 1024;
 
 /// Sees every record as it is logged (metrics counters).
 pub type Observer = std::sync::Arc<dyn Fn(&Record) + Send + Sync>;
@@ -148,17 +160,39 @@ impl Logger {
 
     /// Queue a record; a timestamp is added.
     pub fn log(&self, record: Record) {
+        self.send(record, false);
+    }
+
+    /// Queue a record and wait until every log has written it to its file
+    /// (handed to the kernel, not fsynced): from then on a `kill -9` cannot
+    /// lose it. A log whose writer has gone is not waited for.
+    pub async fn log_written(&self, record: Record) {
+        for written in self.send(record, true) {
+            let _ = written.await;
+        }
+    }
+
+    fn send(&self, record: Record, ack: bool) -> Vec<tokio::sync::oneshot::Receiver<()>> {
         if let Some(o) = &self.observer {
             o(&record);
         }
         let Some((last, others)) = self.txs.split_last() else {
-            return;
+            return Vec::new();
         };
         let at = chrono::Utc::now().to_rfc3339();
+        let mut waits = Vec::new();
+        let mut ack = || {
+            ack.then(|| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                waits.push(rx);
+                tx
+            })
+        };
         for tx in others {
-            let _ = tx.send(Msg::Record(Box::new(record.clone()), at.clone()));
+            let _ = tx.send(Msg::Record(Box::new(record.clone()), at.clone(), ack()));
         }
-        let _ = last.send(Msg::Record(Box::new(record), at));
+        let _ = last.send(Msg::Record(Box::new(record), at, ack()));
+        waits
     }
 
     /// Wait until every record queued so far is written to the files.
@@ -255,25 +289,40 @@ impl Router {
     }
 
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut acks: Vec<Written> = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut next = Some(first);
+            let mut batch = 0;
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Record(mut r, at) => {
+                    Msg::Record(mut r, at, ack) => {
                         r.select_fields(&self.cfg.meta, &self.cfg.headers, false);
                         self.select_reception_headers(&mut r);
-                        self.write(&r, &at)
+                        self.write(&r, &at);
+                        acks.extend(ack);
                     }
                     Msg::Flush(done) => {
-                        self.flush();
+                        self.flush_and_ack(&mut acks);
                         let _ = done.send(());
                     }
                 }
+                batch += 1;
+                if batch >= MAX_BATCH {
+                    self.flush_and_ack(&mut acks);
+                    batch = 0;
+                }
                 next = rx.try_recv().ok();
             }
-            self.flush();
+            self.flush_and_ack(&mut acks);
         }
+        self.flush_and_ack(&mut acks);
+    }
+
+    fn flush_and_ack(&mut self, acks: &mut Vec<Written>) {
         self.flush();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
     }
 }
 
@@ -366,6 +415,48 @@ impl SegmentWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `log_written` returns only once the record is in the file, with no
+    /// `flush` and while a burst of plain records is still being written.
+    #[tokio::test]
+    async fn a_written_record_is_in_the_file_when_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |d: &std::path::Path| LogConfig {
+            dir: d.to_path_buf(),
+            max_segment_duration: None,
+            max_file_size: None,
+            per_record: HashMap::new(),
+            meta: Vec::new(),
+            headers: Vec::new(),
+        };
+        let second = dir.path().join("second");
+        let logger = Logger::start_all(vec![cfg(dir.path()), cfg(&second)]).unwrap();
+        for i in 0..5000 {
+            logger.log(Record::TransientFailure(AttemptRecord {
+                num_attempts: i,
+                ..Default::default()
+            }));
+        }
+        logger
+            .log_written(Record::Reception(MessageRecord {
+                size: Some(4242),
+                ..Default::default()
+            }))
+            .await;
+        for d in [dir.path(), second.as_path()] {
+            let text: String = std::fs::read_dir(d)
+                .unwrap()
+                .filter_map(|f| f.ok())
+                .filter(|f| f.path().is_file())
+                .map(|f| std::fs::read_to_string(f.path()).unwrap())
+                .collect();
+            assert!(text.contains("\"size\":4242"), "in {}", d.display());
+        }
+        // With no log at all there is nothing to wait for.
+        Logger::disabled()
+            .log_written(Record::Reception(MessageRecord::default()))
+            .await;
+    }
 
     #[test]
     fn records_are_json_lines_and_rotate() {

@@ -217,7 +217,9 @@ impl Reception {
             if let Some(location) = s.location {
                 self.queue.enqueue(s.id, location, s.meta);
             }
-            self.logger.log(Record::Reception(s.record));
+            // In the file before the client hears 250: a crash after the
+            // acknowledgement cannot leave a message without its record.
+            self.logger.log_written(Record::Reception(s.record)).await;
         }
         Ok(id)
     }

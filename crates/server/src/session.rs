@@ -133,6 +133,17 @@ impl Driver {
             "4.4.2",
             format!("{} Error: timeout exceeded {during}", self.rt.hostname),
         );
+        // A slot held past a deadline is a refusal like any other limit; an
+        // open transaction's envelope says which message was cut off.
+        let tx = self.session.transaction();
+        self.svc.logger.log(Record::Rejection(MessageRecord {
+            inbound: self.client().inbound(),
+            sender: tx.map(|t| t.sender.to_string()),
+            recipients: tx.map(|t| t.recipients.iter().map(|r| r.to_string()).collect()),
+            response: Some(response(&r)),
+            reason: refusal_reason(&r),
+            ..Default::default()
+        }));
         self.close_with(r).await
     }
 

@@ -276,6 +276,13 @@ async fn trickling_data_is_cut_off_by_data_processing_timeout() {
     );
     settle_logs();
     assert!(records(&d, "Reception").is_empty());
+    let rejections = records(&d, "Rejection");
+    let cut = rejections
+        .iter()
+        .find(|r| r["response"]["code"] == 421)
+        .unwrap_or_else(|| panic!("a Rejection record for the cut-off DATA: {rejections:?}"));
+    assert_eq!(cut["response"]["enhanced_code"], "4.4.2", "{cut}");
+    assert_eq!(cut["sender"], "a@example.test", "{cut}");
 }
 
 #[tokio::test]
