@@ -71,6 +71,22 @@ pub struct ServeArgs {
     /// `452 4.3.1`. Default: a quarter of the machine's memory.
     #[arg(long, value_name = "SIZE", value_parser = ironpost_admin::config::parse_size)]
     max_inflight_memory: Option<usize>,
+    /// A directory, besides the policy's own, where the policy's
+    /// `sqlite.open` may open databases. Repeatable.
+    #[arg(long, value_name = "DIR", value_parser = existing_dir)]
+    sqlite_dir: Vec<PathBuf>,
+}
+
+/// A directory that exists, as its canonical path (so that `..` and links
+/// cannot widen what it admits later).
+fn existing_dir(s: &str) -> Result<PathBuf, String> {
+    let p = std::path::Path::new(s)
+        .canonicalize()
+        .map_err(|e| format!("{s}: {e}"))?;
+    if !p.is_dir() {
+        return Err(format!("{s}: not a directory"));
+    }
+    Ok(p)
 }
 
 /// ANSI colour only for a terminal, and never when NO_COLOR is set to a

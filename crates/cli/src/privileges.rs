@@ -29,6 +29,45 @@ pub fn drop_to(user: &User) -> Result<()> {
     verify(user.uid, user.gid)
 }
 
+/// File access as `user` until dropped: the policy's `init` runs this way,
+/// so it reads nothing the daemon could not read after the drop. Only the
+/// effective ids change (the saved ones stay root), because binding
+/// privileged ports, reading TLS keys and the full drop still follow.
+pub struct Impersonation {
+    active: bool,
+}
+
+pub fn impersonate(user: &User) -> Result<Impersonation> {
+    if !Uid::effective().is_root() {
+        // Not root: nothing to lend; `drop_to` reports the misuse.
+        return Ok(Impersonation { active: false });
+    }
+    nix::unistd::setgroups(&[user.gid]).context("setgroups")?;
+    nix::unistd::setegid(user.gid).context("setegid")?;
+    nix::unistd::seteuid(user.uid).context("seteuid")?;
+    Ok(Impersonation { active: true })
+}
+
+impl Impersonation {
+    /// Back to root, for what only root may do before the drop.
+    pub fn end(mut self) -> Result<()> {
+        self.active = false;
+        nix::unistd::seteuid(Uid::from_raw(0)).context("seteuid back to root")?;
+        nix::unistd::setegid(Gid::from_raw(0)).context("setegid back to root")?;
+        Ok(())
+    }
+}
+
+impl Drop for Impersonation {
+    fn drop(&mut self) {
+        // Only on an early return, which ends the start anyway.
+        if self.active {
+            let _ = nix::unistd::seteuid(Uid::from_raw(0));
+            let _ = nix::unistd::setegid(Gid::from_raw(0));
+        }
+    }
+}
+
 fn verify(uid: Uid, gid: Gid) -> Result<()> {
     let r = nix::unistd::getresuid()?;
     let g = nix::unistd::getresgid()?;

@@ -1,7 +1,8 @@
 //! `ironpost serve`: the start-up sequence.
 //!
-//! Order matters for security: the policy is loaded and listeners are bound
-//! (and TLS keys read) while still privileged; then privileges are dropped;
+//! Order matters for security: the policy is loaded with the user's file
+//! access (effective ids only), listeners are bound (and TLS keys read) as
+//! root; then privileges are dropped;
 //! only then are the spool and logs opened and connections accepted, so every
 //! file the daemon creates belongs to the unprivileged user.
 
@@ -38,6 +39,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let opts = EngineOptions {
         unrestricted_stdlib: args.lua_unrestricted,
+        sqlite_dirs: args.sqlite_dir.clone(),
         ..EngineOptions::default()
     };
     if args.lua_unrestricted {
@@ -45,7 +47,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
             "the policy runs with the unrestricted Lua standard library (--lua-unrestricted)"
         );
     }
+    // `init` (and everything the policy does at load) runs with the user's
+    // file access: a policy reads nothing as root, and what it reads now it
+    // can read again after the drop.
+    let as_user = user.as_ref().map(privileges::impersonate).transpose()?;
     let (engine, init) = PolicyEngine::start(source, opts)?;
+    if let Some(i) = as_user {
+        i.end()?;
+    }
     warn_inline_secrets(&init);
 
     if init.listeners.is_empty() {

@@ -30,6 +30,9 @@ pub struct EngineOptions {
     /// sandbox. Off unless the operator asks for it.
     pub unrestricted_stdlib: bool,
     pub pool_size: usize,
+    /// Directories, besides the policy's own, where `sqlite.open` may open
+    /// databases (canonical paths).
+    pub sqlite_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -40,6 +43,7 @@ impl Default for EngineOptions {
         EngineOptions {
             unrestricted_stdlib: false,
             pool_size: (cores * 2).max(4),
+            sqlite_dirs: Vec::new(),
         }
     }
 }
@@ -68,6 +72,12 @@ fn new_state(
         }
         PolicySource::Builtin => ("@<built-in default policy>".to_string(), None),
     };
+    let sqlite_dirs = policy_dir
+        .iter()
+        .chain(&opts.sqlite_dirs)
+        .cloned()
+        .collect();
+    lua.set_app_data(crate::sqlite::SqliteDirs(sqlite_dirs));
     lua.set_app_data(StateCtx {
         shared: shared.clone(),
         policy_dir,

@@ -225,9 +225,15 @@ end)
         users = users.display(),
         db = db.display()
     );
-    let d = Daemon::start_policy(
-        std::path::Path::new(env!("CARGO_BIN_EXE_ironpost")),
-        &policy("", &body),
+    // The database lives outside the policy's directory: the operator
+    // allows its directory explicitly. Without that, start-up fails.
+    let opts = ironpost_testkit::DaemonOptions::new(env!("CARGO_BIN_EXE_ironpost"))
+        .policy(policy("", &body));
+    let (_, out) = Daemon::try_start_expect_failure(opts.clone()).unwrap();
+    assert!(out.contains("outside the directories"), "{out}");
+    let d = Daemon::start(
+        opts.arg("--sqlite-dir")
+            .arg(dir.path().display().to_string()),
     )
     .unwrap();
     for (user, pw, code) in [

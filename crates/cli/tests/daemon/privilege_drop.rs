@@ -1,7 +1,8 @@
 //! `--user`: started as root, the daemon binds, reads its keys, then drops
 //! to the user completely (real, effective, saved and filesystem ids, no
-//! supplementary groups, no_new_privs) and still spools mail. Skipped when
-//! the tests do not run as root.
+//! supplementary groups, no_new_privs) and still spools mail. The policy's
+//! `init` already runs with the user's file access. Skipped when the tests
+//! do not run as root.
 
 use ironpost_testkit::{Daemon, DaemonOptions, SmtpClient};
 use std::os::unix::fs::PermissionsExt;
@@ -131,4 +132,45 @@ async fn planted_symlinks_do_not_make_root_chown_their_targets() {
     assert_ne!(code, 0);
     assert!(out.contains("does not change the owner"), "{out}");
     assert_eq!(std::fs::metadata(target.path()).unwrap().uid(), 0);
+}
+
+/// `init` runs with the user's file access: a root-only file is out of its
+/// reach (and a user-readable one is not), and a SQLite database it may
+/// open is still refused outside the allowed directories.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_reads_files_as_the_user_not_as_root() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let secret = dir.path().join("root-only.toml");
+    std::fs::write(&secret, "password = 'hunter2'\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let public = dir.path().join("public.toml");
+    std::fs::write(&public, "greeting = 'hello'\n").unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let with_read = |file: &std::path::Path| {
+        POLICY.replace(
+            "kumo.on('init', function()",
+            &format!(
+                "kumo.on('init', function()\n  local t = kumo.serde.toml_load('{}')",
+                file.display()
+            ),
+        )
+    };
+    let opts = |policy: String| {
+        DaemonOptions::new(env!("CARGO_BIN_EXE_ironpost"))
+            .policy(policy)
+            .arg("--user")
+            .arg("nobody")
+            .workdir(dir.path())
+    };
+    let (code, out) = Daemon::try_start_expect_failure(opts(with_read(&secret))).unwrap();
+    assert_ne!(code, 0);
+    assert!(out.contains("ermission denied"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    let d = Daemon::start(opts(with_read(&public))).unwrap();
+    drop(d);
 }

@@ -39,24 +39,42 @@ pub fn verify(password: &str, hash: &str) -> bool {
 fn load_users(files: &[String]) -> Result<HashMap<String, String>, String> {
     let mut users = HashMap::new();
     for f in files {
-        let v = load_data_file(Path::new(f))?;
-        let table = v
-            .get("users")
-            .and_then(|u| u.as_object())
-            .ok_or_else(|| format!("{f}: expected a [users] table"))?;
-        for (name, hash) in table {
-            let h = hash
-                .as_str()
-                .ok_or_else(|| format!("{f}: [users] {name}: expected a hash string"))?;
-            if !(h.starts_with("$argon2id$") || h.starts_with("$2")) {
-                return Err(format!(
-                    "{f}: [users] {name}: expected an Argon2id ($argon2id$) or bcrypt ($2b$) hash"
-                ));
-            }
-            users.insert(name.clone(), h.to_string());
-        }
+        add_users(f, &load_data_file(Path::new(f))?, &mut users)?;
     }
     Ok(users)
+}
+
+/// The users of one data file's text (TOML, or JSON when `json`), as
+/// `setup` reads them from a file: no file, no Lua.
+pub fn parse_users(text: &str, json: bool) -> Result<HashMap<String, String>, String> {
+    let mut users = HashMap::new();
+    let v = super::parse_data(text, json).map_err(|e| format!("(text): {e}"))?;
+    add_users("(text)", &v, &mut users)?;
+    Ok(users)
+}
+
+/// `name`: the file `v` was read from, for errors.
+fn add_users(
+    name: &str,
+    v: &serde_json::Value,
+    users: &mut HashMap<String, String>,
+) -> Result<(), String> {
+    let table = v
+        .get("users")
+        .and_then(|u| u.as_object())
+        .ok_or_else(|| format!("{name}: expected a [users] table"))?;
+    for (user, hash) in table {
+        let h = hash
+            .as_str()
+            .ok_or_else(|| format!("{name}: [users] {user}: expected a hash string"))?;
+        if !(h.starts_with("$argon2id$") || h.starts_with("$2")) {
+            return Err(format!(
+                "{name}: [users] {user}: expected an Argon2id ($argon2id$) or bcrypt ($2b$) hash"
+            ));
+        }
+        users.insert(user.clone(), h.to_string());
+    }
+    Ok(())
 }
 
 pub fn module(lua: &Lua) -> mlua::Result<Table> {
@@ -79,13 +97,13 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, (_this, opts): (Value, Table)| {
             let path: String = opts.get("path")?;
             let query: String = opts.get("query")?;
-            let conn = rusqlite::Connection::open_with_flags(
+            // The same rules as `sqlite.open`: the query is the policy's.
+            let conn = crate::sqlite::open_database(
+                lua,
                 &path,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
             )
-            .map_err(|e| {
-                mlua::Error::RuntimeError(format!("passwords.setup_sqlite {path}: {e}"))
-            })?;
+            .map_err(|e| mlua::Error::RuntimeError(format!("passwords.setup_sqlite: {e}")))?;
             let conn = Arc::new(std::sync::Mutex::new(conn));
             lua.create_function(
                 move |_, (_authz, authc, password): (Value, String, String)| {
