@@ -25,6 +25,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         print!("{DEFAULT_POLICY}");
         return Ok(());
     }
+    return_large_buffers_on_free();
     let max_inflight = args
         .max_inflight_memory
         .unwrap_or_else(ironpost_server::budget::InflightBudget::default_limit);
@@ -358,6 +359,20 @@ fn fit_connections_to_descriptors(listeners: &mut [ironpost_policy::EsmtpListene
             l.max_connections
         );
         l.max_connections = fitted;
+    }
+}
+
+/// Message buffers (DATA, spool reads) are large and short-lived. glibc
+/// raises its mmap threshold each time such a buffer is freed, after which
+/// they come from the heap and, freed, stay in the process: a flood of
+/// large messages left RSS a gigabyte above idle. A fixed threshold keeps
+/// every large buffer in its own mapping, returned to the system on free.
+fn return_large_buffers_on_free() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc allocator parameters; called at start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     }
 }
 

@@ -88,3 +88,122 @@ async fn no_transaction_starts_while_the_budget_is_spent() {
     b.send_raw(b"\r\n.\r\n").await.unwrap();
     assert_eq!(b.read_reply().await.unwrap().code, 250);
 }
+
+/// Resident memory of a process, in KiB, from /proc (`VmRSS` or `VmHWM`).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// The flood the budget exists for: many clients each sending a large
+/// message without its final dot. The daemon's memory stays within the
+/// budget plus a fixed overhead, a new transaction meanwhile gets `452`,
+/// and once the clients are gone the memory is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unfinished_large_messages_stays_within_the_budget() {
+    const CLIENTS: usize = 300;
+    const EACH: usize = 2_000_000;
+    const BUDGET_MIB: u64 = 32;
+    /// Per-connection buffers, the runtime and the policy engine's states.
+    const OVERHEAD_MIB: u64 = 96;
+    let d = ironpost_testkit::Daemon::start(
+        DaemonOptions::new(BIN)
+            .policy(policy(
+                "max_message_size = 25000000, max_connections = 1000,",
+                "",
+            ))
+            .arg("--max-inflight-memory")
+            .arg(format!("{BUDGET_MIB}MiB")),
+    )
+    .unwrap();
+    let pid = d.pid();
+    // Idle, after one message has gone through (so the lazily built parts
+    // of the daemon exist).
+    let mut c = connect_ehlo(&d).await;
+    send_ok(
+        &mut c,
+        "a@example.test",
+        &["b@example.test"],
+        &message("warm up"),
+    )
+    .await;
+    let _ = c.quit().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = memory_kib(pid, "VmRSS:");
+
+    let content = std::sync::Arc::new(body(EACH));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let addr = d.smtp_addr();
+        let content = content.clone();
+        clients.push(tokio::spawn(async move {
+            let (mut c, greeting) = SmtpClient::connect(addr).await.unwrap();
+            assert_eq!(greeting.code, 220, "{greeting}");
+            c.ehlo("flood.test").await.unwrap();
+            let r = c.cmd("MAIL FROM:<a@example.test>").await.unwrap();
+            if r.code != 250 {
+                check(&r, 452, "4.3.1", "MAIL while the budget is spent");
+                return (c, false);
+            }
+            expect(&mut c, "RCPT TO:<b@example.test>", 250, "2.1.5").await;
+            assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+            // In pieces: each write has its own timeout, and the daemon
+            // reads the 300 connections in turn.
+            for piece in content.chunks(64 * 1024) {
+                c.send_raw(piece).await.unwrap();
+            }
+            (c, true)
+        }));
+    }
+    let mut sessions = Vec::new();
+    for t in clients {
+        sessions.push(t.await.unwrap());
+    }
+    // Everything is sent and unfinished: no room for another transaction.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut late = connect_ehlo(&d).await;
+    expect(&mut late, "MAIL FROM:<a@example.test>", 452, "4.3.1").await;
+
+    let mut accepted = 0;
+    let mut refused = 0;
+    for (c, in_data) in sessions.iter_mut() {
+        if !*in_data {
+            refused += 1;
+            continue;
+        }
+        c.send_raw(b"\r\n.\r\n").await.unwrap();
+        let r = c.read_reply().await.unwrap();
+        match r.code {
+            250 => accepted += 1,
+            _ => {
+                check(&r, 452, "4.3.1", "past the budget");
+                refused += 1;
+            }
+        }
+    }
+    let peak = memory_kib(pid, "VmHWM:");
+    drop(sessions);
+    drop(late);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = memory_kib(pid, "VmRSS:");
+    eprintln!(
+        "{CLIENTS} clients x {EACH} bytes, budget {BUDGET_MIB} MiB: idle {} MiB, \
+         peak {} MiB, after {} MiB; {accepted} accepted, {refused} refused",
+        idle / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+    assert!(
+        peak <= idle + (BUDGET_MIB + OVERHEAD_MIB) * 1024,
+        "peak {peak} KiB over idle {idle} KiB + budget + overhead"
+    );
+    assert!(after <= 2 * idle, "after {after} KiB, idle {idle} KiB");
+}
