@@ -106,6 +106,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // policy protects against a blocked fetch.
     let sts_dir = spool_def.path.join("mta-sts");
     created.extend(paths::ensure_private_dir(&sts_dir, "MTA-STS cache")?);
+    // DATA past a small threshold waits here, in unnamed files, while it
+    // arrives: the spool's filesystem, private to the daemon.
+    let spill_dir = spool_def.path.join("spill");
+    created.extend(paths::ensure_private_dir(&spill_dir, "DATA spill")?);
     // One per configure_local_logs call; every record goes to each.
     let log_cfg = init.logs.clone();
     for logs in &log_cfg {
@@ -115,6 +119,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         paths::hand_over(&created, user)?;
         paths::check_owner(&spool_def.path, "spool", user)?;
         paths::check_owner(&sts_dir, "MTA-STS cache", user)?;
+        paths::check_owner(&spill_dir, "DATA spill", user)?;
         for logs in &log_cfg {
             paths::check_owner(&logs.log_dir, "log", user)?;
         }
@@ -261,6 +266,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             })
         });
         let connection_metrics = metrics.clone();
+        let inflight = ironpost_server::budget::InflightBudget::new(max_inflight);
+        tokio::spawn(release_memory_after_peaks(inflight.clone()));
         let services = Services {
             policy: engine,
             on_connection: Some(Arc::new(move || {
@@ -269,7 +276,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             logger: logger.clone(),
             reception,
             auth_throttle: Arc::default(),
-            inflight: ironpost_server::budget::InflightBudget::new(max_inflight),
+            inflight: inflight.clone(),
+            spill_dir: Some(Arc::new(spill_dir.clone())),
         };
         let mut out = std::io::stdout().lock();
         for prepared in listeners {
@@ -373,6 +381,21 @@ fn return_large_buffers_on_free() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+    }
+}
+
+/// After a peak of mail in flight has passed, gives the freed memory back
+/// to the system: the many small per-connection buffers of a flood stay in
+/// glibc's arenas otherwise.
+async fn release_memory_after_peaks(budget: Arc<ironpost_server::budget::InflightBudget>) {
+    const PEAK: usize = 16 << 20;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let high = budget.take_high_water();
+        if high >= PEAK && budget.used() < high / 4 {
+            tokio::task::spawn_blocking(release_freed_memory);
+        }
     }
 }
 

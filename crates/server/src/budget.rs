@@ -1,10 +1,13 @@
-//! The budget for message content held in memory while it is received.
-//! Every connection's DATA buffer draws on one shared budget; a transaction
-//! that would go past it is refused with `452 4.3.1` (its bytes discarded
-//! as they arrive, so the SMTP dialogue stays in step), and a MAIL FROM
-//! while the budget is nearly spent is refused the same way. The daemon's
-//! memory for mail in flight therefore stays under the budget whatever
-//! the number of connections.
+//! The budget for message content held in memory. Every connection's DATA
+//! buffer draws on one shared budget, and so does each message while it is
+//! processed (policy event, signing, spool write) after its content, spilled
+//! to disk while it arrived, is read back. A transaction whose buffer would
+//! go past the budget is refused with `452 4.3.1` (its bytes discarded as
+//! they arrive, so the SMTP dialogue stays in step); a finished message
+//! waits a while for room before it is refused the same way; and a MAIL
+//! FROM while the budget is nearly spent is refused too. The daemon's
+//! memory for mail in flight therefore stays under the budget whatever the
+//! number of connections.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,6 +19,10 @@ const MIN_HEADROOM: usize = 1 << 20;
 pub struct InflightBudget {
     limit: usize,
     used: AtomicUsize,
+    /// The most used since [`InflightBudget::take_high_water`] last asked.
+    high_water: AtomicUsize,
+    /// Woken whenever a reservation gives memory back.
+    released: tokio::sync::Notify,
 }
 
 impl InflightBudget {
@@ -23,6 +30,8 @@ impl InflightBudget {
         Arc::new(InflightBudget {
             limit,
             used: AtomicUsize::new(0),
+            high_water: AtomicUsize::new(0),
+            released: tokio::sync::Notify::new(),
         })
     }
 
@@ -49,6 +58,12 @@ impl InflightBudget {
     }
 
     /// Room for another transaction.
+    /// The most that was in use since the last call (then reset to what is
+    /// in use now): tells when a peak has passed.
+    pub fn take_high_water(&self) -> usize {
+        self.high_water.swap(self.used(), Ordering::Relaxed)
+    }
+
     pub fn has_headroom(&self) -> bool {
         self.used() + MIN_HEADROOM <= self.limit
     }
@@ -63,7 +78,10 @@ impl InflightBudget {
                 .used
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.high_water.fetch_max(next, Ordering::Relaxed);
+                    return true;
+                }
                 Err(actual) => cur = actual,
             }
         }
@@ -101,9 +119,49 @@ impl Reservation {
     }
 }
 
+impl Reservation {
+    /// Like [`Reservation::grow_to`], waiting up to `wait` for other
+    /// reservations to give memory back. More than the whole budget never
+    /// fits and is refused at once.
+    pub async fn grow_to_within(&mut self, total: usize, wait: std::time::Duration) -> bool {
+        if total > self.budget.limit {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let budget = self.budget.clone();
+        loop {
+            // Registered before the attempt, so a release in between is not
+            // missed.
+            let released = budget.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.grow_to(total) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Gives back what is held beyond `total`.
+    pub fn shrink_to(&mut self, total: usize) {
+        if total < self.held {
+            self.budget
+                .used
+                .fetch_sub(self.held - total, Ordering::AcqRel);
+            self.held = total;
+            self.budget.released.notify_waiters();
+        }
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.held, Ordering::AcqRel);
+        if self.held > 0 {
+            self.budget.released.notify_waiters();
+        }
     }
 }
 
@@ -126,5 +184,30 @@ mod tests {
         drop(c);
         assert_eq!(b.used(), 0);
         assert!(InflightBudget::default_limit() >= 256 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reservation_gets_memory_given_back() {
+        use std::time::Duration;
+        let b = InflightBudget::new(10 << 20);
+        let mut a = Reservation::new(&b);
+        assert!(a.grow_to(8 << 20));
+        let mut w = Reservation::new(&b);
+        assert!(
+            !w.grow_to_within(11 << 20, Duration::from_secs(5)).await,
+            "never fits"
+        );
+        assert!(!w.grow_to_within(4 << 20, Duration::from_millis(50)).await);
+        let waiter = tokio::spawn(async move {
+            let ok = w.grow_to_within(4 << 20, Duration::from_secs(5)).await;
+            (ok, w)
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        a.shrink_to(1 << 20);
+        let (ok, w) = waiter.await.unwrap();
+        assert!(ok);
+        assert_eq!(b.used(), 5 << 20);
+        drop((a, w));
+        assert_eq!(b.used(), 0);
     }
 }

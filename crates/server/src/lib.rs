@@ -11,6 +11,7 @@ mod received;
 pub mod reception;
 mod relay;
 mod session;
+pub mod spill;
 pub mod tls;
 
 pub use listener::{BoundListener, PreparedListener, Services};

@@ -42,6 +42,9 @@ pub struct Services {
     /// Message content held in memory while being received, across every
     /// listener and connection.
     pub inflight: Arc<crate::budget::InflightBudget>,
+    /// Where DATA past a small threshold is kept while it arrives (none:
+    /// in memory, under the budget).
+    pub spill_dir: Option<Arc<std::path::PathBuf>>,
 }
 
 /// A listener whose socket is bound and whose TLS material is loaded, made

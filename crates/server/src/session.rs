@@ -38,6 +38,9 @@ pub struct ListenerRuntime {
 /// Protocol errors tolerated before the connection is dropped.
 const MAX_ERRORS: usize = 20;
 const WRITE_LIMIT: Duration = Duration::from_secs(60);
+/// How long a received message waits for room in the memory budget before
+/// it is refused `452 4.3.1`.
+const BUDGET_WAIT: Duration = Duration::from_secs(30);
 
 /// The session is over; the connection should be closed.
 struct End;
@@ -692,38 +695,75 @@ impl Driver {
             .transaction()
             .and_then(|t| t.params.size)
             .unwrap_or(0);
-        let mut content = Vec::with_capacity(
-            (declared.min(cfg.max_message_size) as usize).clamp(16 * 1024, 4 << 20),
+        let spill_dir = self.svc.spill_dir.clone();
+        let (first, slice) = match spill_dir {
+            Some(_) => (crate::spill::SPILL_THRESHOLD, crate::spill::FEED_SLICE),
+            None => (4 << 20, usize::MAX),
+        };
+        let mut content = crate::spill::Incoming::new(
+            spill_dir,
+            (declared.min(cfg.max_message_size) as usize).clamp(16 * 1024, first),
         );
         let data_deadline = Instant::now() + cfg.data_processing_timeout;
         let client_timeout = cfg.client_timeout;
-        // The content's memory is drawn from the shared budget; past it the
+        // The buffer's memory is drawn from the shared budget; past it the
         // rest is read and thrown away, and the transaction refused.
         let mut reservation = crate::budget::Reservation::new(&self.svc.inflight);
-        let mut over_budget = !reservation.grow_to(content.capacity());
-        if over_budget {
-            content = Vec::new();
+        let mut refusal = (!reservation.grow_to(content.memory())).then(insufficient_resources);
+        if refusal.is_some() {
+            content.discard();
         }
         loop {
-            let (n, done) = rx.feed(&self.buf, &mut content);
+            let end = self.buf.len().min(slice);
+            let (n, done) = rx.feed(&self.buf[..end], content.buffer());
             self.buf.drain(..n);
-            if !over_budget && !reservation.grow_to(content.capacity()) {
-                over_budget = true;
+            if refusal.is_none() {
+                if let Err(e) = content.spill_if_full().await {
+                    tracing::error!(peer = %self.peer, "cannot spill DATA to disk: {e}");
+                    refusal = Some(insufficient_storage());
+                } else if !reservation.grow_to(content.memory()) {
+                    refusal = Some(insufficient_resources());
+                }
             }
-            if over_budget {
-                content = Vec::new();
+            if refusal.is_some() {
+                content.discard();
             }
             if done {
                 break;
             }
+            if !self.buf.is_empty() && n > 0 {
+                continue; // the rest of what was read, a slice at a time
+            }
             let deadline = (Instant::now() + client_timeout).min(data_deadline);
             self.fill(deadline, "during DATA").await?;
         }
-        if over_budget {
+        // A whole message is needed for the policy, signing and the spool:
+        // read back from disk, it waits a while for room in the budget.
+        let mut message = Vec::new();
+        if refusal.is_none() && rx.outcome() == DataOutcome::Ok {
+            let total = content.len() as usize;
+            if !reservation
+                .grow_to_within(total.max(content.memory()), BUDGET_WAIT)
+                .await
+            {
+                refusal = Some(insufficient_resources());
+            } else {
+                match content.into_vec().await {
+                    Ok(m) => {
+                        message = m;
+                        reservation.shrink_to(message.capacity());
+                    }
+                    Err(e) => {
+                        tracing::error!(peer = %self.peer, "cannot read spilled DATA back: {e}");
+                        refusal = Some(insufficient_storage());
+                    }
+                }
+            }
+        }
+        if let Some(reply) = refusal {
             let Some(tx) = self.session.transaction().cloned() else {
                 return Ok(());
             };
-            let reply = insufficient_resources();
             self.log_message_rejection(&tx.sender.to_string(), &tx.recipients, rx.size(), &reply);
             self.session.take_transaction(false);
             self.queue(&reply);
@@ -734,7 +774,7 @@ impl Driver {
         };
         let reply = match rx.outcome() {
             DataOutcome::Ok => {
-                self.accept_message(tx.sender.to_string(), &tx.recipients, content)
+                self.accept_message(tx.sender.to_string(), &tx.recipients, message)
                     .await
             }
             bad => {
@@ -811,6 +851,11 @@ impl Driver {
 }
 
 /// The memory budget for mail in flight is spent: try again later.
+/// The spill file could not be written or read (disk full, most likely).
+fn insufficient_storage() -> Reply {
+    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+}
+
 fn insufficient_resources() -> Reply {
     Reply::new(
         452,
