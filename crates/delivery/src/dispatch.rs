@@ -236,9 +236,14 @@ pub async fn connect(
     let tls = material(path)
         .await
         .map_err(|e| Attempt::local(&format!("egress path TLS setup: {e}")))?;
+    check_source(&path.source)?;
     let mut last = Attempt::local("no usable host");
     for target in &site.hosts {
-        let port = target.port.unwrap_or(path.cfg.smtp_port);
+        let port = path
+            .source
+            .remote_port
+            .or(target.port)
+            .unwrap_or(path.cfg.smtp_port);
         let lookup = match target.addr {
             Some(ip) => Ok(vec![ip]),
             None => ctx.dns.ips(&target.host).await,
@@ -272,21 +277,43 @@ pub async fn connect(
     Err(last)
 }
 
-/// Connect and say EHLO; a failure is an attempt under `policy`.
+/// A source whose address this host does not have cannot send: its mail
+/// waits, and never leaves from another address.
+fn check_source(source: &ironpost_policy::EgressSource) -> Result<(), Attempt> {
+    let Some(ip) = source.source_address else {
+        return Ok(());
+    };
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    };
+    socket
+        .and_then(|s| s.bind(SocketAddr::new(ip, 0)))
+        .map_err(|e| {
+            Attempt::local(&format!(
+                "egress source '{}' cannot bind its source_address {ip}: {e}",
+                source.name
+            ))
+        })
+}
+
+/// Connect from the path's source and say EHLO; a failure is an attempt
+/// under `policy`.
 async fn open(
     ctx: &Context,
     host: &str,
     addr: SocketAddr,
+    path: &EgressPath,
     t: &Timeouts,
     policy: &'static str,
 ) -> Result<SmtpClient, Attempt> {
     let mut base = Attempt::at(host, addr.ip());
     base.tls_policy = Some(policy);
-    let (mut client, _) = SmtpClient::connect(addr, None, t)
+    let (mut client, _) = SmtpClient::connect(addr, path.source.source_address, t)
         .await
         .map_err(|e| base.clone().failed(&e))?;
     client
-        .ehlo(&ctx.hostname)
+        .ehlo(path.ehlo_name(&ctx.hostname))
         .await
         .map_err(|e| base.failed(&e))?;
     Ok(client)
@@ -342,7 +369,7 @@ async fn try_host(
     let mut attempt = Attempt::at(host, addr.ip());
     let policy = &target.policy;
     attempt.tls_policy = Some(policy.name());
-    let mut client = open(ctx, host, addr, &t, policy.name()).await?;
+    let mut client = open(ctx, host, addr, path, &t, policy.name()).await?;
     let offered = client.capabilities().starttls;
     let Plan { mode, dane } = plan(path.cfg.enable_tls, policy);
     let required = matches!(mode, TlsMode::Required | TlsMode::RequiredInsecure);
@@ -418,14 +445,14 @@ async fn try_host(
                     attempt.tls_result = Some(("success", None));
                 }
                 client
-                    .ehlo(&ctx.hostname)
+                    .ehlo(path.ehlo_name(&ctx.hostname))
                     .await
                     .map_err(|e| attempt.clone().failed(&e))?;
             }
             Err(e) if mode == TlsMode::OpportunisticInsecure && dane.is_none() => {
                 let (kind, detail) = classify(&e);
                 tracing::info!(%host, "TLS handshake failed ({e}); retrying in cleartext (OpportunisticInsecure)");
-                client = open(ctx, host, addr, &t, policy.name()).await?;
+                client = open(ctx, host, addr, path, &t, policy.name()).await?;
                 attempt.tls_failed(kind, detail);
             }
             Err(e) => {

@@ -1,11 +1,15 @@
 //! Egress configuration: the policy's answers for a queue
-//! (`get_queue_config`) and for a destination (`get_egress_path_config`),
-//! parsed once and reused for [`CONFIG_TTL`].
+//! (`get_queue_config`), for its pool and sources (`get_egress_pool`,
+//! `get_egress_source`, reused for their own `ttl`) and for a destination
+//! from a source (`get_egress_path_config`), parsed once and reused for
+//! [`CONFIG_TTL`]. Each queue spreads its mail over its pool's sources by
+//! weight.
 
 use crate::model::QueuedPart;
 use crate::queue_manager::{lock, QueueManager};
 use crate::route::Site;
-use ironpost_policy::{CidrSet, EgressPathConfig, QueueConfig};
+use ironpost_policy::egress_source::UNSPECIFIED;
+use ironpost_policy::{CidrSet, EgressPathConfig, EgressPool, EgressSource, QueueConfig, RoundRobin};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +21,8 @@ const CONFIG_TTL: Duration = Duration::from_secs(60);
 /// An egress path config with its parsed parts.
 pub struct EgressPath {
     pub cfg: EgressPathConfig,
+    /// The source connections are made from.
+    pub source: Arc<EgressSource>,
     /// A hash of `cfg`, so domains with equal settings for the same hosts
     /// share a ready queue (equality is still checked: the hash is only a
     /// key).
@@ -26,25 +32,45 @@ pub struct EgressPath {
     pub tls: tokio::sync::OnceCell<Result<Arc<crate::dispatch::TlsMaterial>, String>>,
 }
 
+impl EgressPath {
+    /// Parts under equal settings may share connections.
+    pub fn same_settings(&self, other: &EgressPath) -> bool {
+        self.cfg == other.cfg && self.source == other.source
+    }
+
+    /// EHLO name: the path's, else the source's, else the host name.
+    pub fn ehlo_name<'a>(&'a self, hostname: &'a str) -> &'a str {
+        self.cfg
+            .ehlo_domain
+            .as_deref()
+            .or(self.source.ehlo_domain.as_deref())
+            .unwrap_or(hostname)
+    }
+}
+
 struct Cached<T> {
     value: T,
-    at: Instant,
+    until: Instant,
 }
 
 impl<T: Clone> Cached<T> {
     fn fresh(map: &Mutex<HashMap<String, Cached<T>>>, key: &str) -> Option<T> {
         lock(map)
             .get(key)
-            .filter(|c| c.at.elapsed() < CONFIG_TTL)
+            .filter(|c| Instant::now() < c.until)
             .map(|c| c.value.clone())
     }
 
     fn store(map: &Mutex<HashMap<String, Cached<T>>>, key: String, value: T) {
+        Cached::store_for(map, key, value, CONFIG_TTL)
+    }
+
+    fn store_for(map: &Mutex<HashMap<String, Cached<T>>>, key: String, value: T, ttl: Duration) {
         lock(map).insert(
             key,
             Cached {
                 value,
-                at: Instant::now(),
+                until: Instant::now() + ttl,
             },
         );
     }
@@ -54,8 +80,12 @@ impl<T: Clone> Cached<T> {
 pub(crate) struct EgressCache {
     /// By queue name.
     queue_cfgs: Mutex<HashMap<String, Cached<Arc<QueueConfig>>>>,
-    /// By `domain|site`.
+    /// By `domain|source|site`.
     paths: Mutex<HashMap<String, Cached<Arc<EgressPath>>>>,
+    pools: Mutex<HashMap<String, Cached<Arc<EgressPool>>>>,
+    sources: Mutex<HashMap<String, Cached<Arc<EgressSource>>>>,
+    /// Weighted round-robin state by scheduled queue.
+    rotation: Mutex<HashMap<String, RoundRobin>>,
 }
 
 impl QueueManager {
@@ -94,12 +124,61 @@ impl QueueManager {
         Ok(cfg)
     }
 
+    /// The pool a queue config names (`unspecified` when none).
+    pub(crate) async fn egress_pool(&self, qcfg: &QueueConfig) -> Result<Arc<EgressPool>, String> {
+        let name = qcfg.egress_pool.as_deref().unwrap_or(UNSPECIFIED);
+        let cache = &self.0.egress.pools;
+        if let Some(p) = Cached::fresh(cache, name) {
+            return Ok(p);
+        }
+        let pool = self
+            .0
+            .policy
+            .egress_pool(name.to_string())
+            .await
+            .map_err(|e| format!("get_egress_pool: {e}"))?;
+        pool.check_supported()
+            .map_err(|e| format!("get_egress_pool: {e}"))?;
+        let ttl = pool.ttl();
+        let pool = Arc::new(pool);
+        Cached::store_for(cache, name.to_string(), pool.clone(), ttl);
+        Ok(pool)
+    }
+
+    pub(crate) async fn egress_source(&self, name: &str) -> Result<Arc<EgressSource>, String> {
+        let cache = &self.0.egress.sources;
+        if let Some(s) = Cached::fresh(cache, name) {
+            return Ok(s);
+        }
+        let source = self
+            .0
+            .policy
+            .egress_source(name.to_string())
+            .await
+            .map_err(|e| format!("get_egress_source: {e}"))?;
+        source
+            .check_supported()
+            .map_err(|e| format!("get_egress_source: {e}"))?;
+        let ttl = source.ttl();
+        let source = Arc::new(source);
+        Cached::store_for(cache, name.to_string(), source.clone(), ttl);
+        Ok(source)
+    }
+
+    /// The next source of `pool` for scheduled queue `queue`, by weight.
+    pub(crate) fn pick_source(&self, queue: &str, pool: &EgressPool) -> Option<String> {
+        let mut rotation = lock(&self.0.egress.rotation);
+        let rr = rotation.entry(format!("{queue}\u{0}{}", pool.name)).or_default();
+        rr.next(&pool.entries).map(|i| pool.entries[i].name.clone())
+    }
+
     pub(crate) async fn egress_path(
         &self,
         domain: &str,
+        source: &Arc<EgressSource>,
         site: &Site,
     ) -> Result<Arc<EgressPath>, String> {
-        let key = format!("{domain}|{}", site.name);
+        let key = format!("{domain}|{}|{}", source.name, site.name);
         let cache = &self.0.egress.paths;
         if let Some(p) = Cached::fresh(cache, &key) {
             return Ok(p);
@@ -107,7 +186,7 @@ impl QueueManager {
         let cfg = self
             .0
             .policy
-            .egress_path(domain.to_string(), "unspecified".into(), site.name.clone())
+            .egress_path(domain.to_string(), source.name.clone(), site.name.clone())
             .await
             .map_err(|e| format!("get_egress_path_config: {e}"))?;
         let prohibited = cfg
@@ -119,10 +198,12 @@ impl QueueManager {
             // Debug covers every field; secrets print redacted, which only
             // makes collisions possible, and those are caught by `==`.
             format!("{cfg:?}").hash(&mut h);
+            format!("{source:?}").hash(&mut h);
             h.finish()
         };
         let path = Arc::new(EgressPath {
             cfg,
+            source: source.clone(),
             fingerprint,
             prohibited,
             tls: tokio::sync::OnceCell::new(),

@@ -106,6 +106,15 @@ pub struct QueuedPart {
     pub domain: Arc<str>,
     pub recipients: Vec<String>,
     pub attempts: u32,
+    /// The pool and source chosen when the part was last made ready.
+    pub egress: Option<Arc<EgressChoice>>,
+}
+
+/// Where a part leaves from: its queue's pool and the source picked in it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EgressChoice {
+    pub pool: String,
+    pub source: String,
 }
 
 impl QueuedPart {

@@ -193,6 +193,7 @@ impl QueueManager {
                     domain: domain.into(),
                     recipients,
                     attempts,
+                    egress: None,
                 },
                 delay,
             );

@@ -10,9 +10,10 @@
 use crate::bounce::FailedRecipient;
 use crate::dispatch::{self, Connection};
 use crate::egress::EgressPath;
-use crate::model::QueuedPart;
+use crate::model::{EgressChoice, QueuedPart};
 use crate::queue_manager::{lock, QueueManager};
 use crate::route::{self, RouteError, Site};
+use ironpost_policy::QueueConfig;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,8 +71,11 @@ impl ReadyQueues {
         // credentials, ...): the key is the site and the settings' hash, and
         // a domain whose settings merely share the hash gets a queue of its
         // own.
-        let mut key = format!("{}\u{0}{:016x}", site.name, path.fingerprint);
-        if queues.get(&key).is_some_and(|rq| rq.path.cfg != path.cfg) {
+        let mut key = format!(
+            "{}\u{0}{}\u{0}{:016x}",
+            path.source.name, site.name, path.fingerprint
+        );
+        if queues.get(&key).is_some_and(|rq| !rq.path.same_settings(path)) {
             key = format!("{key}\u{0}{domain}");
         }
         let rq = queues.entry(key.clone()).or_insert_with(|| ReadyQueue {
@@ -81,7 +85,7 @@ impl ReadyQueues {
             active: 0,
             wake: Arc::new(Notify::new()),
         });
-        if rq.path.cfg != path.cfg {
+        if !rq.path.same_settings(path) {
             // Only this domain's own queue can get here: its settings
             // changed, and the newest apply to all its parts.
             rq.path = path.clone();
@@ -195,18 +199,60 @@ impl QueueManager {
                 return;
             }
         };
-        let path = match self.egress_path(&domain, &site).await {
+        let pool = match self.egress_pool(&qcfg).await {
             Ok(p) => p,
             Err(reason) => return self.hold(parts, &reason).await,
         };
-        let site = match crate::tls_policy::apply(&self.0.ctx, &domain, site, &path).await {
+        // Each part takes the pool's next source, by weight; parts with the
+        // same source travel together.
+        let queue = first.queue_name();
+        let mut by_source: Vec<(String, Vec<QueuedPart>)> = Vec::new();
+        for mut p in parts {
+            let Some(source) = self.pick_source(&queue, &pool) else {
+                let reason = format!("egress pool '{}' has no usable source", pool.name);
+                return self.hold(vec![p], &reason).await;
+            };
+            p.egress = Some(Arc::new(EgressChoice {
+                pool: pool.name.clone(),
+                source: source.clone(),
+            }));
+            match by_source.iter_mut().find(|(s, _)| *s == source) {
+                Some((_, group)) => group.push(p),
+                None => by_source.push((source, vec![p])),
+            }
+        }
+        for (source, parts) in by_source {
+            self.join_ready(&domain, &site, &source, parts, &qcfg).await;
+        }
+    }
+
+    /// Parts leaving from one source: its egress path to the site, the
+    /// destination's DANE and MTA-STS, then the ready queue for that source
+    /// and site.
+    async fn join_ready(
+        &self,
+        domain: &str,
+        site: &Site,
+        source: &str,
+        parts: Vec<QueuedPart>,
+        qcfg: &QueueConfig,
+    ) {
+        let source = match self.egress_source(source).await {
+            Ok(s) => s,
+            Err(reason) => return self.hold(parts, &reason).await,
+        };
+        let path = match self.egress_path(domain, &source, site).await {
+            Ok(p) => p,
+            Err(reason) => return self.hold(parts, &reason).await,
+        };
+        let site = match crate::tls_policy::apply(&self.0.ctx, domain, site.clone(), &path).await {
             Ok(site) => Arc::new(site),
             Err(e) => {
-                self.defer_all(parts, e, &qcfg).await;
+                self.defer_all(parts, e, qcfg).await;
                 return;
             }
         };
-        let (key, workers) = self.0.ready.join(&domain, site, &path, parts);
+        let (key, workers) = self.0.ready.join(domain, site, &path, parts);
         for _ in 0..workers {
             let me = self.clone();
             let key = key.clone();

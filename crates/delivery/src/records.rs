@@ -37,7 +37,11 @@ pub fn attempt_record(
         queue: part.queue_name(),
         site: site.map(|s| s.name.clone()),
         num_attempts: attempts,
-        egress_source: "unspecified".into(),
+        egress_pool: part.egress.as_ref().map(|e| e.pool.clone()),
+        egress_source: part
+            .egress
+            .as_ref()
+            .map_or_else(|| "unspecified".into(), |e| e.source.clone()),
         peer_address: (a.host.is_some() || a.ip.is_some()).then(|| PeerAddress {
             name: a.host.clone(),
             addr: a.ip.map(|i| i.to_string()),

@@ -193,6 +193,8 @@ pub struct AttemptRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
     pub num_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress_pool: Option<String>,
     pub egress_source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_address: Option<PeerAddress>,

@@ -85,16 +85,12 @@ pub struct QueueConfig {
     pub protocol: Option<QueueProtocol>,
 }
 
-/// Why `egress_pool` is refused rather than ignored.
-pub const EGRESS_POOL_UNSUPPORTED: &str = "egress pools are not implemented in Ironpost yet, \
-     and mail would leave from the host's default address instead of the pool's; remove the key";
-
 impl QueueConfig {
     /// Options Ironpost parses but cannot honour yet are refused, never
     /// ignored.
     pub fn check_supported(&self) -> Result<(), String> {
-        if self.egress_pool.is_some() {
-            return Err(format!("key 'egress_pool': {EGRESS_POOL_UNSUPPORTED}"));
+        if self.egress_pool.as_deref() == Some("") {
+            return Err("key 'egress_pool': must not be empty".into());
         }
         if let Some(c) = self.protocol.as_ref().and_then(|p| p.custom_lua.as_ref()) {
             if c.batch_size.is_some_and(|b| b != 1)
@@ -192,6 +188,9 @@ pub struct EgressPathConfig {
     pub tls_extra_ca: Option<KeySource>,
     #[serde(default = "default_port")]
     pub smtp_port: u16,
+    /// EHLO name; takes precedence over the egress source's.
+    #[serde(default)]
+    pub ehlo_domain: Option<String>,
     #[serde(default = "default_connection_limit")]
     pub connection_limit: usize,
     #[serde(default = "default_max_deliveries")]

@@ -7,7 +7,10 @@ use crate::config::{InitConfig, ListenerDomain};
 use crate::conn_meta::ConnMeta;
 use crate::delivery_config::{EgressPathConfig, QueueConfig};
 use crate::error::{describe_lua_error, EventError, PolicyError};
-use crate::kumo::{EgressPathValue, ListenerDomainValue, QueueConfigValue};
+use crate::egress_source::{EgressPool, EgressSource, UNSPECIFIED};
+use crate::kumo::{
+    EgressPathValue, EgressPoolValue, EgressSourceValue, ListenerDomainValue, QueueConfigValue,
+};
 use crate::message::{Message, MessageHandle};
 use crate::sandbox;
 use crate::state::{Shared, StateCtx, HANDLERS_KEY};
@@ -354,6 +357,66 @@ impl PolicyEngine {
                 Value::UserData(ud) => Ok(ud.borrow::<QueueConfigValue>()?.0.clone()),
                 other => Err(mlua::Error::RuntimeError(format!(
                     "get_queue_config must return kumo.make_queue_config{{...}}, not a {}",
+                    other.type_name()
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// `get_egress_source(name)`. `unspecified` is built in; any other name
+    /// must be defined by the policy, or the mail for it waits.
+    pub async fn egress_source(&self, name: String) -> Result<EgressSource, EventError> {
+        const EVENT: &str = "get_egress_source";
+        if name == UNSPECIFIED {
+            return Ok(EgressSource::unspecified());
+        }
+        if !self.has_handler(EVENT) {
+            return Err(EventError::Failed(format!(
+                "egress source '{name}' is not defined (the policy has no {EVENT} handler)"
+            )));
+        }
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else {
+                return Err(mlua::Error::RuntimeError(format!("no {EVENT} handler")));
+            };
+            match f.call::<Value>(name.clone())? {
+                Value::UserData(ud) => Ok(ud.borrow::<EgressSourceValue>()?.0.clone()),
+                Value::Nil => Err(mlua::Error::RuntimeError(format!(
+                    "egress source '{name}' is not defined ({EVENT} returned nil)"
+                ))),
+                other => Err(mlua::Error::RuntimeError(format!(
+                    "{EVENT} must return kumo.make_egress_source{{...}}, not a {}",
+                    other.type_name()
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// `get_egress_pool(name)`. `unspecified` is built in (one source,
+    /// `unspecified`); any other name must be defined by the policy.
+    pub async fn egress_pool(&self, name: String) -> Result<EgressPool, EventError> {
+        const EVENT: &str = "get_egress_pool";
+        if name == UNSPECIFIED {
+            return Ok(EgressPool::unspecified());
+        }
+        if !self.has_handler(EVENT) {
+            return Err(EventError::Failed(format!(
+                "egress pool '{name}' is not defined (the policy has no {EVENT} handler)"
+            )));
+        }
+        self.run(move |lua| {
+            let Some(f) = handler(lua, EVENT)? else {
+                return Err(mlua::Error::RuntimeError(format!("no {EVENT} handler")));
+            };
+            match f.call::<Value>(name.clone())? {
+                Value::UserData(ud) => Ok(ud.borrow::<EgressPoolValue>()?.0.clone()),
+                Value::Nil => Err(mlua::Error::RuntimeError(format!(
+                    "egress pool '{name}' is not defined ({EVENT} returned nil)"
+                ))),
+                other => Err(mlua::Error::RuntimeError(format!(
+                    "{EVENT} must return kumo.make_egress_pool{{...}}, not a {}",
                     other.type_name()
                 ))),
             }

@@ -24,6 +24,8 @@ pub const DISPATCHED: &[&str] = &[
     "get_listener_domain",
     "get_queue_config",
     "get_egress_path_config",
+    "get_egress_source",
+    "get_egress_pool",
     "should_enqueue_log_record",
     "smtp_client_rewrite_delivery_status",
     "requeue_message",
@@ -34,11 +36,6 @@ pub const REFUSED: &[(&str, &str)] = &[
     (
         "get_acl_definition",
         "the HTTP access-control lists are not implemented",
-    ),
-    ("get_egress_pool", "egress pools are not implemented yet"),
-    (
-        "get_egress_source",
-        "egress sources are not implemented yet",
     ),
     (
         "proxy_init",

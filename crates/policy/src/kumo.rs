@@ -17,6 +17,16 @@ use serde::de::DeserializeOwned;
 pub struct QueueConfigValue(pub QueueConfig);
 impl UserData for QueueConfigValue {}
 
+/// Returned by `kumo.make_egress_source`.
+#[derive(Clone)]
+pub struct EgressSourceValue(pub crate::egress_source::EgressSource);
+impl UserData for EgressSourceValue {}
+
+/// Returned by `kumo.make_egress_pool`.
+#[derive(Clone)]
+pub struct EgressPoolValue(pub crate::egress_source::EgressPool);
+impl UserData for EgressPoolValue {}
+
 /// Returned by `kumo.make_egress_path`.
 #[derive(Clone)]
 pub struct EgressPathValue(pub EgressPathConfig);
@@ -263,6 +273,26 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
                 }
             }
             Ok(EgressPathValue(cfg))
+        })?,
+    )?;
+
+    kumo.set(
+        "make_egress_source",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.make_egress_source";
+            let s: crate::egress_source::EgressSource = parse_options(lua, F, opts)?;
+            s.check_supported().map_err(|e| rt(format!("{F}: {e}")))?;
+            Ok(EgressSourceValue(s))
+        })?,
+    )?;
+
+    kumo.set(
+        "make_egress_pool",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.make_egress_pool";
+            let p: crate::egress_source::EgressPool = parse_options(lua, F, opts)?;
+            p.check_supported().map_err(|e| rt(format!("{F}: {e}")))?;
+            Ok(EgressPoolValue(p))
         })?,
     )?;
 

@@ -9,6 +9,7 @@ pub mod delivery_config;
 pub mod diagnostics;
 pub mod dkim;
 pub mod duration;
+pub mod egress_source;
 mod engine;
 mod error;
 pub mod events;
@@ -35,6 +36,7 @@ pub use conn_meta::ConnMeta;
 pub use delivery_config::{
     CustomLuaProtocol, EgressPathConfig, MxEntry, QueueConfig, ResolverSettings, TlsMode,
 };
+pub use egress_source::{EgressPool, EgressSource, PoolEntry, RoundRobin};
 pub use engine::{AuthDecision, EngineOptions, PolicyEngine, PolicySource, DEFAULT_POLICY};
 pub use error::{EventError, PolicyError};
 pub use message::Message;

@@ -31,8 +31,6 @@ const FUNCTIONS: &[&str] = &[
     "invoke_get_egress_pool",
     "invoke_get_egress_source",
     "invoke_get_queue_config",
-    "make_egress_pool",
-    "make_egress_source",
     "make_message",
     "make_throttle",
     "read_dir",

@@ -51,21 +51,29 @@ fn unknown_spool_kinds_and_misplaced_rocks_params_are_refused() {
     assert!(err.contains("rocks_params"), "{err}");
 }
 
+/// Sources and pools parse KumoMTA's options; the ones Ironpost cannot
+/// honour (proxies) are refused by name, and a misspelt key is an error.
 #[test]
-fn egress_pool_is_refused_not_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("policy.lua");
-    std::fs::write(
-        &p,
-        "local kumo = require 'kumo'\nlocal ok, err = pcall(kumo.make_queue_config, { egress_pool = 'pool-1' })\nif ok then error('accepted') end\nerror(tostring(err))\n",
+fn egress_sources_and_pools_are_checked_when_made() {
+    let err = |call: &str| {
+        init(&format!(
+            "local kumo = require 'kumo'\nkumo.on('init', function()\n  {call}\nend)\n"
+        ))
+        .unwrap_err()
+    };
+    init(
+        "local kumo = require 'kumo'\nkumo.on('init', function()\n  \
+         kumo.make_queue_config { egress_pool = 'pool-1' }\n  \
+         kumo.make_egress_source { name = 'ip-1', source_address = '127.0.0.2', ehlo_domain = 'mta1.test', ttl = '5 mins' }\n  \
+         kumo.make_egress_pool { name = 'pool-1', entries = { { name = 'ip-1', weight = 2 }, { name = 'ip-2' } } }\nend)\n",
     )
     .unwrap();
-    let err = PolicyEngine::start(PolicySource::File(p), EngineOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("egress_pool"), "{err}");
-    assert!(err.contains("not implemented in Ironpost"), "{err}");
+    let e = err("kumo.make_egress_source { name = 'x', ha_proxy_server = '10.0.0.1:5000' }");
+    assert!(e.contains("ha_proxy_server") && e.contains("proxies"), "{e}");
+    let e = err("kumo.make_egress_source { name = 'x', source_address = 'not-an-ip' }");
+    assert!(e.contains("source_address"), "{e}");
+    let e = err("kumo.make_egress_pool { name = 'p', entries = { { name = 'a', wieght = 2 } } }");
+    assert!(e.contains("wieght"), "{e}");
 }
 
 #[test]
@@ -133,10 +141,7 @@ fn the_rest_of_the_kumo_api_is_named_when_touched() {
             "kumo.configure_bounce_classifier {}",
             "kumo.configure_bounce_classifier",
         ),
-        (
-            "kumo.make_egress_source { name = 'x' }",
-            "kumo.make_egress_source",
-        ),
+        ("kumo.make_throttle('x', '10/s')", "kumo.make_throttle"),
         ("kumo.api.inject.inject_v1 {}", "kumo.api.inject"),
     ] {
         let err = init(&format!(

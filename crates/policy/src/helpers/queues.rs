@@ -866,16 +866,6 @@ mod tests {
                 "routing_domain",
             ),
             (
-                "[tenant.'t']\negress_pool = 'p'\n",
-                "[tenant.'t']",
-                "egress_pool",
-            ),
-            (
-                "[queue.'a.test'.'t'.'c']\negress_pool = 'p'\n",
-                "[queue.'a.test'.'t'.'c']",
-                "egress_pool",
-            ),
-            (
                 "[queue.'a.test']\nshrink_policy = []\n",
                 "[queue.'a.test']",
                 "shrink_policy",
