@@ -9,7 +9,9 @@ use crate::model::QueuedPart;
 use crate::queue_manager::{lock, QueueManager};
 use crate::route::Site;
 use ironpost_policy::egress_source::UNSPECIFIED;
-use ironpost_policy::{CidrSet, EgressPathConfig, EgressPool, EgressSource, QueueConfig, RoundRobin};
+use ironpost_policy::{
+    CidrSet, EgressPathConfig, EgressPool, EgressSource, QueueConfig, RoundRobin,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -168,7 +170,9 @@ impl QueueManager {
     /// The next source of `pool` for scheduled queue `queue`, by weight.
     pub(crate) fn pick_source(&self, queue: &str, pool: &EgressPool) -> Option<String> {
         let mut rotation = lock(&self.0.egress.rotation);
-        let rr = rotation.entry(format!("{queue}\u{0}{}", pool.name)).or_default();
+        let rr = rotation
+            .entry(format!("{queue}\u{0}{}", pool.name))
+            .or_default();
         rr.next(&pool.entries).map(|i| pool.entries[i].name.clone())
     }
 

@@ -75,7 +75,10 @@ impl ReadyQueues {
             "{}\u{0}{}\u{0}{:016x}",
             path.source.name, site.name, path.fingerprint
         );
-        if queues.get(&key).is_some_and(|rq| !rq.path.same_settings(path)) {
+        if queues
+            .get(&key)
+            .is_some_and(|rq| !rq.path.same_settings(path))
+        {
             key = format!("{key}\u{0}{domain}");
         }
         let rq = queues.entry(key.clone()).or_insert_with(|| ReadyQueue {

@@ -76,7 +76,10 @@ impl EgressSource {
         }
         let refused = [
             ("ha_proxy_server", self.ha_proxy_server.is_some()),
-            ("ha_proxy_source_address", self.ha_proxy_source_address.is_some()),
+            (
+                "ha_proxy_source_address",
+                self.ha_proxy_source_address.is_some(),
+            ),
             ("socks5_proxy_server", self.socks5_proxy_server.is_some()),
             (
                 "socks5_proxy_source_address",
@@ -94,9 +97,11 @@ impl EgressSource {
             ));
         }
         if self.suspend_when_unplumbed.is_some() {
-            return Err("key 'suspend_when_unplumbed': not supported by Ironpost; a source \
+            return Err(
+                "key 'suspend_when_unplumbed': not supported by Ironpost; a source \
                         whose address cannot be bound makes its mail wait"
-                .into());
+                    .into(),
+            );
         }
         if self.ehlo_domain.as_deref().is_some_and(|d| {
             d.is_empty() || d.contains(|c: char| c.is_whitespace() || c.is_control())
@@ -222,7 +227,9 @@ mod tests {
         assert_eq!(picks.iter().filter(|&&p| p == 1).count(), 100);
         assert!(!picks.contains(&2), "weight 0 is never picked");
         // Never three in a row from the heavier source.
-        assert!(picks.windows(3).all(|w| !(w[0] == 0 && w[1] == 0 && w[2] == 0)));
+        assert!(picks
+            .windows(3)
+            .all(|w| !(w[0] == 0 && w[1] == 0 && w[2] == 0)));
         assert_eq!(RoundRobin::default().next(&entries(&[0, 0])), None);
     }
 

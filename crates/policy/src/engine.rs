@@ -6,8 +6,8 @@
 use crate::config::{InitConfig, ListenerDomain};
 use crate::conn_meta::ConnMeta;
 use crate::delivery_config::{EgressPathConfig, QueueConfig};
-use crate::error::{describe_lua_error, EventError, PolicyError};
 use crate::egress_source::{EgressPool, EgressSource, UNSPECIFIED};
+use crate::error::{describe_lua_error, EventError, PolicyError};
 use crate::kumo::{
     EgressPathValue, EgressPoolValue, EgressSourceValue, ListenerDomainValue, QueueConfigValue,
 };

@@ -69,7 +69,10 @@ fn egress_sources_and_pools_are_checked_when_made() {
     )
     .unwrap();
     let e = err("kumo.make_egress_source { name = 'x', ha_proxy_server = '10.0.0.1:5000' }");
-    assert!(e.contains("ha_proxy_server") && e.contains("proxies"), "{e}");
+    assert!(
+        e.contains("ha_proxy_server") && e.contains("proxies"),
+        "{e}"
+    );
     let e = err("kumo.make_egress_source { name = 'x', source_address = 'not-an-ip' }");
     assert!(e.contains("source_address"), "{e}");
     let e = err("kumo.make_egress_pool { name = 'p', entries = { { name = 'a', wieght = 2 } } }");
