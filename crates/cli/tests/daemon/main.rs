@@ -22,6 +22,7 @@ mod delivery_retry;
 mod delivery_rewrite;
 mod delivery_routing;
 mod delivery_shared_site;
+mod delivery_sources;
 mod delivery_tls;
 mod diagnostics;
 mod dkim_cli;
