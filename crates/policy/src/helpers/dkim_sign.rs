@@ -99,7 +99,7 @@ struct DkimData {
 }
 
 /// The data, checked, with the domain blocks in a [`DomainMap`].
-struct Compiled {
+pub struct Compiled {
     base: Spec,
     domains: DomainMap<Spec>,
     signature: HashMap<String, Spec>,
@@ -233,11 +233,15 @@ fn stamps(sources: &[Source]) -> Vec<Stamp> {
 /// `.toml`, JSON (comments allowed) otherwise.
 fn load_file(name: &str) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
-    if name.ends_with(".toml") {
-        let t: toml::Value = toml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
-        serde_json::to_value(t).map_err(|e| format!("{name}: {e}"))
-    } else {
-        json5::from_str(&text).map_err(|e| format!("{name}: {e}"))
+    super::parse_data(&text, !name.ends_with(".toml")).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Check and load one data file's text (TOML, or JSON when `json`), as
+/// `setup` does with a file name: no file, no Lua.
+pub fn parse(text: &str, json: bool) -> Result<Compiled, String> {
+    match super::parse_data(text, json).map_err(|e| format!("dkim_sign: (text): {e}"))? {
+        serde_json::Value::Object(m) => load(&[Source::Inline(m)]),
+        _ => Err("dkim_sign: (text): expected a table of tables".into()),
     }
 }
 
@@ -480,6 +484,16 @@ fn plans(data: &Compiled, from_domain: &str) -> Vec<(Spec, String)> {
     out
 }
 
+impl Compiled {
+    /// The signers a message from `from_domain` gets, in order.
+    pub fn signers(&self, from_domain: &str) -> Result<Vec<(Algorithm, SignerParams)>, String> {
+        plans(self, from_domain)
+            .into_iter()
+            .map(|(spec, domain)| params(&spec, &self.base, domain))
+            .collect()
+    }
+}
+
 fn sign_message(data: &Compiled, handle: &MessageHandle) -> mlua::Result<()> {
     let mut guard = handle.0.lock().unwrap_or_else(|p| p.into_inner());
     let Some(from_domain) = from_domain(&guard.data).map_err(mlua::Error::RuntimeError)? else {
@@ -488,9 +502,10 @@ fn sign_message(data: &Compiled, handle: &MessageHandle) -> mlua::Result<()> {
             text: MISSING_FROM.into(),
         }));
     };
-    for (spec, domain) in plans(data, &from_domain) {
-        let (algo, params) =
-            params(&spec, &data.base, domain).map_err(mlua::Error::RuntimeError)?;
+    let signers = data
+        .signers(&from_domain)
+        .map_err(mlua::Error::RuntimeError)?;
+    for (algo, params) in signers {
         let signer = make_signer(algo, &params).map_err(|e| {
             mlua::Error::RuntimeError(format!(
                 "dkim_sign: cannot sign for {} (selector {}): {e}",

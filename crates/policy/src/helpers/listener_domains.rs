@@ -139,6 +139,12 @@ fn collect(src: &Source) -> Result<Raw, String> {
     Ok(out)
 }
 
+/// Check and load one data file's text (TOML, or JSON when `json`), as
+/// `setup` does with a file name: no file, no Lua.
+pub fn parse(text: &str, json: bool) -> Result<ListenerDomains, String> {
+    load(&[Source::from_text("(text)", text, json)?])
+}
+
 pub fn load(sources: &[Source]) -> Result<ListenerDomains, String> {
     let mut merged: Raw = HashMap::new();
     for src in sources {

@@ -15,15 +15,21 @@ use std::path::Path;
 /// as the KumoMTA documentation writes them) when the name ends in `.json`.
 pub fn load_data_file(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if path
+    let json = path
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-    {
-        json5::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    parse_data(&text, json).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A data file's text: TOML, or JSON with comments and trailing commas
+/// when `json` is set. Kept apart from the file so the loaders can be
+/// checked (and fuzzed) without files or Lua.
+pub fn parse_data(text: &str, json: bool) -> Result<Value, String> {
+    if json {
+        json5::from_str(text).map_err(|e| e.to_string())
     } else {
-        let t: toml::Value =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::to_value(t).map_err(|e| format!("{}: {e}", path.display()))
+        let t: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+        serde_json::to_value(t).map_err(|e| e.to_string())
     }
 }
 
@@ -57,6 +63,19 @@ pub struct Source {
     /// How errors name it: the file name, or `inline table #n`.
     pub name: String,
     pub data: serde_json::Map<String, Value>,
+}
+
+impl Source {
+    /// A source from a data file's text (see [`parse_data`]).
+    pub fn from_text(name: &str, text: &str, json: bool) -> Result<Source, String> {
+        match parse_data(text, json).map_err(|e| format!("{name}: {e}"))? {
+            Value::Object(data) => Ok(Source {
+                name: name.to_string(),
+                data,
+            }),
+            _ => Err(format!("{name}: expected a table of tables")),
+        }
+    }
 }
 
 /// Read every entry of a `setup` list: strings are files (TOML, or JSON

@@ -165,7 +165,7 @@ impl Parsed {
 }
 
 /// The loaded helper data.
-struct QueueData {
+pub struct QueueData {
     tenant_header: Option<String>,
     remove_tenant_header: bool,
     campaign_header: Option<String>,
@@ -458,6 +458,12 @@ fn parse_source(src: &Source, inline: bool) -> Result<Parsed, String> {
     Ok(out)
 }
 
+/// Check and load one data file's text (TOML, or JSON when `json`), as
+/// `setup` does with a file name: no file, no Lua.
+pub fn parse(text: &str, json: bool) -> Result<QueueData, String> {
+    load(&[Source::from_text("(text)", text, json)?], &[false])
+}
+
 fn load(sources: &[Source], inline: &[bool]) -> Result<QueueData, String> {
     let mut all = Parsed::default();
     for (src, inline) in sources.iter().zip(inline) {
@@ -529,7 +535,8 @@ impl QueueData {
         (opts, routing_domain)
     }
 
-    fn queue_config(
+    /// What `get_queue_config(domain, tenant, campaign)` returns.
+    pub fn queue_config(
         &self,
         domain: &str,
         tenant: Option<&str>,

@@ -10,7 +10,8 @@ use mlua::{Lua, Table, Value};
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 
-struct Shaping {
+/// The checked shaping data.
+pub struct Shaping {
     default: Map<String, Json>,
     /// Tables that apply by destination domain.
     domains: Map<String, Json>,
@@ -40,18 +41,30 @@ fn check_table(files: &str, name: &str, table: &Map<String, Json>) -> Result<(),
 }
 
 fn load(files: &[String]) -> Result<Shaping, String> {
-    let merged = super::load_merged(files)?;
-    let names = files.join(", ");
+    from_tables(super::load_merged(files)?, &files.join(", "))
+}
+
+/// Check and load one data file's text (TOML, or JSON when `json`), as
+/// `setup_with_automation` does with a file name: no file, no Lua.
+pub fn parse(text: &str, json: bool) -> Result<Shaping, String> {
+    match super::parse_data(text, json)? {
+        Json::Object(tables) => from_tables(tables, "(text)"),
+        _ => Err("shaping (text): expected a file of tables".into()),
+    }
+}
+
+/// `names`: the files the merged `tables` came from, for errors.
+fn from_tables(tables: Map<String, Json>, names: &str) -> Result<Shaping, String> {
     let mut s = Shaping {
         default: Map::new(),
         domains: Map::new(),
         hosts: Map::new(),
     };
-    for (name, v) in merged {
+    for (name, v) in tables {
         let Json::Object(table) = v else {
             return Err(format!("shaping {names}: [{name:?}] must be a table"));
         };
-        check_table(&names, &name, &table)?;
+        check_table(names, &name, &table)?;
         let key = name.trim_end_matches('.').to_ascii_lowercase();
         if key == "default" {
             s.default = table;
@@ -65,7 +78,8 @@ fn load(files: &[String]) -> Result<Shaping, String> {
 }
 
 impl Shaping {
-    fn resolve(&self, domain: &str, site: &str) -> Result<EgressPathConfig, String> {
+    /// What `get_egress_path_config(domain, source, site)` returns.
+    pub fn resolve(&self, domain: &str, site: &str) -> Result<EgressPathConfig, String> {
         let mut cfg = self.default.clone();
         if let Some(Json::Object(t)) = self.domains.get(&domain.to_ascii_lowercase()) {
             merge(&mut cfg, t.clone());
