@@ -102,10 +102,66 @@ fn run_init(lua: &Lua) -> mlua::Result<()> {
     for f in pre.sequence_values::<Function>() {
         f?.call::<()>(())?;
     }
-    match handler(lua, "init")? {
-        Some(f) => f.call::<()>(()),
-        None => Ok(()),
+    if let Some(f) = handler(lua, "init")? {
+        f.call::<()>(())?;
     }
+    check_required_pools(lua)
+}
+
+/// Every pool that static helper data names (a tenant's `egress_pool`) must
+/// be defined, with every source in it, once `init` has bound the
+/// handlers: otherwise that mail could never leave, and the start fails
+/// naming the table and the pool.
+fn check_required_pools(lua: &Lua) -> mlua::Result<()> {
+    let Some(list) = lua.named_registry_value::<Option<Table>>(crate::kumo::REQUIRED_POOLS_KEY)?
+    else {
+        return Ok(());
+    };
+    for pair in list.sequence_values::<Vec<String>>() {
+        let [place, pool]: [String; 2] = pair?
+            .try_into()
+            .map_err(|_| mlua::Error::RuntimeError("malformed required pool".into()))?;
+        let fail = |why: String| {
+            mlua::Error::RuntimeError(format!(
+                "{place}: egress_pool '{pool}' is not defined: {why}"
+            ))
+        };
+        if pool == UNSPECIFIED {
+            continue;
+        }
+        let Some(get_pool) = handler(lua, "get_egress_pool")? else {
+            return Err(fail(
+                "there is no get_egress_pool handler (require 'policy-extras.sources')".into(),
+            ));
+        };
+        let def = match get_pool
+            .call::<Value>(pool.clone())
+            .map_err(|e| fail(e.to_string()))?
+        {
+            Value::UserData(ud) => ud.borrow::<EgressPoolValue>()?.0.clone(),
+            other => {
+                return Err(fail(format!(
+                    "get_egress_pool returned {}",
+                    other.type_name()
+                )))
+            }
+        };
+        for entry in def.entries.iter().filter(|e| e.name != UNSPECIFIED) {
+            let source = match handler(lua, "get_egress_source")? {
+                Some(f) => f
+                    .call::<Value>(entry.name.clone())
+                    .map_err(|e| fail(e.to_string()))?,
+                None => Value::Nil,
+            };
+            if !matches!(&source, Value::UserData(ud) if ud.is::<EgressSourceValue>()) {
+                return Err(fail(format!(
+                    "its source '{}' is not defined by get_egress_source",
+                    entry.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {

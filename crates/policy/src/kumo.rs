@@ -75,6 +75,22 @@ pub fn register_helper_handler(lua: &Lua, event: &str, func: Function) -> mlua::
     handlers.set(event, func)
 }
 
+/// Pools named by static helper data; checked once `init` has run (when
+/// every `get_egress_pool` handler is bound), failing the start.
+pub const REQUIRED_POOLS_KEY: &str = "ironpost.required_pools";
+
+pub fn require_egress_pool(lua: &Lua, place: &str, pool: &str) -> mlua::Result<()> {
+    let list: Table = match lua.named_registry_value::<Option<Table>>(REQUIRED_POOLS_KEY)? {
+        Some(t) => t,
+        None => {
+            let t = lua.create_table()?;
+            lua.set_named_registry_value(REQUIRED_POOLS_KEY, &t)?;
+            t
+        }
+    };
+    list.push(vec![place.to_string(), pool.to_string()])
+}
+
 /// Warn (once per place) that a secret is written inline in the policy.
 pub fn warn_inline_secret(place: &str) {
     static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
@@ -364,6 +380,7 @@ pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
         }
         "policy-extras.shaping" => Some(Value::Table(crate::helpers::shaping::module(lua)?)),
         "policy-extras.queue" => Some(Value::Table(crate::helpers::queues::module(lua)?)),
+        "policy-extras.sources" => Some(Value::Table(crate::helpers::sources::module(lua)?)),
         "policy-extras.log_hooks" => Some(Value::Table(crate::helpers::log_hooks::module(lua)?)),
         "sqlite" => Some(Value::Table(crate::sqlite::module(lua)?)),
         "policy-extras.passwords" => Some(Value::Table(crate::helpers::passwords::module(lua)?)),
@@ -385,10 +402,6 @@ const UNSUPPORTED_HELPERS: &[(&str, &str)] = &[
     (
         "policy-extras.log_hooks",
         "webhooks for log records are not implemented",
-    ),
-    (
-        "policy-extras.sources",
-        "egress sources and pools are not implemented",
     ),
     (
         "policy-extras.mail_auth",

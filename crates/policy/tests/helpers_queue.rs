@@ -30,8 +30,13 @@ fn start(dir: &tempfile::TempDir, policy: &str) -> Result<PolicyEngine, String> 
 /// message.
 fn policy_for(files: &[&PathBuf]) -> String {
     let list: Vec<String> = files.iter().map(|f| format!("'{}'", f.display())).collect();
+    // The pools the documented example names, as a sources file would
+    // define them (inline here).
     format!(
-        "local queue_module = require 'policy-extras.queue'\n\
+        "local sources = require 'policy-extras.sources'\n\
+         sources:setup {{ {{ source = {{ ['ip-1'] = {{ source_address = '127.0.0.2' }} }}, \
+         pool = {{ ['pool-1'] = {{ ['ip-1'] = {{}} }}, ['pool-2'] = {{ ['ip-1'] = {{ weight = 2 }} }} }} }} }}\n\
+         local queue_module = require 'policy-extras.queue'\n\
          local queue_helper = queue_module:setup {{ {} }}\n\
          kumo.on('smtp_server_message_received', function(msg)\n  queue_helper:apply(msg)\nend)\n",
         list.join(", ")

@@ -272,15 +272,28 @@ end)
     // relay_hosts lets the unauthenticated case reach DATA.
     let p = policy("", &body).replace("'10.255.255.1'", "'127.0.0.1'");
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ironpost"));
-    // As the seed writes it, the pool would be ignored (egress pools are
-    // not implemented), so the policy is refused, naming the key.
+    // As the seed writes it, with no pool defined anywhere, that tenant's
+    // mail could never leave: the start fails, naming tenant and pool.
     let refused = Daemon::start_policy(bin, &p)
         .err()
         .expect("refused")
         .to_string();
-    assert!(refused.contains("egress_pool"), "{refused}");
-    assert!(refused.contains("mytenant"), "{refused}");
-    std::fs::write(&queues, seed.replace("egress_pool = 'pool-1'\n", "")).unwrap();
+    assert!(refused.contains("'pool-1' is not defined"), "{refused}");
+    assert!(refused.contains("[tenant.'mytenant']"), "{refused}");
+    // With a sources file defining the pool, it runs as written.
+    let sources = dir.path().join("sources.toml");
+    std::fs::write(
+        &sources,
+        "[source.\"ip-1\"]\nsource_address = \"127.0.0.2\"\n[pool.\"pool-1\"]\n[pool.\"pool-1\".\"ip-1\"]\n",
+    )
+    .unwrap();
+    let p = p.replace(
+        "local queue_module",
+        &format!(
+            "local sources = require 'policy-extras.sources'\nsources:setup {{ '{}' }}\nlocal queue_module",
+            sources.display()
+        ),
+    );
     let d = Daemon::start_policy(bin, &p).unwrap();
     let msg = |tenant: &str| format!("X-Tenant: {tenant}\r\nSubject: t\r\n\r\nbody\r\n");
 

@@ -7,6 +7,7 @@ pub mod log_hooks;
 pub mod passwords;
 pub mod queues;
 pub mod shaping;
+pub mod sources;
 
 use serde_json::Value;
 use std::path::Path;

@@ -173,6 +173,9 @@ pub struct QueueData {
     default_tenant: Option<String>,
     tenants: HashMap<String, TenantCfg>,
     queues: DomainMap<DomainCfg>,
+    /// Every `egress_pool` the data names, with the table naming it, so
+    /// that start-up can check each pool is defined.
+    pools: Vec<(String, String)>,
 }
 
 /// How one source's errors start: the module, the source, the table.
@@ -469,11 +472,33 @@ fn load(sources: &[Source], inline: &[bool]) -> Result<QueueData, String> {
     for (src, inline) in sources.iter().zip(inline) {
         all.merge(parse_source(src, *inline)?);
     }
+    let pool_of = |opts: &Map<String, Json>| {
+        opts.get("egress_pool")
+            .and_then(Json::as_str)
+            .map(str::to_string)
+    };
+    let mut pools = Vec::new();
+    for (t, cfg) in &all.tenants {
+        pools.extend(pool_of(&cfg.opts).map(|p| (format!("[tenant.'{t}']"), p)));
+    }
+    for (d, cfg) in &all.queues {
+        pools.extend(pool_of(&cfg.level.opts).map(|p| (format!("[queue.'{d}']"), p)));
+        for (t, dt) in &cfg.tenants {
+            pools.extend(pool_of(&dt.level.opts).map(|p| (format!("[queue.'{d}'.'{t}']"), p)));
+            for (c, level) in &dt.campaigns {
+                pools.extend(
+                    pool_of(&level.opts).map(|p| (format!("[queue.'{d}'.'{t}'.'{c}']"), p)),
+                );
+            }
+        }
+    }
+    pools.sort();
     let mut queues = DomainMap::default();
     for (name, d) in all.queues {
         queues.insert(&name, d);
     }
     let data = QueueData {
+        pools,
         tenant_header: all.tenant_header,
         remove_tenant_header: all.remove_tenant_header.unwrap_or(false),
         campaign_header: all.campaign_header,
@@ -709,6 +734,9 @@ fn setup(lua: &Lua, opts: SetupOptions) -> mlua::Result<Table> {
     let sources =
         super::load_sources(lua, MODULE, opts.file_names).map_err(mlua::Error::RuntimeError)?;
     let data = Arc::new(load(&sources, &inline).map_err(mlua::Error::RuntimeError)?);
+    for (table, pool) in &data.pools {
+        crate::kumo::require_egress_pool(lua, &format!("{MODULE}: {table}"), pool)?;
+    }
 
     let helper = lua.create_table()?;
     helper.set("file_names", lua.create_sequence_from(file_names)?)?;
