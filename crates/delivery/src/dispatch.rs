@@ -236,7 +236,7 @@ pub async fn connect(
     let tls = material(path)
         .await
         .map_err(|e| Attempt::local(&format!("egress path TLS setup: {e}")))?;
-    check_source(&path.source)?;
+    check_source(&path.source).map_err(|e| Attempt::local(&e))?;
     let mut last = Attempt::local("no usable host");
     for target in &site.hosts {
         let port = path
@@ -279,7 +279,7 @@ pub async fn connect(
 
 /// A source whose address this host does not have cannot send: its mail
 /// waits, and never leaves from another address.
-fn check_source(source: &ironpost_policy::EgressSource) -> Result<(), Attempt> {
+fn check_source(source: &ironpost_policy::EgressSource) -> Result<(), String> {
     let Some(ip) = source.source_address else {
         return Ok(());
     };
@@ -290,10 +290,10 @@ fn check_source(source: &ironpost_policy::EgressSource) -> Result<(), Attempt> {
     socket
         .and_then(|s| s.bind(SocketAddr::new(ip, 0)))
         .map_err(|e| {
-            Attempt::local(&format!(
+            format!(
                 "egress source '{}' cannot bind its source_address {ip}: {e}",
                 source.name
-            ))
+            )
         })
 }
 

@@ -362,6 +362,7 @@ mod tests {
             queue: "t@y.test".into(),
             site: Some("mx.y.test".into()),
             num_attempts: 1,
+            egress_pool: None,
             egress_source: "unspecified".into(),
             peer_address: Some(PeerAddress {
                 name: Some("mx.y.test".into()),

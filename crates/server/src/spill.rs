@@ -41,6 +41,10 @@ impl Incoming {
         self.mem.capacity()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> u64 {
         self.file.as_ref().map_or(0, |(_, n)| *n) + self.mem.len() as u64
     }
