@@ -3,7 +3,6 @@
 //! by host or IP with `mx_rollup = false`. Files merge in order; every table
 //! is checked at setup so a typo fails start-up naming file, table and key.
 
-use super::merge;
 use crate::delivery_config::EgressPathConfig;
 use crate::kumo::EgressPathValue;
 use mlua::{Lua, Table, Value};
@@ -80,13 +79,17 @@ fn from_tables(tables: Map<String, Json>, names: &str) -> Result<Shaping, String
 impl Shaping {
     /// What `get_egress_path_config(domain, source, site)` returns.
     pub fn resolve(&self, domain: &str, site: &str) -> Result<EgressPathConfig, String> {
+        // Key by key, as KumoMTA merges them: a table's value replaces the
+        // one before it whole. (Merged deeper, a keysource given as
+        // `key_data` by default and as a Vault path for a domain would be
+        // neither, and every delivery to that domain would fail.)
         let mut cfg = self.default.clone();
         if let Some(Json::Object(t)) = self.domains.get(&domain.to_ascii_lowercase()) {
-            merge(&mut cfg, t.clone());
+            cfg.extend(t.clone());
         }
         for host in site.split(',').map(|h| host_part(h.trim())) {
             if let Some(Json::Object(t)) = self.hosts.get(&host.to_ascii_lowercase()) {
-                merge(&mut cfg, t.clone());
+                cfg.extend(t.clone());
             }
         }
         cfg.remove("mx_rollup");
@@ -184,6 +187,35 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What every table accepted at setup merges into must be usable:
+    /// a domain's keysource replaces the default's rather than mixing with
+    /// it (found by the policy_helpers fuzz target).
+    #[test]
+    fn tables_replace_whole_values() {
+        let s = parse(
+            "[default]\nsmtp_auth_plain_username = 'u'\n\
+             smtp_auth_plain_password = { key_data = 'secret' }\n\
+             ['example.com']\nsmtp_auth_plain_username = 'v'\n\
+             smtp_auth_plain_password = { vault_mount = 'kv', vault_path = 'smtp/x' }\n\
+             ['mx.example.com']\nmx_rollup = false\n\
+             tls_certificate = '/cert.pem'\ntls_private_key = '/key.pem'\n",
+            false,
+        )
+        .unwrap();
+        let cfg = s.resolve("example.com", "mx.example.com:25").unwrap();
+        assert!(matches!(
+            cfg.smtp_auth_plain_password,
+            Some(ironpost_keysource::KeySource::Vault(_))
+        ));
+        assert_eq!(cfg.smtp_auth_plain_username.as_deref(), Some("v"));
+        assert!(cfg.tls_certificate.is_some());
+        let other = s.resolve("other.test", "").unwrap();
+        assert!(matches!(
+            other.smtp_auth_plain_password,
+            Some(ironpost_keysource::KeySource::Data(_))
+        ));
+    }
 
     #[test]
     fn host_parts() {
