@@ -121,6 +121,21 @@ fn algo_of(v: &str) -> Result<Algorithm, String> {
     }
 }
 
+/// The canonicalizations, checked at setup as `algo` is: signing refuses
+/// any other value, and would defer every message it should sign.
+fn check_canon(s: &Spec) -> Result<(), String> {
+    for (key, v) in [
+        ("header_canonicalization", &s.header_canonicalization),
+        ("body_canonicalization", &s.body_canonicalization),
+    ] {
+        if let Some(v) = v {
+            v.parse::<ironpost_dkim::Canon>()
+                .map_err(|_| format!("{key}: expected \"Relaxed\" or \"Simple\", got {v:?}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// The signing policy of a block: `Always` everywhere, and for
 /// `[signature]` blocks also `OnlyIfMissingDomainBlock`.
 fn check_policy(v: &Option<String>, signature: bool) -> Result<(), String> {
@@ -292,6 +307,7 @@ fn load(sources: &[Source]) -> Result<Compiled, String> {
     if let Some(a) = &base.algo {
         algo_of(a).map_err(|e| fail("[base]", e))?;
     }
+    check_canon(base).map_err(|e| fail("[base]", e))?;
     if let Some(t) = &base.ttl {
         crate::duration::parse(t).map_err(|e| fail("[base]", format!("ttl: {e}")))?;
     }
@@ -333,6 +349,7 @@ fn load(sources: &[Source]) -> Result<Compiled, String> {
         if let Some(a) = &s.algo {
             algo_of(a).map_err(|e| fail(&table, e))?;
         }
+        check_canon(s).map_err(|e| fail(&table, e))?;
         if let Some(t) = &s.ttl {
             crate::duration::parse(t).map_err(|e| fail(&table, format!("ttl: {e}")))?;
         }
@@ -378,6 +395,7 @@ fn load(sources: &[Source]) -> Result<Compiled, String> {
         if let Some(a) = &s.algo {
             algo_of(a).map_err(|e| fail(&table, e))?;
         }
+        check_canon(s).map_err(|e| fail(&table, e))?;
         if let Some(t) = &s.ttl {
             crate::duration::parse(t).map_err(|e| fail(&table, format!("ttl: {e}")))?;
         }
@@ -621,6 +639,25 @@ mod tests {
             p.key.describe()
         );
         assert!(p.over_sign, "Lua `false or true` is true");
+    }
+
+    /// A canonicalization signing would refuse is refused at setup, in
+    /// every kind of block (found by the policy_helpers fuzz target).
+    #[test]
+    fn canonicalization_checked_at_setup() {
+        // The key lands in [base] itself, a [domain] block or a [signature].
+        for block in [
+            "",
+            "[domain.'a.test']\n",
+            "[signature.s]\ndomain = 'a.test'\n",
+        ] {
+            for key in ["header_canonicalization", "body_canonicalization"] {
+                let text = format!("[base]\nselector = 's1'\n{block}{key} = 'bogus'\n");
+                let err = parse(&text, false).err().expect(&text);
+                assert!(err.contains(key) && err.contains("bogus"), "{err}");
+                parse(&text.replace("bogus", "simple"), false).expect(&text);
+            }
+        }
     }
 
     #[test]
