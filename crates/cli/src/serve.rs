@@ -167,6 +167,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let wanted = crate::log_hooks::Wanted::new(&init.log_hooks);
     let count = crate::admin_backend::observer(metrics.clone());
     let hooked = !init.log_hooks.is_empty();
+    // Delivery records get a bounce_classification: from the policy's
+    // rules files, or the built-in rules.
+    let classifier = match &init.bounce_classifier_files {
+        Some(files) => ironpost_logs::classify::BounceClassifier::from_files(files)
+            .context("kumo.configure_bounce_classifier")?,
+        None => ironpost_logs::classify::BounceClassifier::builtin(),
+    };
+    let logger = logger.with_classifier(Arc::new(classifier));
     let logger = logger.with_observer(Arc::new(move |rec: &ironpost_logs::Record| {
         count(rec);
         if hooked && wanted.any(rec.kind()) {

@@ -37,6 +37,7 @@ pub fn attempt_record(
         queue: part.queue_name(),
         site: site.map(|s| s.name.clone()),
         num_attempts: attempts,
+        bounce_classification: None,
         egress_pool: part.egress.as_ref().map(|e| e.pool.clone()),
         egress_source: part
             .egress

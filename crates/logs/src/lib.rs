@@ -10,6 +10,7 @@
 //! acknowledged once the writer has handed them to the kernel, so a
 //! `kill -9` after the acknowledgement cannot lose them.
 
+pub mod classify;
 mod record;
 
 pub use record::{
@@ -31,6 +32,8 @@ pub enum LogError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("bounce classifier rules {file}: {reason}")]
+    Classifier { file: String, reason: String },
 }
 
 #[derive(Clone, Debug)]
@@ -100,6 +103,8 @@ struct Line<'a> {
 pub struct Logger {
     txs: Vec<mpsc::Sender<Msg>>,
     observer: Option<Observer>,
+    /// Gives delivery records their `bounce_classification`.
+    classifier: Option<std::sync::Arc<classify::BounceClassifier>>,
 }
 
 impl Logger {
@@ -108,7 +113,13 @@ impl Logger {
         Logger {
             txs: Vec::new(),
             observer: None,
+            classifier: None,
         }
+    }
+
+    pub fn with_classifier(mut self, c: std::sync::Arc<classify::BounceClassifier>) -> Logger {
+        self.classifier = Some(c);
+        self
     }
 
     pub fn with_observer(mut self, observer: Observer) -> Logger {
@@ -155,6 +166,7 @@ impl Logger {
         Ok(Logger {
             txs,
             observer: None,
+            classifier: None,
         })
     }
 
@@ -172,7 +184,10 @@ impl Logger {
         }
     }
 
-    fn send(&self, record: Record, ack: bool) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+    fn send(&self, mut record: Record, ack: bool) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+        if let (Some(c), Some(a)) = (&self.classifier, record.attempt_mut()) {
+            a.bounce_classification = Some(c.classify_response(&a.response));
+        }
         if let Some(o) = &self.observer {
             o(&record);
         }

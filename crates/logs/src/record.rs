@@ -93,6 +93,17 @@ impl Record {
         }
     }
 
+    /// The delivery attempt a record describes, if it is one.
+    pub fn attempt_mut(&mut self) -> Option<&mut AttemptRecord> {
+        match self {
+            Record::Delivery(a)
+            | Record::TransientFailure(a)
+            | Record::Bounce(a)
+            | Record::Expiration(a) => Some(a),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Record::Reception(_) => "Reception",
@@ -193,6 +204,10 @@ pub struct AttemptRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
     pub num_attempts: u32,
+    /// The reply's class (`InvalidRecipient`, `SpamBlock`, ...), from the
+    /// bounce classifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bounce_classification: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub egress_pool: Option<String>,
     pub egress_source: String,
@@ -362,6 +377,7 @@ mod tests {
             queue: "t@y.test".into(),
             site: Some("mx.y.test".into()),
             num_attempts: 1,
+            bounce_classification: None,
             egress_pool: None,
             egress_source: "unspecified".into(),
             peer_address: Some(PeerAddress {

@@ -448,4 +448,24 @@ pub struct InitConfig {
     /// Places where a secret was given inline (`key_data`), for the start-up
     /// warning.
     pub inline_secrets: Vec<String>,
+    /// `kumo.configure_bounce_classifier{ files }`: the rules files, in
+    /// order (none: Ironpost's built-in rules).
+    pub bounce_classifier_files: Option<Vec<String>>,
+}
+
+/// `kumo.configure_bounce_classifier{...}`. The tuning options size
+/// KumoMTA's classifier thread pool and caches; Ironpost classifies inline
+/// and announces at start that they have no effect.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BounceClassifierOptions {
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub back_pressure: Option<u64>,
+    #[serde(default)]
+    pub pool_size: Option<u64>,
+    #[serde(default)]
+    pub cache_size: Option<u64>,
+    #[serde(default)]
+    pub uncategorized_cache_size: Option<u64>,
 }

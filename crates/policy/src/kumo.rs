@@ -293,6 +293,36 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     )?;
 
     kumo.set(
+        "configure_bounce_classifier",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.configure_bounce_classifier";
+            let o: crate::config::BounceClassifierOptions = parse_options(lua, F, opts)?;
+            if o.files.is_empty() {
+                return Err(rt(format!("{F}: key 'files': list at least one rules file")));
+            }
+            for (name, set) in [
+                ("back_pressure", o.back_pressure.is_some()),
+                ("pool_size", o.pool_size.is_some()),
+                ("cache_size", o.cache_size.is_some()),
+                ("uncategorized_cache_size", o.uncategorized_cache_size.is_some()),
+            ] {
+                if set {
+                    tracing::info!(
+                        "{F}: {name} has no effect: Ironpost classifies each record as it is logged"
+                    );
+                }
+            }
+            with_init(lua, F, |init| {
+                if init.bounce_classifier_files.is_some() {
+                    return Err(rt(format!("{F} may be called once")));
+                }
+                init.bounce_classifier_files = Some(o.files);
+                Ok(())
+            })?
+        })?,
+    )?;
+
+    kumo.set(
         "make_egress_source",
         lua.create_function(|lua, opts: Value| {
             const F: &str = "kumo.make_egress_source";

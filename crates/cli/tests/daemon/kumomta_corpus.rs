@@ -104,10 +104,7 @@ const CORPUS: &[(&str, Expectation)] = &[
     ("35-domain-map.lua", Refused(&["domain_map"])),
     ("36-event-requeue-message.lua", Starts),
     // A Lua "attempt to call a nil value" naming the field.
-    (
-        "37-bounce-classifier.lua",
-        Refused(&["configure_bounce_classifier"]),
-    ),
+    ("37-bounce-classifier.lua", Starts),
     ("38-listener-domain-lua.lua", Starts),
     (
         "39-listener-domains-helper.lua",

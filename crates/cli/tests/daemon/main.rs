@@ -12,6 +12,7 @@ mod crash_records;
 mod crash_recovery;
 mod default_policy;
 mod delivery_auth;
+mod delivery_classify;
 mod delivery_dane;
 mod delivery_idle;
 mod delivery_mta_sts;
