@@ -30,6 +30,10 @@ pub struct EgressPath {
     /// key).
     pub fingerprint: u64,
     pub prohibited: CidrSet,
+    /// `max_message_rate` and `max_connection_rate`, shared by every worker
+    /// of the ready queue this path belongs to.
+    pub message_rate: Option<crate::throttle::Gcra>,
+    pub connection_rate: Option<crate::throttle::Gcra>,
     /// Built on first use, off the async threads (it reads keysources).
     pub tls: tokio::sync::OnceCell<Result<Arc<crate::dispatch::TlsMaterial>, String>>,
 }
@@ -206,6 +210,8 @@ impl QueueManager {
             h.finish()
         };
         let path = Arc::new(EgressPath {
+            message_rate: cfg.max_message_rate.as_ref().map(crate::throttle::Gcra::new),
+            connection_rate: cfg.max_connection_rate.as_ref().map(crate::throttle::Gcra::new),
             cfg,
             source: source.clone(),
             fingerprint,

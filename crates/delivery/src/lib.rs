@@ -21,6 +21,7 @@ mod ready;
 mod records;
 mod route;
 mod schedule;
+mod throttle;
 pub mod tls_policy;
 
 pub use admin::Inspection;

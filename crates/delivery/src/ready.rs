@@ -328,6 +328,9 @@ impl QueueManager {
             }
             let reused_after_idle = after_idle && conn.is_some();
             if conn.is_none() {
+                if let Some(rate) = &path.connection_rate {
+                    rate.wait().await;
+                }
                 match dispatch::connect(ctx, &site, &path).await {
                     Ok(c) => {
                         conn = Some(c);
@@ -342,6 +345,9 @@ impl QueueManager {
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
+            if let Some(rate) = &path.message_rate {
+                rate.wait().await;
+            }
             sent_on_conn += 1;
             let mut result = dispatch::deliver(ctx, c, &part).await;
             if !result.connection_usable {
@@ -356,6 +362,9 @@ impl QueueManager {
                     "idle connection to {} was closed by the peer; reconnecting",
                     site.name
                 );
+                if let Some(rate) = &path.connection_rate {
+                    rate.wait().await;
+                }
                 match dispatch::connect(ctx, &site, &path).await {
                     Ok(mut c) => {
                         conn_path = Some(path.clone());

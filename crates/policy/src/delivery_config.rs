@@ -191,8 +191,17 @@ pub struct EgressPathConfig {
     /// EHLO name; takes precedence over the egress source's.
     #[serde(default)]
     pub ehlo_domain: Option<String>,
-    #[serde(default = "default_connection_limit")]
+    #[serde(
+        default = "default_connection_limit",
+        deserialize_with = "crate::throttle::deserialize_count"
+    )]
     pub connection_limit: usize,
+    /// Messages per period to the site from this source (GCRA, local).
+    #[serde(default, deserialize_with = "crate::throttle::deserialize_opt")]
+    pub max_message_rate: Option<crate::throttle::ThrottleSpec>,
+    /// New connections per period to the site from this source.
+    #[serde(default, deserialize_with = "crate::throttle::deserialize_opt")]
+    pub max_connection_rate: Option<crate::throttle::ThrottleSpec>,
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries_per_connection: usize,
     #[serde(default = "default_prohibited")]

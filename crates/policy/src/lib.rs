@@ -19,6 +19,7 @@ mod http;
 pub mod kumo;
 mod memoize;
 pub mod message;
+pub mod throttle;
 mod queue_name;
 mod regex_set_map;
 mod sandbox;

@@ -206,3 +206,123 @@ async fn an_unusable_source_or_undefined_pool_holds_the_mail() {
     assert!(records_of(&d, "Delivery").is_empty());
     assert!(records_of(&d, "Bounce").is_empty());
 }
+
+/// Rates and connection limits hold against a real server: 20 messages at
+/// `5/s` (a burst of 5, then one every 200 ms) take at least 3 s, and the
+/// sink never sees more than `connection_limit` sessions at once. New
+/// connections are paced by `max_connection_rate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_and_connection_rates_hold() {
+    let sink = Sink::start(any_port(LOCALHOST), SinkConfig::new())
+        .await
+        .unwrap();
+    let pki = Pki::new();
+    let dns = start_dns(TestZone::new()).await;
+    let to_sink = queue_to(&[&sink.addr().to_string()]);
+    let d = Policy::new(dns.addr)
+        .route(
+            "rate.test",
+            to_sink.clone(),
+            pki.egress("max_message_rate = '5/s', connection_limit = '2',"),
+        )
+        .route(
+            "conn.test",
+            to_sink,
+            pki.egress(
+                "max_connection_rate = '4/s,max_burst=1', max_deliveries_per_connection = 1, connection_limit = 4,",
+            ),
+        )
+        .start();
+    let (mut c, _) = SmtpClient::connect(d.smtp_addr()).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    for i in 0..20 {
+        let to = format!("r{i}@rate.test");
+        let body = message("a@origin.test", &[&to], &format!("rate{i}"));
+        assert_eq!(
+            c.send_message("a@origin.test", &[&to], &body)
+                .await
+                .unwrap()
+                .code,
+            250
+        );
+    }
+    for i in 0..8 {
+        let to = format!("c{i}@conn.test");
+        let body = message("a@origin.test", &[&to], &format!("conn{i}"));
+        assert_eq!(
+            c.send_message("a@origin.test", &[&to], &body)
+                .await
+                .unwrap()
+                .code,
+            250
+        );
+    }
+    let _ = c.quit().await;
+    let deadline = Instant::now() + WAIT;
+    while records_of(&d, "Delivery").len() < 28 && Instant::now() < deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(records_of(&d, "Delivery").len(), 28, "{}", dump(&d));
+
+    let seen = sink.snapshot();
+    let span = |tag: &str| {
+        let at: Vec<Instant> = seen
+            .messages()
+            .iter()
+            .filter(|m| m.text().contains(tag))
+            .map(|m| m.at)
+            .collect();
+        let first = at.iter().min().unwrap();
+        let last = at.iter().max().unwrap();
+        (at.len(), last.duration_since(*first))
+    };
+    let (n, rate_span) = span("Subject: rate");
+    assert_eq!(n, 20);
+    assert!(
+        rate_span >= Duration::from_millis(2900),
+        "20 at 5/s in {rate_span:?}"
+    );
+    // Sessions open at once, per destination.
+    let peak = |host_tag: &str| {
+        let sessions: Vec<_> = seen
+            .sessions
+            .iter()
+            .filter(|s| {
+                seen.messages()
+                    .iter()
+                    .any(|m| seen.sessions[m.session].id == s.id && m.text().contains(host_tag))
+            })
+            .collect();
+        sessions
+            .iter()
+            .map(|s| {
+                sessions
+                    .iter()
+                    .filter(|o| o.started <= s.started && o.ended.is_none_or(|e| e > s.started))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(peak("Subject: rate") <= 2, "connection_limit 2 exceeded");
+    let conns: Vec<Instant> = seen
+        .sessions
+        .iter()
+        .filter(|s| {
+            seen.messages()
+                .iter()
+                .any(|m| seen.sessions[m.session].id == s.id && m.text().contains("Subject: conn"))
+        })
+        .map(|s| s.started)
+        .collect();
+    assert_eq!(conns.len(), 8, "one connection per message");
+    let spread = conns
+        .iter()
+        .max()
+        .unwrap()
+        .duration_since(*conns.iter().min().unwrap());
+    assert!(
+        spread >= Duration::from_millis(1650),
+        "8 connections at 4/s in {spread:?}"
+    );
+}
