@@ -210,8 +210,14 @@ impl QueueManager {
             h.finish()
         };
         let path = Arc::new(EgressPath {
-            message_rate: cfg.max_message_rate.as_ref().map(crate::throttle::Gcra::new),
-            connection_rate: cfg.max_connection_rate.as_ref().map(crate::throttle::Gcra::new),
+            message_rate: cfg
+                .max_message_rate
+                .as_ref()
+                .map(crate::throttle::Gcra::new),
+            connection_rate: cfg
+                .max_connection_rate
+                .as_ref()
+                .map(crate::throttle::Gcra::new),
             cfg,
             source: source.clone(),
             fingerprint,

@@ -46,7 +46,9 @@ impl BounceClassifier {
                 file: f.display().to_string(),
                 reason: e.to_string(),
             })?;
-            let json = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+            let json = f
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"));
             texts.push((f.display().to_string(), text, json));
         }
         let refs: Vec<(&str, &str, bool)> = texts
@@ -119,8 +121,16 @@ mod tests {
         // KumoMTA's own ordering case: the first class listing a match
         // wins, and a later file only adds rules.
         let c = BounceClassifier::from_texts(&[
-            ("a", "[rules]\nfoo = ['woot', 'aaa']\nbar = ['woot', 'aaa', 'bbb']\n", false),
-            ("b", r#"{ "rules": { "second_file": ["bbb", "ccc"] } }"#, true),
+            (
+                "a",
+                "[rules]\nfoo = ['woot', 'aaa']\nbar = ['woot', 'aaa', 'bbb']\n",
+                false,
+            ),
+            (
+                "b",
+                r#"{ "rules": { "second_file": ["bbb", "ccc"] } }"#,
+                true,
+            ),
         ])
         .unwrap();
         assert_eq!(c.classify("woot"), "foo");
@@ -135,7 +145,10 @@ mod tests {
         let e = BounceClassifier::from_texts(&[("x.toml", "[rules]\nSpamBlock = ['(']\n", false)])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("x.toml") && e.contains("SpamBlock") && e.contains("\"(\""), "{e}");
+        assert!(
+            e.contains("x.toml") && e.contains("SpamBlock") && e.contains("\"(\""),
+            "{e}"
+        );
         let e = BounceClassifier::from_texts(&[("y.toml", "[rulez]\n", false)])
             .unwrap_err()
             .to_string();
@@ -150,7 +163,10 @@ mod tests {
         let table = include_str!("../tests/bounce_replies.txt");
         let mut wrong = Vec::new();
         let mut n = 0;
-        for line in table.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in table
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let (class, reply) = line.split_once(" | ").expect("CLASS | reply");
             n += 1;
             let got = c.classify(reply);

@@ -298,13 +298,18 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
             const F: &str = "kumo.configure_bounce_classifier";
             let o: crate::config::BounceClassifierOptions = parse_options(lua, F, opts)?;
             if o.files.is_empty() {
-                return Err(rt(format!("{F}: key 'files': list at least one rules file")));
+                return Err(rt(format!(
+                    "{F}: key 'files': list at least one rules file"
+                )));
             }
             for (name, set) in [
                 ("back_pressure", o.back_pressure.is_some()),
                 ("pool_size", o.pool_size.is_some()),
                 ("cache_size", o.cache_size.is_some()),
-                ("uncategorized_cache_size", o.uncategorized_cache_size.is_some()),
+                (
+                    "uncategorized_cache_size",
+                    o.uncategorized_cache_size.is_some(),
+                ),
             ] {
                 if set {
                     tracing::info!(

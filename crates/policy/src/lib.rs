@@ -19,13 +19,13 @@ mod http;
 pub mod kumo;
 mod memoize;
 pub mod message;
-pub mod throttle;
 mod queue_name;
 mod regex_set_map;
 mod sandbox;
 mod serde_fns;
 mod sqlite;
 mod state;
+pub mod throttle;
 mod unsupported;
 
 pub use cidr::CidrSet;

@@ -31,7 +31,10 @@ impl ThrottleSpec {
             return Err(format!("{text:?}: the limit must be above 0"));
         }
         let period = period.trim();
-        let digits = period.len() - period.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let digits = period.len()
+            - period
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .len();
         let scale: u64 = if digits == 0 {
             1
         } else {
@@ -69,7 +72,11 @@ impl ThrottleSpec {
 
 /// "1,000" and "1_000" as 1000.
 pub fn number(s: &str) -> Result<u64, String> {
-    let digits: String = s.trim().chars().filter(|c| !matches!(c, ',' | '_')).collect();
+    let digits: String = s
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ',' | '_'))
+        .collect();
     digits
         .parse()
         .map_err(|_| format!("{s:?} is not a whole number"))
@@ -77,7 +84,9 @@ pub fn number(s: &str) -> Result<u64, String> {
 
 pub fn deserialize_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ThrottleSpec>, D::Error> {
     let s = String::deserialize(d)?;
-    ThrottleSpec::parse(&s).map(Some).map_err(serde::de::Error::custom)
+    ThrottleSpec::parse(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// A count written as a number or as a string with digit separators
@@ -103,10 +112,19 @@ mod tests {
     #[test]
     fn kumomta_forms() {
         let s = ThrottleSpec::parse("100/h").unwrap();
-        assert_eq!((s.limit, s.period, s.max_burst), (100, Duration::from_secs(3600), 100));
+        assert_eq!(
+            (s.limit, s.period, s.max_burst),
+            (100, Duration::from_secs(3600), 100)
+        );
         let s = ThrottleSpec::parse("local:1,000/5min,max_burst=10").unwrap();
-        assert_eq!((s.limit, s.period, s.max_burst), (1000, Duration::from_secs(300), 10));
-        assert_eq!(ThrottleSpec::parse("5/s").unwrap().interval(), Duration::from_millis(200));
+        assert_eq!(
+            (s.limit, s.period, s.max_burst),
+            (1000, Duration::from_secs(300), 10)
+        );
+        assert_eq!(
+            ThrottleSpec::parse("5/s").unwrap().interval(),
+            Duration::from_millis(200)
+        );
         assert_eq!(ThrottleSpec::parse("2_000/day").unwrap().limit, 2000);
         for bad in ["100", "0/s", "10/fortnight", "x/s", "10/0s"] {
             assert!(ThrottleSpec::parse(bad).is_err(), "{bad}");
