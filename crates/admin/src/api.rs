@@ -40,8 +40,12 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn queue_summary(&self) -> BoxFuture<Value>;
     /// `POST /api/admin/bounce/v1`: bounce queued messages now.
     fn bounce(&self, request: BounceRequest) -> BoxFuture<Result<Value, String>>;
-    /// `POST /api/admin/suspend/v1`: hold delivery.
+    /// `POST /api/admin/suspend/v1`: hold delivery (durably).
     fn suspend(&self, request: SuspendRequest) -> BoxFuture<Result<Value, String>>;
+    /// `GET /api/admin/suspend/v1`: the suspensions in force.
+    fn suspensions(&self) -> BoxFuture<Value>;
+    /// `DELETE /api/admin/suspend/v1` (`{"id": N}`): `Ok(false)` is 404.
+    fn cancel_suspension(&self, id: u64) -> BoxFuture<Result<bool, String>>;
     /// `GET /api/admin/inspect-message/v1?id=`: `Ok(None)` is 404.
     fn inspect(&self, id: String) -> BoxFuture<Result<Option<Value>, String>>;
     /// Every Basic credential check, for an AuthN log record and the
@@ -76,6 +80,11 @@ pub struct SuspendRequest {
     pub domain: Option<String>,
     #[serde(default)]
     pub tenant: Option<String>,
+    #[serde(default)]
+    pub campaign: Option<String>,
+    /// An egress source (its pools send from their other sources).
+    #[serde(default)]
+    pub source: Option<String>,
     pub reason: String,
     #[serde(
         default,
@@ -455,7 +464,29 @@ async fn suspend(
         Ok(b) => b,
         Err(e) => return json_error(e),
     };
-    if let Err(e) = check_scope(&mut req.domain, &req.tenant, &req.reason) {
+    let scoped = req.domain.is_some()
+        || req.tenant.is_some()
+        || req.campaign.is_some()
+        || req.source.is_some();
+    let checked = if scoped && req.domain.is_none() && req.tenant.is_none() {
+        // A campaign or a source alone: check the reason the same way.
+        check_scope(&mut req.domain, &Some("-".into()), &req.reason)
+    } else {
+        check_scope(&mut req.domain, &req.tenant, &req.reason)
+    };
+    let labels = [("campaign", &req.campaign), ("source", &req.source)];
+    if let Err(e) = checked.and_then(|()| {
+        labels
+            .iter()
+            .filter_map(|(w, v)| v.as_deref().map(|v| valid_label(w, v)))
+            .collect::<Result<Vec<()>, String>>()
+            .map(|_| ())
+    }) {
+        let e = if scoped {
+            e
+        } else {
+            "give a domain, tenant, campaign or source".into()
+        };
         return text(StatusCode::BAD_REQUEST, e);
     }
     if req.duration == Some(Duration::ZERO) {
@@ -466,11 +497,39 @@ async fn suspend(
     }
     req.requested_by = auth.summarize();
     tracing::info!(
-        domain = ?req.domain, tenant = ?req.tenant, reason = ?req.reason,
+        domain = ?req.domain, tenant = ?req.tenant, campaign = ?req.campaign,
+        source = ?req.source, reason = ?req.reason,
         duration = ?req.duration, by = ?req.requested_by,
         "admin suspend"
     );
     backend_json(st.backend.suspend(req).await)
+}
+
+async fn suspend_list(State(st): State<AppState>) -> Response {
+    Json(st.backend.suspensions().await).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelRequest {
+    id: u64,
+}
+
+async fn suspend_cancel(
+    State(st): State<AppState>,
+    Extension(auth): Extension<HttpAuth>,
+    body: Result<Json<CancelRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return json_error(e),
+    };
+    tracing::info!(id = req.id, by = %auth.summarize(), "admin suspension cancelled");
+    match st.backend.cancel_suspension(req.id).await {
+        Ok(true) => Json(serde_json::json!({ "cancelled": req.id })).into_response(),
+        Ok(false) => text(StatusCode::NOT_FOUND, "no such suspension"),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -510,7 +569,10 @@ pub(crate) fn router(st: AppState, body_limit: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/inject/v1", post(inject))
         .route("/api/admin/bounce/v1", post(bounce))
-        .route("/api/admin/suspend/v1", post(suspend))
+        .route(
+            "/api/admin/suspend/v1",
+            post(suspend).get(suspend_list).delete(suspend_cancel),
+        )
         .route("/api/admin/inspect-message/v1", get(inspect))
         .route("/api/admin/queue-summary/v1", get(queue_summary))
         .route_layer(middleware::from_fn_with_state(st.clone(), require_auth));

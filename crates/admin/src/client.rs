@@ -211,19 +211,17 @@ impl AdminClient {
         self.json(self.http.post(self.url("/api/admin/bounce/v1")).json(&body))
     }
 
+    /// `scope`: (key, value) pairs among `domain`, `tenant`, `campaign`
+    /// and `source`.
     pub fn suspend(
         &self,
-        domain: Option<&str>,
-        tenant: Option<&str>,
+        scope: &[(&str, &str)],
         reason: &str,
         duration: Option<&str>,
     ) -> Result<Value, ClientError> {
         let mut body = json!({ "reason": reason });
-        if let Some(d) = domain {
-            body["domain"] = d.into();
-        }
-        if let Some(t) = tenant {
-            body["tenant"] = t.into();
+        for (k, v) in scope {
+            body[*k] = (*v).into();
         }
         if let Some(d) = duration {
             body["duration"] = d.into();
@@ -233,6 +231,23 @@ impl AdminClient {
                 .post(self.url("/api/admin/suspend/v1"))
                 .json(&body),
         )
+    }
+
+    pub fn suspensions(&self) -> Result<Value, ClientError> {
+        self.json(self.http.get(self.url("/api/admin/suspend/v1")))
+    }
+
+    /// `Ok(false)` when the server has no such suspension.
+    pub fn cancel_suspension(&self, id: u64) -> Result<bool, ClientError> {
+        let req = self
+            .http
+            .delete(self.url("/api/admin/suspend/v1"))
+            .json(&json!({ "id": id }));
+        match self.json(req) {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// `Ok(None)` when the server has no such message.

@@ -51,6 +51,12 @@ impl AdminBackend for Fake {
         ));
         Box::pin(async { Ok(json!({"suspended": true})) })
     }
+    fn suspensions(&self) -> BoxFuture<Value> {
+        Box::pin(async { json!([{ "id": 1, "domain": "d.example" }]) })
+    }
+    fn cancel_suspension(&self, id: u64) -> BoxFuture<Result<bool, String>> {
+        Box::pin(async move { Ok(id == 1) })
+    }
     fn inspect(&self, id: String) -> BoxFuture<Result<Option<Value>, String>> {
         Box::pin(async move { Ok((id == "abc").then(|| json!({"id": id}))) })
     }
@@ -110,7 +116,7 @@ fn trusted_client_runs_every_command() {
         json!({"bounced": 1})
     );
     assert_eq!(
-        c.suspend(Some("example.com"), None, "maintenance", Some("1h"))
+        c.suspend(&[("domain", "example.com")], "maintenance", Some("1h"))
             .unwrap(),
         json!({"suspended": true})
     );
@@ -129,7 +135,7 @@ fn trusted_client_runs_every_command() {
         Err(ClientError::Status { status: 400, body }) => assert!(body.contains("domain")),
         other => panic!("{other:?}"),
     }
-    match c.suspend(Some("example.com"), None, "r", Some("soon")) {
+    match c.suspend(&[("domain", "example.com")], "r", Some("soon")) {
         Err(ClientError::Status { status: 422, body }) => {
             assert!(body.contains("duration"), "{body}")
         }

@@ -53,6 +53,12 @@ impl AdminBackend for Fake {
         self.suspends.lock().unwrap().push(r);
         Box::pin(async { Ok(json!({"suspended": true})) })
     }
+    fn suspensions(&self) -> BoxFuture<Value> {
+        Box::pin(async { json!([{ "id": 1, "domain": "d.example" }]) })
+    }
+    fn cancel_suspension(&self, id: u64) -> BoxFuture<Result<bool, String>> {
+        Box::pin(async move { Ok(id == 1) })
+    }
     fn inspect(&self, id: String) -> BoxFuture<Result<Option<Value>, String>> {
         Box::pin(async move {
             Ok((id == "0190aaaa").then(|| json!({"id": id, "sender": "s@example.com"})))

@@ -144,17 +144,28 @@ impl AdminBackend for Backend {
         let me = self.clone();
         Box::pin(async move {
             let duration = r.duration.unwrap_or(std::time::Duration::from_secs(3600));
-            me.queue.suspend(
-                r.domain.clone(),
-                r.tenant.clone(),
-                duration,
-                r.reason.clone(),
-            );
-            tracing::info!(by = %r.requested_by, "admin suspension for {duration:?}: {}", r.reason);
-            Ok(
-                json!({ "suspended": { "domain": r.domain, "tenant": r.tenant, "duration_secs": duration.as_secs() } }),
-            )
+            let scope = ironpost_delivery::suspensions::Scope {
+                domain: r.domain.map(|d| d.to_ascii_lowercase()),
+                tenant: r.tenant,
+                campaign: r.campaign,
+                source: r.source,
+            };
+            let s = me
+                .queue
+                .suspend(scope, duration, r.reason.clone(), r.requested_by.clone())?;
+            tracing::info!(by = %r.requested_by, id = s.id, "admin suspension for {duration:?}: {}", r.reason);
+            Ok(json!({ "suspended": s, "duration_secs": duration.as_secs() }))
         })
+    }
+
+    fn suspensions(&self) -> BoxFuture<Value> {
+        let me = self.clone();
+        Box::pin(async move { json!(me.queue.suspensions()) })
+    }
+
+    fn cancel_suspension(&self, id: u64) -> BoxFuture<Result<bool, String>> {
+        let me = self.clone();
+        Box::pin(async move { me.queue.cancel_suspension(id) })
     }
 
     fn inspect(&self, id: String) -> BoxFuture<Result<Option<Value>, String>> {

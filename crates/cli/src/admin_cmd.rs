@@ -59,20 +59,40 @@ pub enum AdminCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Suspend delivery for a destination domain and/or tenant.
+    /// Suspend delivery for a destination domain, tenant, campaign or
+    /// egress source (kept across restarts).
     Suspend {
         /// Recipient domain.
-        #[arg(long, required_unless_present = "tenant")]
+        #[arg(long, required_unless_present_any = ["tenant", "campaign", "source"])]
         domain: Option<String>,
         /// Tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// Campaign.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Egress source (its pools send from their other sources).
+        #[arg(long)]
+        source: Option<String>,
         /// Reason recorded for the suspension.
         #[arg(long)]
         reason: String,
         /// How long, such as "30m" or "1h" (the daemon's default if absent).
         #[arg(long)]
         duration: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the suspensions in force.
+    SuspendList {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// End a suspension early.
+    SuspendCancel {
+        /// Its id (from suspend or suspend-list).
+        #[arg(long)]
+        id: u64,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -142,15 +162,30 @@ pub fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Suspend {
             domain,
             tenant,
+            campaign,
+            source,
             reason,
             duration,
             client,
-        } => print(&connect(&client)?.suspend(
-            domain.as_deref(),
-            tenant.as_deref(),
-            &reason,
-            duration.as_deref(),
-        )?),
+        } => {
+            let scope: Vec<(&str, &str)> = [
+                ("domain", &domain),
+                ("tenant", &tenant),
+                ("campaign", &campaign),
+                ("source", &source),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+            .collect();
+            print(&connect(&client)?.suspend(&scope, &reason, duration.as_deref())?)
+        }
+        AdminCommand::SuspendList { client } => print(&connect(&client)?.suspensions()?),
+        AdminCommand::SuspendCancel { id, client } => {
+            if !connect(&client)?.cancel_suspension(id)? {
+                bail!("no suspension with id {id}");
+            }
+            print(&serde_json::json!({ "cancelled": id }))
+        }
         AdminCommand::Inspect { id, client } => match connect(&client)?.inspect(&id)? {
             Some(v) => print(&v),
             None => bail!("no message with id {id}"),

@@ -198,6 +198,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         log_cfg.iter().flat_map(|l| &l.headers).collect(),
     );
     let log_hook_queues = crate::log_hooks::helper_queues(&init.log_hooks);
+    // Operator suspensions live beside the spool and outlast restarts.
+    let suspensions =
+        ironpost_delivery::suspensions::Suspensions::load(spool_def.path.join("suspensions.json"))
+            .map_err(|e| anyhow::anyhow!("operator suspensions: {e}"))?;
     let dns_cfg = dns_config(init.resolver.as_ref())?;
     let sts = Arc::new(mta_sts_resolver(sts_dir)?);
 
@@ -224,6 +228,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 log_meta,
                 log_headers: log_headers.clone(),
                 log_hook_queues,
+                suspensions,
             },
         );
         queue.start();

@@ -3,12 +3,10 @@
 
 use crate::bounce::FailedRecipient;
 use crate::model::QueuedPart;
-use crate::queue_manager::{lock, QueueManager};
+use crate::queue_manager::QueueManager;
 use ironpost_spool::SpoolId;
-use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A queued message as the admin API shows it: this part, and the spool
 /// record as it now stands.
@@ -22,17 +20,6 @@ pub struct Inspection {
     pub meta: ironpost_spool::SpoolMeta,
     pub size: usize,
     pub headers: String,
-}
-
-/// Operator suspensions in force.
-#[derive(Default)]
-pub(crate) struct Suspensions(Mutex<Vec<Suspension>>);
-
-struct Suspension {
-    domain: Option<String>,
-    tenant: Option<String>,
-    until: Instant,
-    reason: String,
 }
 
 fn matches(part: &QueuedPart, domain: Option<&str>, tenant: Option<&str>) -> bool {
@@ -52,42 +39,27 @@ impl QueueManager {
         v
     }
 
+    /// Holds delivery for a scope until `duration` has passed; on disk
+    /// before it is in force.
     pub fn suspend(
         &self,
-        domain: Option<String>,
-        tenant: Option<String>,
+        scope: crate::suspensions::Scope,
         duration: Duration,
         reason: String,
-    ) {
-        let mut s = lock(&self.0.suspensions.0);
-        s.retain(|x| x.until > Instant::now());
-        s.push(Suspension {
-            domain: domain.map(|d| d.to_ascii_lowercase()),
-            tenant,
-            until: Instant::now() + duration,
-            reason,
-        });
+        requested_by: String,
+    ) -> Result<crate::suspensions::Suspension, String> {
+        self.0
+            .suspensions
+            .add(scope, duration, reason, requested_by)
     }
 
-    pub fn suspensions(&self) -> Value {
-        let s = lock(&self.0.suspensions.0);
-        let now = Instant::now();
-        Value::Array(
-            s.iter()
-                .filter(|x| x.until > now)
-                .map(|x| json!({ "domain": x.domain, "tenant": x.tenant, "reason": x.reason, "remaining_secs": (x.until - now).as_secs() }))
-                .collect(),
-        )
+    pub fn suspensions(&self) -> Vec<crate::suspensions::Suspension> {
+        self.0.suspensions.active()
     }
 
-    /// When a part's queue is suspended: until when.
-    pub(crate) fn suspended_until(&self, part: &QueuedPart) -> Option<Instant> {
-        let s = lock(&self.0.suspensions.0);
-        let now = Instant::now();
-        s.iter()
-            .filter(|x| x.until > now && matches(part, x.domain.as_deref(), x.tenant.as_deref()))
-            .map(|x| x.until)
-            .max()
+    /// Ends a suspension early; false when there is no such suspension.
+    pub fn cancel_suspension(&self, id: u64) -> Result<bool, String> {
+        self.0.suspensions.cancel(id)
     }
 
     /// Bounce every queued part for a domain and/or tenant now.

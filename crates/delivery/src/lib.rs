@@ -21,6 +21,7 @@ mod ready;
 mod records;
 mod route;
 mod schedule;
+pub mod suspensions;
 mod throttle;
 pub mod tls_policy;
 

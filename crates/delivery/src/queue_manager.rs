@@ -12,13 +12,13 @@
 //! Policy answers are cached by [`crate::egress`]; operator actions live in
 //! [`crate::admin`].
 
-use crate::admin::Suspensions;
 use crate::egress::EgressCache;
 use crate::model::{
     split_by_domain, to_system_time, unix_now, QueueName, QueuedPart, SharedMessage,
 };
 use crate::ready::ReadyQueues;
 use crate::schedule::Schedule;
+use crate::suspensions::Suspensions;
 use ironpost_dns::Dns;
 use ironpost_logs::Logger;
 use ironpost_policy::{PolicyEngine, QueueConfig};
@@ -40,6 +40,8 @@ pub struct DeliveryOptions {
     /// The queues `policy-extras.log_hooks` answers for, by queue domain
     /// (`<name>.log_hook`).
     pub log_hook_queues: Vec<(String, Arc<QueueConfig>, crate::custom::HookSink)>,
+    /// Operator suspensions, loaded from their file.
+    pub suspensions: Suspensions,
 }
 
 /// What a delivery attempt needs from the daemon, and no more: the
@@ -107,7 +109,7 @@ impl QueueManager {
             schedule: Schedule::default(),
             ready: ReadyQueues::default(),
             egress: EgressCache::default(),
-            suspensions: Suspensions::default(),
+            suspensions: opts.suspensions,
             log_meta: opts.log_meta,
             log_headers: opts.log_headers,
             log_hook_queues: opts.log_hook_queues,

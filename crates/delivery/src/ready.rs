@@ -16,13 +16,16 @@ use crate::route::{self, RouteError, Site};
 use ironpost_policy::QueueConfig;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// `idle_timeout` when the egress path leaves it unset, as KumoMTA
 /// documents it (docs/reference/kumo/make_egress_path/idle_timeout.md; its
 /// source, `SmtpClientTimeouts::default_idle_timeout`, says 5 s).
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often mail held by a suspension looks at it again.
+const SUSPENSION_RECHECK: Duration = Duration::from_secs(5);
 
 struct ReadyQueue {
     site: Arc<Site>,
@@ -160,9 +163,10 @@ impl QueueManager {
     /// `get_egress_path_config`, then the destination's DANE and MTA-STS.
     pub(crate) async fn make_ready(&self, parts: Vec<QueuedPart>) {
         let Some(first) = parts.first() else { return };
-        if let Some(until) = self.suspended_until(first) {
-            // Suspended by an operator: wait, without counting an attempt.
-            let delay = until.saturating_duration_since(Instant::now());
+        if let Some(left) = self.0.suspensions.part_remaining(first) {
+            // Suspended by an operator: wait, without counting an attempt,
+            // looking again now and then so a cancellation takes effect.
+            let delay = left.min(SUSPENSION_RECHECK);
             for p in parts {
                 self.schedule(p, delay);
             }
@@ -210,10 +214,31 @@ impl QueueManager {
         // same source travel together.
         let queue = first.queue_name();
         let mut by_source: Vec<(String, Vec<QueuedPart>)> = Vec::new();
+        // Suspended sources are passed over; when every source is, the
+        // parts wait for the first to come back.
+        let mut wait: Option<Duration> = None;
+        let mut usable = (*pool).clone();
+        usable
+            .entries
+            .retain(|e| match self.0.suspensions.source_remaining(&e.name) {
+                Some(left) if e.weight > 0 => {
+                    wait = Some(wait.map_or(left, |w| w.min(left)));
+                    false
+                }
+                _ => true,
+            });
+        if let (Some(left), false) = (wait, usable.entries.iter().any(|e| e.weight > 0)) {
+            let delay = left.min(SUSPENSION_RECHECK);
+            for p in parts {
+                self.schedule(p, delay);
+            }
+            return;
+        }
         for mut p in parts {
-            let Some(source) = self.pick_source(&queue, &pool) else {
+            let Some(source) = self.pick_source(&queue, &usable) else {
                 let reason = format!("egress pool '{}' has no usable source", pool.name);
-                return self.hold(vec![p], &reason).await;
+                self.hold(vec![p], &reason).await;
+                continue;
             };
             p.egress = Some(Arc::new(EgressChoice {
                 pool: pool.name.clone(),

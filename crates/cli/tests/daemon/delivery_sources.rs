@@ -326,3 +326,98 @@ async fn message_and_connection_rates_hold() {
         "8 connections at 4/s in {spread:?}"
     );
 }
+
+/// Operator suspensions by source and by domain: a suspended source is
+/// passed over by its pool; a suspended domain's mail waits; both outlast
+/// a restart, are listed, and a cancelled one lets the mail go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspensions_hold_mail_and_outlast_a_restart() {
+    let sink = Sink::start(any_port(LOCALHOST), SinkConfig::new())
+        .await
+        .unwrap();
+    let pki = Pki::new();
+    let dns = start_dns(TestZone::new()).await;
+    let to_sink = queue_to(&[&sink.addr().to_string()]);
+    let mut d = Policy::new(dns.addr)
+        .init(
+            "kumo.start_http_listener { listen = '127.0.0.1:0', trusted_hosts = { '127.0.0.1' } }",
+        )
+        .route(
+            "pool.test",
+            format!("{to_sink} egress_pool = 'pool-1',"),
+            "",
+        )
+        .route("held.test", to_sink.clone(), "")
+        .extra(&sources_policy(&pki.egress("")))
+        .start();
+    // The blocking client lives and dies inside block_in_place.
+    let call = |d: &ironpost_testkit::Daemon, method: &str, body: serde_json::Value| {
+        let url = format!("http://{}/api/admin/suspend/v1", d.http[0]);
+        tokio::task::block_in_place(|| {
+            let c = reqwest::blocking::Client::new();
+            let req = match method {
+                "POST" => c.post(&url).json(&body),
+                "DELETE" => c.delete(&url).json(&body),
+                _ => c.get(&url),
+            };
+            let r = req.send().unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().unwrap_or_default())
+        })
+    };
+    let (status, by_source) = call(
+        &d,
+        "POST",
+        serde_json::json!({ "source": "ip-1", "reason": "warming", "duration": "1h" }),
+    );
+    assert_eq!(status, 200, "{by_source}");
+    let (status, by_domain) = call(
+        &d,
+        "POST",
+        serde_json::json!({ "domain": "held.test", "reason": "complaints", "duration": "1h" }),
+    );
+    assert_eq!(status, 200, "{by_domain}");
+
+    for i in 0..6 {
+        inject(
+            &d,
+            "a@origin.test",
+            &[&format!("s{i}@pool.test")],
+            &format!("s{i}"),
+        )
+        .await;
+    }
+    let held = inject(&d, "a@origin.test", &["x@held.test"], "held").await;
+    let deadline = Instant::now() + WAIT;
+    while records_of(&d, "Delivery").len() < 6 && Instant::now() < deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    let from: Vec<IpAddr> = arrivals(&sink.snapshot())
+        .into_iter()
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(from.len(), 6, "{from:?}");
+    assert!(
+        from.iter()
+            .all(|ip| *ip == "127.0.0.3".parse::<IpAddr>().unwrap()),
+        "the suspended source sent nothing: {from:?}"
+    );
+
+    // Listed, and still there after a restart; the held message waits.
+    tokio::task::block_in_place(|| d.restart()).unwrap();
+    let (_, list) = call(&d, "GET", serde_json::Value::Null);
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    sleep(Duration::from_secs(1)).await;
+    assert!(records_for(&d, "Delivery", &held).is_empty());
+    assert!(records_for(&d, "TransientFailure", &held).is_empty());
+
+    // Cancelled, the domain's mail goes.
+    let id = by_domain["suspended"]["id"].clone();
+    let (status, _) = call(&d, "DELETE", serde_json::json!({ "id": id }));
+    assert_eq!(status, 200);
+    let (status, _) = call(&d, "DELETE", serde_json::json!({ "id": id }));
+    assert_eq!(status, 404);
+    wait_kind(&d, "Delivery", &held, WAIT).await;
+    let (_, list) = call(&d, "GET", serde_json::Value::Null);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}
