@@ -28,6 +28,8 @@ pub struct Metrics {
     /// mta-sts-enforce, dane) and result ("success" or an RFC 8460 type).
     /// Both label sets are small and fixed, so a map under a lock is enough.
     tls_policy_results: Mutex<BTreeMap<(String, String), u64>>,
+    /// Delivery attempts by (egress source, site, outcome).
+    egress_results: Mutex<BTreeMap<(String, String, &'static str), u64>>,
 }
 
 /// The content type to serve [`Metrics::render`] with.
@@ -56,8 +58,28 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Count one delivery attempt from `source` to `site`: `outcome` is
+    /// delivered, deferred or bounced.
+    pub fn egress_result(&self, source: &str, site: &str, outcome: &'static str) {
+        let mut m = self
+            .egress_results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *m.entry((source.to_string(), site.to_string(), outcome))
+            .or_default() += 1;
+    }
+
     /// The counters, then one `ironpost_queue_size` sample per queue.
     pub fn render(&self, queue_sizes: &[(String, usize)]) -> String {
+        self.render_with(queue_sizes, &[])
+    }
+
+    /// Also one `ironpost_ready_queue_size` sample per (source, site).
+    pub fn render_with(
+        &self,
+        queue_sizes: &[(String, usize)],
+        ready_sizes: &[((String, String), usize)],
+    ) -> String {
         let mut out = String::with_capacity(1024 + queue_sizes.len() * 48);
         let counters: [(&str, &str, &AtomicU64); 7] = [
             (
@@ -117,6 +139,37 @@ impl Metrics {
                 "ironpost_tls_policy_results_total{{policy=\"{}\",result=\"{}\"}} {n}",
                 escape_label(policy),
                 escape_label(result)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_egress_attempts_total Delivery attempts by egress source, site and outcome."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_egress_attempts_total counter");
+        for ((source, site, outcome), n) in self
+            .egress_results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "ironpost_egress_attempts_total{{source=\"{}\",site=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape_label(source),
+                escape_label(site)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_ready_queue_size Messages ready to send, by egress source and site."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_ready_queue_size gauge");
+        for ((source, site), n) in ready_sizes {
+            let _ = writeln!(
+                out,
+                "ironpost_ready_queue_size{{source=\"{}\",site=\"{}\"}} {n}",
+                escape_label(source),
+                escape_label(site)
             );
         }
         let _ = writeln!(

@@ -42,6 +42,13 @@ pub fn observer(metrics: Arc<Metrics>) -> ironpost_logs::Observer {
             if let (Some(policy), Some(result)) = (&a.tls_policy, &a.tls_result) {
                 metrics.tls_policy_result(policy, result);
             }
+            let outcome = match rec {
+                Record::Delivery(_) => "delivered",
+                Record::TransientFailure(_) => "deferred",
+                _ => "bounced",
+            };
+            let site = a.site.as_deref().unwrap_or("");
+            metrics.egress_result(&a.egress_source, site, outcome);
         }
     })
 }
@@ -112,7 +119,10 @@ impl AdminBackend for Backend {
 
     fn metrics(&self) -> BoxFuture<String> {
         let me = self.clone();
-        Box::pin(async move { me.metrics.render(&me.queue.summary()) })
+        Box::pin(async move {
+            me.metrics
+                .render_with(&me.queue.summary(), &me.queue.ready_summary())
+        })
     }
 
     fn queue_summary(&self) -> BoxFuture<Value> {

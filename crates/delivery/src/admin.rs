@@ -41,6 +41,11 @@ impl QueueManager {
 
     /// Holds delivery for a scope until `duration` has passed; on disk
     /// before it is in force.
+    /// Parts in ready queues per (egress source, site).
+    pub fn ready_summary(&self) -> Vec<((String, String), usize)> {
+        self.0.ready.sizes()
+    }
+
     pub fn suspend(
         &self,
         scope: crate::suspensions::Scope,

@@ -149,6 +149,19 @@ impl ReadyQueues {
         out
     }
 
+    /// Parts waiting per (egress source, site), for the metrics.
+    pub fn sizes(&self) -> Vec<((String, String), usize)> {
+        let mut sizes: HashMap<(String, String), usize> = HashMap::new();
+        for rq in lock(&self.0).values() {
+            *sizes
+                .entry((rq.path.source.name.clone(), rq.site.name.clone()))
+                .or_default() += rq.msgs.len();
+        }
+        let mut v: Vec<_> = sizes.into_iter().collect();
+        v.sort();
+        v
+    }
+
     /// Calls `f` on every queued part.
     pub fn for_each(&self, mut f: impl FnMut(&QueuedPart)) {
         for rq in lock(&self.0).values() {

@@ -62,6 +62,9 @@ async fn start(sink: &Sink) -> (ironpost_testkit::Daemon, Pki) {
     let dns = start_dns(TestZone::new()).await;
     let to_sink = queue_to(&[&sink.addr().to_string()]);
     let d = Policy::new(dns.addr)
+        .init(
+            "kumo.start_http_listener { listen = '127.0.0.1:0', trusted_hosts = { '127.0.0.1' } }",
+        )
         .route(
             "pool.test",
             format!("{to_sink} egress_pool = 'pool-1',"),
@@ -178,6 +181,35 @@ async fn a_pool_spreads_mail_over_its_sources_by_weight() {
         .unwrap();
     assert_eq!(p["egress_source"], "unspecified", "{p}");
     assert_eq!(p["egress_pool"], "unspecified", "{p}");
+
+    // The metrics count per source and site.
+    let url = format!("http://{}/metrics", d.http[0]);
+    let text =
+        tokio::task::block_in_place(|| reqwest::blocking::get(&url).unwrap().text().unwrap());
+    let line = |source: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("ironpost_egress_attempts_total{")
+                    && l.contains(&format!("source=\"{source}\""))
+                    && l.contains("outcome=\"delivered\"")
+            })
+            .unwrap_or_else(|| panic!("no delivered count for {source}:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("ip-1").ends_with(&format!(" {from_1}")),
+        "{}",
+        line("ip-1")
+    );
+    assert!(
+        line("ip-2").ends_with(&format!(" {from_2}")),
+        "{}",
+        line("ip-2")
+    );
+    assert!(
+        text.contains("# TYPE ironpost_ready_queue_size gauge"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
