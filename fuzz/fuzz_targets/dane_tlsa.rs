@@ -175,6 +175,7 @@ fuzz_target!(|input: Input| {
             }
         }
         Err(e) => {
+            assert!(e.to_string().starts_with("DANE: "));
             if usable.is_empty() {
                 assert_eq!(e.kind, DaneFailureKind::NoMatch);
             }

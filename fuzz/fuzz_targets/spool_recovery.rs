@@ -83,6 +83,10 @@ type Model = HashMap<SpoolId, (Vec<u8>, Vec<u8>)>;
 /// The segments (sequence number, bytes), the model's live set, and
 /// whether any damage was done (then the model says nothing).
 fn build(ops: &[Op]) -> (Vec<(u64, Vec<u8>)>, Model, bool) {
+    // No operation, no segment: the spool starts from nothing.
+    if ops.is_empty() {
+        return (Vec::new(), Model::new(), false);
+    }
     let mut segments = vec![(1u64, Vec::new())];
     let mut live = Model::new();
     let mut damaged = false;
