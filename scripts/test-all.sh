@@ -37,4 +37,15 @@ IRONPOST_BIN="$PWD/target/debug/ironpost" python3 tests/python/test_smtplib.py
 
 echo "==> cargo test"
 cargo test --workspace
-echo "==> done; target directory: $(du -sh target | cut -f1)"
+echo "==> tests done; target directory: $(du -sh target | cut -f1)"
+
+# Every fuzz target runs for a while (stable Rust with RUSTC_BOOTSTRAP; see
+# scripts/fuzz.sh); a crash, timeout or out-of-memory fails the run.
+# IRONPOST_FREE_DISK=1 (set by .ci/run) drops the test build first, since
+# the fuzz build under AddressSanitizer needs room of its own.
+if [ "${IRONPOST_FREE_DISK:-0}" = 1 ]; then
+  cargo clean -q
+fi
+echo "==> fuzzing, ${FUZZ_SECONDS:-30} s per target"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}" bash scripts/fuzz.sh
+echo "==> done"
