@@ -133,20 +133,16 @@ fn build(ops: &[Op]) -> (Vec<(u64, Vec<u8>)>, Model, bool) {
     (segments, live, damaged)
 }
 
+/// Where the spools go: /dev/shm when there is one (recovery fsyncs).
 fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let shm = Path::new("/dev/shm");
-        let base = if shm.is_dir() {
+        if shm.is_dir() {
             shm.to_path_buf()
         } else {
             std::env::temp_dir()
-        };
-        tempfile::Builder::new()
-            .prefix("ironpost-fuzz-spool-")
-            .tempdir_in(base)
-            .expect("scratch directory")
-            .keep()
+        }
     })
 }
 
@@ -177,7 +173,7 @@ fn summary(r: &Recovery) -> Vec<(SpoolId, u64, u64, Vec<u8>)> {
 fuzz_target!(|ops: Vec<Op>| {
     let (segments, model, damaged) = build(&ops);
     let dir = tempfile::Builder::new()
-        .prefix("spool-")
+        .prefix("ironpost-fuzz-spool-")
         // The spool refuses a directory others can read.
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(scratch_root())
