@@ -46,6 +46,6 @@ echo "==> tests done; target directory: $(du -sh target | cut -f1)"
 if [ "${IRONPOST_FREE_DISK:-0}" = 1 ]; then
   cargo clean -q
 fi
-echo "==> fuzzing, ${FUZZ_SECONDS:-30} s per target"
-FUZZ_SECONDS="${FUZZ_SECONDS:-30}" bash scripts/fuzz.sh
+echo "==> fuzzing, ${FUZZ_SECONDS:-20} s per target"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash scripts/fuzz.sh
 echo "==> done"
