@@ -52,7 +52,8 @@ fn check(helper: u8, text: &str, json: bool) -> bool {
             };
             for d in &names {
                 let site = names.join(",");
-                if let Err(e) = s.resolve(d, &site) {
+                let params = s.resolve(d, "src", &site, &|_| Some(site.clone()), &[]);
+                if let Err(e) = shaping::data::to_config(params) {
                     panic!("shaping data accepted, but ({d}, {site}) fails: {e}");
                 }
             }

@@ -6,6 +6,7 @@ use crate::cidr::CidrSet;
 use crate::duration;
 use ironpost_keysource::KeySource;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn d20m() -> Duration {
@@ -226,6 +227,52 @@ pub struct EgressPathConfig {
     pub data_dot_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub idle_timeout: Option<Duration>,
+    /// Connections shared with every other path naming the same limit
+    /// (for example a provider's, across all its sites): name → count.
+    #[serde(default, deserialize_with = "crate::throttle::deserialize_counts")]
+    pub additional_connection_limits: BTreeMap<String, usize>,
+    /// Message rates shared with every other path naming the same throttle.
+    #[serde(default, deserialize_with = "crate::throttle::deserialize_map")]
+    pub additional_message_rate_throttles: BTreeMap<String, crate::throttle::ThrottleSpec>,
+    /// How often this source may be chosen for the site (IP warm-up); a
+    /// pool passes over a source whose rate is spent.
+    #[serde(default, deserialize_with = "crate::throttle::deserialize_opt")]
+    pub source_selection_rate: Option<crate::throttle::ThrottleSpec>,
+    /// Selection rates shared by name (a provider's, across its sites).
+    #[serde(default, deserialize_with = "crate::throttle::deserialize_map")]
+    pub additional_source_selection_rates: BTreeMap<String, crate::throttle::ThrottleSpec>,
+    /// Parts in one ready queue at most; more wait in their scheduled
+    /// queue for up to a minute.
+    #[serde(
+        default = "default_max_ready",
+        deserialize_with = "crate::throttle::deserialize_count"
+    )]
+    pub max_ready: usize,
+    /// After this many connection attempts in a row that reach no host,
+    /// every part in the ready queue is deferred at once.
+    #[serde(
+        default = "default_failures_before_delay",
+        deserialize_with = "crate::throttle::deserialize_count"
+    )]
+    pub consecutive_connection_failures_before_delay: usize,
+    /// Remember a site whose TLS handshake failed, for this long. Only
+    /// `OpportunisticInsecure` acts on it (cleartext without another
+    /// handshake); Ironpost never downgrades the validating modes.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub remember_broken_tls: Option<Duration>,
+    /// How long a delivery in progress may run on at shutdown.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub system_shutdown_timeout: Option<Duration>,
+    /// Set by the shaping helper when a `[provider."x"]` table applies.
+    #[serde(default)]
+    pub provider_name: Option<String>,
+}
+
+fn default_max_ready() -> usize {
+    1024
+}
+fn default_failures_before_delay() -> usize {
+    100
 }
 
 impl Default for EgressPathConfig {
@@ -244,6 +291,9 @@ impl EgressPathConfig {
         }
         if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
             return Err("tls_certificate and tls_private_key must be given together".into());
+        }
+        if self.additional_connection_limits.values().any(|n| *n == 0) || self.max_ready == 0 {
+            return Err("additional_connection_limits and max_ready must be at least 1".into());
         }
         if self.connection_limit == 0 || self.max_deliveries_per_connection == 0 {
             return Err(

@@ -55,6 +55,7 @@ struct Inner {
     idle: Mutex<Vec<Lua>>,
     returned: Condvar,
     handlers: HashSet<String>,
+    shaping: Arc<crate::helpers::shaping::Registry>,
 }
 
 #[derive(Clone)]
@@ -213,8 +214,14 @@ impl PolicyEngine {
             idle: Mutex::new(idle),
             returned: Condvar::new(),
             handlers,
+            shaping: shared.shaping.clone(),
         }));
         Ok((engine, init))
+    }
+
+    /// The shaping helper's rules and state, for delivery's automation.
+    pub fn shaping(&self) -> Arc<crate::helpers::shaping::Registry> {
+        self.0.shaping.clone()
     }
 
     pub fn has_handler(&self, event: &str) -> bool {

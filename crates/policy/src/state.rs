@@ -9,6 +9,8 @@ pub struct Shared {
     /// `Some` only while the `init` event runs: listener, spool and log
     /// definitions land here.
     pub init: Mutex<Option<InitConfig>>,
+    /// `policy-extras.shaping`'s data, shared with delivery.
+    pub shaping: Arc<crate::helpers::shaping::Registry>,
 }
 
 pub struct StateCtx {

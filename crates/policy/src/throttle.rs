@@ -43,10 +43,10 @@ impl ThrottleSpec {
                 .map_err(|_| format!("{text:?}: bad period"))?
         };
         let unit = match &period[digits..] {
-            "s" | "sec" | "second" => 1,
-            "m" | "min" | "minute" => 60,
-            "h" | "hr" | "hour" => 3600,
-            "d" | "day" => 86400,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60,
+            "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86400,
             other => return Err(format!("{text:?}: unknown period {other:?} (s, m, h or d)")),
         };
         let secs = scale
@@ -100,9 +100,36 @@ pub fn deserialize_count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Er
     }
     let n = match Count::deserialize(d)? {
         Count::N(n) => n,
-        Count::S(s) => number(&s).map_err(serde::de::Error::custom)?,
+        // `local:` marks a limit a cluster does not share; every Ironpost
+        // limit is the node's own.
+        Count::S(s) => number(s.trim().strip_prefix("local:").unwrap_or(&s))
+            .map_err(serde::de::Error::custom)?,
     };
     usize::try_from(n).map_err(|_| serde::de::Error::custom("too large"))
+}
+
+/// `{ name = count }`, each count as [`deserialize_count`] reads it.
+pub fn deserialize_counts<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, usize>, D::Error> {
+    #[derive(Deserialize)]
+    struct C(#[serde(deserialize_with = "deserialize_count")] usize);
+    let m = std::collections::BTreeMap::<String, C>::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, C(n))| (k, n)).collect())
+}
+
+/// `{ name = "rate" }`.
+pub fn deserialize_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, ThrottleSpec>, D::Error> {
+    let m = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+    m.into_iter()
+        .map(|(k, v)| {
+            ThrottleSpec::parse(&v)
+                .map(|s| (k.clone(), s))
+                .map_err(|e| serde::de::Error::custom(format!("{k}: {e}")))
+        })
+        .collect()
 }
 
 #[cfg(test)]
