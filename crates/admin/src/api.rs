@@ -45,7 +45,14 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// `GET /api/admin/suspend/v1`: the suspensions in force.
     fn suspensions(&self) -> BoxFuture<Value>;
     /// `DELETE /api/admin/suspend/v1` (`{"id": N}`): `Ok(false)` is 404.
+    /// Also ends an automation override or bounce (ids are shared).
     fn cancel_suspension(&self, id: u64) -> BoxFuture<Result<bool, String>>;
+    /// `GET /api/admin/automation/v1`: what traffic-shaping automation
+    /// holds (`suspensions`, `overrides`, `bounces`); `DELETE` with
+    /// `{"id": N}` cancels one.
+    fn automation(&self) -> BoxFuture<Value> {
+        Box::pin(async { serde_json::json!({}) })
+    }
     /// `GET /api/admin/inspect-message/v1?id=`: `Ok(None)` is 404.
     fn inspect(&self, id: String) -> BoxFuture<Result<Option<Value>, String>>;
     /// Every Basic credential check, for an AuthN log record and the
@@ -509,6 +516,10 @@ async fn suspend_list(State(st): State<AppState>) -> Response {
     Json(st.backend.suspensions().await).into_response()
 }
 
+async fn automation_list(State(st): State<AppState>) -> Response {
+    Json(st.backend.automation().await).into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CancelRequest {
@@ -572,6 +583,10 @@ pub(crate) fn router(st: AppState, body_limit: usize) -> Router {
         .route(
             "/api/admin/suspend/v1",
             post(suspend).get(suspend_list).delete(suspend_cancel),
+        )
+        .route(
+            "/api/admin/automation/v1",
+            get(automation_list).delete(suspend_cancel),
         )
         .route("/api/admin/inspect-message/v1", get(inspect))
         .route("/api/admin/queue-summary/v1", get(queue_summary))

@@ -250,6 +250,24 @@ impl AdminClient {
         }
     }
 
+    /// What traffic-shaping automation holds.
+    pub fn automation(&self) -> Result<Value, ClientError> {
+        self.json(self.http.get(self.url("/api/admin/automation/v1")))
+    }
+
+    /// `Ok(false)` when the server has no such id.
+    pub fn cancel_automation(&self, id: u64) -> Result<bool, ClientError> {
+        let req = self
+            .http
+            .delete(self.url("/api/admin/automation/v1"))
+            .json(&json!({ "id": id }));
+        match self.json(req) {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `Ok(None)` when the server has no such message.
     pub fn inspect(&self, id: &str) -> Result<Option<Value>, ClientError> {
         let mut url = self.url("/api/admin/inspect-message/v1");

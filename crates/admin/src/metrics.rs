@@ -69,6 +69,33 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Connections open under each shared (named) connection limit, and the
+    /// traffic-shaping automation holds in force by kind.
+    pub fn render_shaping(limits: &[(String, usize)], holds: &[(&str, usize)]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_shared_connections Connections open under each shared connection limit."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_shared_connections gauge");
+        for (name, n) in limits {
+            let _ = writeln!(
+                out,
+                "ironpost_shared_connections{{limit=\"{}\"}} {n}",
+                escape_label(name)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_automation_holds Traffic-shaping automation holds in force."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_automation_holds gauge");
+        for (kind, n) in holds {
+            let _ = writeln!(out, "ironpost_automation_holds{{kind=\"{kind}\"}} {n}");
+        }
+        out
+    }
+
     /// The counters, then one `ironpost_queue_size` sample per queue.
     pub fn render(&self, queue_sizes: &[(String, usize)]) -> String {
         self.render_with(queue_sizes, &[])

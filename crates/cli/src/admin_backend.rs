@@ -120,8 +120,21 @@ impl AdminBackend for Backend {
     fn metrics(&self) -> BoxFuture<String> {
         let me = self.clone();
         Box::pin(async move {
-            me.metrics
-                .render_with(&me.queue.summary(), &me.queue.ready_summary())
+            let a = me.queue.automation();
+            let count = |k: &str| a[k].as_array().map_or(0, |v| v.len());
+            let holds = [
+                ("suspension", count("suspensions")),
+                ("override", count("overrides")),
+                ("bounce", count("bounces")),
+            ];
+            let mut text = me
+                .metrics
+                .render_with(&me.queue.summary(), &me.queue.ready_summary());
+            text.push_str(&ironpost_admin::Metrics::render_shaping(
+                &me.queue.limits_in_use(),
+                &holds,
+            ));
+            text
         })
     }
 
@@ -159,6 +172,7 @@ impl AdminBackend for Backend {
                 tenant: r.tenant,
                 campaign: r.campaign,
                 source: r.source,
+                site: None,
             };
             let s = me
                 .queue
@@ -176,6 +190,11 @@ impl AdminBackend for Backend {
     fn cancel_suspension(&self, id: u64) -> BoxFuture<Result<bool, String>> {
         let me = self.clone();
         Box::pin(async move { me.queue.cancel_suspension(id) })
+    }
+
+    fn automation(&self) -> BoxFuture<Value> {
+        let me = self.clone();
+        Box::pin(async move { me.queue.automation() })
     }
 
     fn inspect(&self, id: String) -> BoxFuture<Result<Option<Value>, String>> {

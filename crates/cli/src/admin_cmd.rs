@@ -96,6 +96,20 @@ pub enum AdminCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// List what traffic-shaping automation holds: suspensions, egress
+    /// path overrides and bounces, with their ids.
+    AutomationList {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// End an automation suspension, override or bounce early.
+    AutomationCancel {
+        /// Its id (from automation-list).
+        #[arg(long)]
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show a spooled message's envelope and metadata.
     Inspect {
         /// Spool id (as in "250 2.0.0 OK id=...").
@@ -183,6 +197,13 @@ pub fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::SuspendCancel { id, client } => {
             if !connect(&client)?.cancel_suspension(id)? {
                 bail!("no suspension with id {id}");
+            }
+            print(&serde_json::json!({ "cancelled": id }))
+        }
+        AdminCommand::AutomationList { client } => print(&connect(&client)?.automation()?),
+        AdminCommand::AutomationCancel { id, client } => {
+            if !connect(&client)?.cancel_automation(id)? {
+                bail!("no automation hold with id {id}");
             }
             print(&serde_json::json!({ "cancelled": id }))
         }

@@ -62,9 +62,30 @@ impl QueueManager {
         self.0.suspensions.active()
     }
 
-    /// Ends a suspension early; false when there is no such suspension.
+    /// Ends a suspension, or an automation override or bounce, early;
+    /// false when there is no such id.
     pub fn cancel_suspension(&self, id: u64) -> Result<bool, String> {
-        self.0.suspensions.cancel(id)
+        let done = self.0.suspensions.cancel(id)?;
+        if done {
+            self.push_overrides();
+        }
+        Ok(done)
+    }
+
+    /// What traffic-shaping automation holds now: its suspensions, its
+    /// egress path overrides and its bounces.
+    pub fn automation(&self) -> serde_json::Value {
+        let s = &self.0.suspensions;
+        serde_json::json!({
+            "suspensions": s.active().into_iter().filter(|x| x.rule.is_some()).collect::<Vec<_>>(),
+            "overrides": s.overrides(),
+            "bounces": s.bounces(),
+        })
+    }
+
+    /// Connections open under each shared connection limit.
+    pub fn limits_in_use(&self) -> Vec<(String, usize)> {
+        self.0.throttles.limits_in_use()
     }
 
     /// Bounce every queued part for a domain and/or tenant now.

@@ -8,6 +8,7 @@
 use crate::model::QueuedPart;
 use crate::queue_manager::{lock, QueueManager};
 use crate::route::Site;
+use crate::throttle::Gcra;
 use ironpost_policy::egress_source::UNSPECIFIED;
 use ironpost_policy::{
     CidrSet, EgressPathConfig, EgressPool, EgressSource, QueueConfig, RoundRobin,
@@ -30,10 +31,17 @@ pub struct EgressPath {
     /// key).
     pub fingerprint: u64,
     pub prohibited: CidrSet,
-    /// `max_message_rate` and `max_connection_rate`, shared by every worker
-    /// of the ready queue this path belongs to.
-    pub message_rate: Option<crate::throttle::Gcra>,
-    pub connection_rate: Option<crate::throttle::Gcra>,
+    /// Every rate a message on this path waits for: `max_message_rate`
+    /// (this source to this site) and `additional_message_rate_throttles`.
+    pub message_rates: Vec<Arc<Gcra>>,
+    /// `max_connection_rate`, this source to this site.
+    pub connection_rate: Option<Arc<Gcra>>,
+    /// `source_selection_rate` and `additional_source_selection_rates`: a
+    /// pool passes this source over while one is spent.
+    pub selection_rates: Vec<Arc<Gcra>>,
+    /// `additional_connection_limits`, in name order (so two workers never
+    /// wait on each other's half-taken sets).
+    pub limits: Vec<Arc<tokio::sync::Semaphore>>,
     /// Built on first use, off the async threads (it reads keysources).
     pub tls: tokio::sync::OnceCell<Result<Arc<crate::dispatch::TlsMaterial>, String>>,
 }
@@ -92,6 +100,8 @@ pub(crate) struct EgressCache {
     sources: Mutex<HashMap<String, Cached<Arc<EgressSource>>>>,
     /// Weighted round-robin state by scheduled queue.
     rotation: Mutex<HashMap<String, RoundRobin>>,
+    /// Held while the MX sites of rolled-up shaping tables are looked up.
+    pub site_refresh: tokio::sync::Mutex<()>,
 }
 
 impl QueueManager {
@@ -180,6 +190,12 @@ impl QueueManager {
         rr.next(&pool.entries).map(|i| pool.entries[i].name.clone())
     }
 
+    /// Forget the egress paths, so the next parts ask the policy again
+    /// (an automation override began or ended).
+    pub(crate) fn forget_paths(&self) {
+        lock(&self.0.egress.paths).clear();
+    }
+
     pub(crate) async fn egress_path(
         &self,
         domain: &str,
@@ -209,15 +225,40 @@ impl QueueManager {
             format!("{source:?}").hash(&mut h);
             h.finish()
         };
+        let throttles = &self.0.throttles;
+        let here = format!("{}->{}", source.name, site.name);
+        let mut message_rates: Vec<Arc<Gcra>> = cfg
+            .max_message_rate
+            .iter()
+            .map(|r| throttles.rate(&format!("message-rate:{here}"), r))
+            .collect();
+        message_rates.extend(
+            cfg.additional_message_rate_throttles
+                .iter()
+                .map(|(name, r)| throttles.rate(name, r)),
+        );
+        let mut selection_rates: Vec<Arc<Gcra>> = cfg
+            .source_selection_rate
+            .iter()
+            .map(|r| throttles.rate(&format!("selection-rate:{here}"), r))
+            .collect();
+        selection_rates.extend(
+            cfg.additional_source_selection_rates
+                .iter()
+                .map(|(name, r)| throttles.rate(name, r)),
+        );
         let path = Arc::new(EgressPath {
-            message_rate: cfg
-                .max_message_rate
-                .as_ref()
-                .map(crate::throttle::Gcra::new),
+            message_rates,
             connection_rate: cfg
                 .max_connection_rate
                 .as_ref()
-                .map(crate::throttle::Gcra::new),
+                .map(|r| throttles.rate(&format!("connection-rate:{here}"), r)),
+            selection_rates,
+            limits: cfg
+                .additional_connection_limits
+                .iter()
+                .map(|(name, n)| throttles.limit(name, *n))
+                .collect(),
             cfg,
             source: source.clone(),
             fingerprint,

@@ -23,6 +23,7 @@ mod route;
 mod schedule;
 pub mod suspensions;
 mod throttle;
+mod automation;
 pub mod tls_policy;
 
 pub use admin::Inspection;

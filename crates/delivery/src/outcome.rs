@@ -68,9 +68,17 @@ impl QueueManager {
                 rec.headers = (!picked.is_empty()).then_some(picked);
             }
         }
+        let record = kind(rec);
+        if let Record::Delivery(r)
+        | Record::TransientFailure(r)
+        | Record::Bounce(r)
+        | Record::Expiration(r) = &record
+        {
+            self.automate(record.kind(), r, part).await;
+        }
         // Written before the spool is told the outcome: a crash in between
         // repeats the attempt rather than losing its record.
-        inner.logger.log_written(kind(rec)).await;
+        inner.logger.log_written(record).await;
     }
 
     /// Apply the outcome of one attempt to a part.

@@ -68,6 +68,10 @@ pub(crate) struct Inner {
     pub log_meta: Vec<String>,
     pub log_headers: Vec<String>,
     pub log_hook_queues: Vec<(String, Arc<QueueConfig>, crate::custom::HookSink)>,
+    /// Named rates and connection limits.
+    pub throttles: crate::throttle::Registry,
+    /// Threshold counts of the automation rules.
+    pub automation: crate::automation::Counts,
 }
 
 #[derive(Clone)]
@@ -113,6 +117,8 @@ impl QueueManager {
             log_meta: opts.log_meta,
             log_headers: opts.log_headers,
             log_hook_queues: opts.log_hook_queues,
+            throttles: Default::default(),
+            automation: Default::default(),
         }))
     }
 
@@ -120,6 +126,10 @@ impl QueueManager {
     pub fn start(&self) {
         let me = self.clone();
         tokio::spawn(async move { me.scheduler().await });
+        let me = self.clone();
+        tokio::spawn(async move { me.watch_overrides().await });
+        let me = self.clone();
+        tokio::spawn(async move { me.bouncer().await });
     }
 
     /// Messages queued or in flight.

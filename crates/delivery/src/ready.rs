@@ -35,6 +35,8 @@ struct ReadyQueue {
     active: usize,
     /// Wakes the workers waiting on an idle connection when parts arrive.
     wake: Arc<Notify>,
+    /// Connection attempts in a row that reached no host.
+    failures: usize,
 }
 
 /// What a worker gets from its queue.
@@ -59,15 +61,15 @@ impl ReadyQueues {
         lock(&self.0).values().map(|r| r.msgs.len()).sum()
     }
 
-    /// Add parts for `site` under `path`; returns the queue's key and how
-    /// many workers to start.
+    /// Add parts for `site` under `path`; returns the queue's key, how
+    /// many workers to start, and the parts past `max_ready` (not added).
     fn join(
         &self,
         domain: &str,
         site: Arc<Site>,
         path: &Arc<EgressPath>,
-        parts: Vec<QueuedPart>,
-    ) -> (String, usize) {
+        mut parts: Vec<QueuedPart>,
+    ) -> (String, usize, Vec<QueuedPart>) {
         let mut queues = lock(&self.0);
         // A ready queue's connections are shared by its parts, so every
         // part in it must have equal egress path settings (TLS mode, AUTH
@@ -90,6 +92,7 @@ impl ReadyQueues {
             msgs: VecDeque::new(),
             active: 0,
             wake: Arc::new(Notify::new()),
+            failures: 0,
         });
         if !rq.path.same_settings(path) {
             // Only this domain's own queue can get here: its settings
@@ -97,6 +100,8 @@ impl ReadyQueues {
             rq.path = path.clone();
         }
         rq.site = site;
+        let room = rq.path.cfg.max_ready.saturating_sub(rq.msgs.len());
+        let over = parts.split_off(room.min(parts.len()));
         rq.msgs.extend(parts);
         // Idle workers count in `active`: wake them rather than start more.
         // Every worker checks the queue again (under this lock) before it
@@ -105,7 +110,40 @@ impl ReadyQueues {
         let limit = rq.path.cfg.connection_limit;
         let want = rq.msgs.len().min(limit).saturating_sub(rq.active);
         rq.active += want;
-        (key, want)
+        (key, want, over)
+    }
+
+    /// A connection attempt of queue `key` reached no host: after
+    /// `consecutive_connection_failures_before_delay` in a row, every part
+    /// waiting in it is handed back to be deferred.
+    fn connect_failed(&self, key: &str) -> Vec<QueuedPart> {
+        let mut queues = lock(&self.0);
+        let Some(rq) = queues.get_mut(key) else {
+            return Vec::new();
+        };
+        rq.failures += 1;
+        if rq.failures > rq.path.cfg.consecutive_connection_failures_before_delay {
+            rq.failures = 0;
+            return rq.msgs.drain(..).collect();
+        }
+        Vec::new()
+    }
+
+    fn connected(&self, key: &str) {
+        if let Some(rq) = lock(&self.0).get_mut(key) {
+            rq.failures = 0;
+        }
+    }
+
+    /// Takes the parts waiting for `source`'s path to `site`.
+    pub fn take_path(&self, source: &str, site: &str) -> Vec<QueuedPart> {
+        let mut out = Vec::new();
+        for rq in lock(&self.0).values_mut() {
+            if rq.path.source.name == source && rq.site.name == site {
+                out.extend(rq.msgs.drain(..));
+            }
+        }
+        out
     }
 
     /// The next part for a worker of queue `key`. When there is none, a
@@ -175,6 +213,14 @@ impl QueueManager {
     /// ready queue: suspension, `get_queue_config`, MX or `mx_list`,
     /// `get_egress_path_config`, then the destination's DANE and MTA-STS.
     pub(crate) async fn make_ready(&self, parts: Vec<QueuedPart>) {
+        // An automation bounce in force takes its parts first.
+        let (held, parts): (Vec<_>, Vec<_>) = parts
+            .into_iter()
+            .partition(|p| self.0.suspensions.bounce_reason(p).is_some());
+        for p in held {
+            let reason = self.0.suspensions.bounce_reason(&p).unwrap_or_default();
+            self.bounce_now(p, &reason).await;
+        }
         let Some(first) = parts.first() else { return };
         if let Some(left) = self.0.suspensions.part_remaining(first) {
             // Suspended by an operator: wait, without counting an attempt,
@@ -223,23 +269,20 @@ impl QueueManager {
             Ok(p) => p,
             Err(reason) => return self.hold(parts, &reason).await,
         };
-        // Each part takes the pool's next source, by weight; parts with the
-        // same source travel together.
+        // Shaping tables that roll up by MX apply by site: know the sites.
+        self.refresh_rollup_sites().await;
         let queue = first.queue_name();
-        let mut by_source: Vec<(String, Vec<QueuedPart>)> = Vec::new();
-        // Suspended sources are passed over; when every source is, the
-        // parts wait for the first to come back.
+        // Sources suspended as a whole are passed over (weight 0, so the
+        // rotation keeps its place); when every source is, the parts wait
+        // for the first to come back.
         let mut wait: Option<Duration> = None;
         let mut usable = (*pool).clone();
-        usable
-            .entries
-            .retain(|e| match self.0.suspensions.source_remaining(&e.name) {
-                Some(left) if e.weight > 0 => {
-                    wait = Some(wait.map_or(left, |w| w.min(left)));
-                    false
-                }
-                _ => true,
-            });
+        for e in usable.entries.iter_mut() {
+            if let (Some(left), true) = (self.0.suspensions.source_remaining(&e.name), e.weight > 0) {
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+                e.weight = 0;
+            }
+        }
         if let (Some(left), false) = (wait, usable.entries.iter().any(|e| e.weight > 0)) {
             let delay = left.min(SUSPENSION_RECHECK);
             for p in parts {
@@ -247,45 +290,92 @@ impl QueueManager {
             }
             return;
         }
+        // Each part takes the pool's next source, by weight, passing over
+        // one whose path to this site is suspended or whose selection rate
+        // is spent; parts with the same source travel together.
+        let mut by_source: Vec<(Arc<EgressPath>, Vec<QueuedPart>)> = Vec::new();
         for mut p in parts {
-            let Some(source) = self.pick_source(&queue, &usable) else {
-                let reason = format!("egress pool '{}' has no usable source", pool.name);
-                self.hold(vec![p], &reason).await;
-                continue;
+            let path = match self.choose_path(&queue, &usable, &domain, &site).await {
+                Choice::Path(path) => path,
+                Choice::Wait(delay) => {
+                    self.schedule(p, delay);
+                    continue;
+                }
+                Choice::Hold(reason) => {
+                    self.hold(vec![p], &reason).await;
+                    continue;
+                }
             };
             p.egress = Some(Arc::new(EgressChoice {
                 pool: pool.name.clone(),
-                source: source.clone(),
+                source: path.source.name.clone(),
             }));
-            match by_source.iter_mut().find(|(s, _)| *s == source) {
+            match by_source.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &path)) {
                 Some((_, group)) => group.push(p),
-                None => by_source.push((source, vec![p])),
+                None => by_source.push((path, vec![p])),
             }
         }
-        for (source, parts) in by_source {
-            self.join_ready(&domain, &site, &source, parts, &qcfg).await;
+        for (path, parts) in by_source {
+            self.join_ready(&domain, &site, path, parts, &qcfg).await;
         }
     }
 
-    /// Parts leaving from one source: its egress path to the site, the
-    /// destination's DANE and MTA-STS, then the ready queue for that source
-    /// and site.
+    /// A source of `pool` for one part going to `site`, with its egress
+    /// path.
+    async fn choose_path(
+        &self,
+        queue: &str,
+        pool: &ironpost_policy::EgressPool,
+        domain: &str,
+        site: &Site,
+    ) -> Choice {
+        let mut candidates = pool.clone();
+        let mut wait: Option<Duration> = None;
+        loop {
+            let Some(name) = self.pick_source(queue, &candidates) else {
+                return match wait {
+                    Some(d) => Choice::Wait(d),
+                    None => Choice::Hold(format!("egress pool '{}' has no usable source", pool.name)),
+                };
+            };
+            let mut pass_over = |candidates: &mut ironpost_policy::EgressPool, d: Duration| {
+                wait = Some(wait.map_or(d, |w| w.min(d)));
+                for e in candidates.entries.iter_mut().filter(|e| e.name == name) {
+                    e.weight = 0;
+                }
+            };
+            if let Some(left) = self.0.suspensions.path_remaining(&name, &site.name) {
+                pass_over(&mut candidates, left.min(SUSPENSION_RECHECK));
+                continue;
+            }
+            let source = match self.egress_source(&name).await {
+                Ok(s) => s,
+                Err(reason) => return Choice::Hold(reason),
+            };
+            let path = match self.egress_path(domain, &source, site).await {
+                Ok(p) => p,
+                Err(reason) => return Choice::Hold(reason),
+            };
+            let now = tokio::time::Instant::now();
+            if let Some(d) = path.selection_rates.iter().find_map(|r| r.try_take(now).err()) {
+                pass_over(&mut candidates, d);
+                continue;
+            }
+            return Choice::Path(path);
+        }
+    }
+
+    /// Parts leaving on one egress path: the destination's DANE and
+    /// MTA-STS, then the ready queue for that source and site. Parts past
+    /// the queue's `max_ready` go back to wait up to a minute.
     async fn join_ready(
         &self,
         domain: &str,
         site: &Site,
-        source: &str,
+        path: Arc<EgressPath>,
         parts: Vec<QueuedPart>,
         qcfg: &QueueConfig,
     ) {
-        let source = match self.egress_source(source).await {
-            Ok(s) => s,
-            Err(reason) => return self.hold(parts, &reason).await,
-        };
-        let path = match self.egress_path(domain, &source, site).await {
-            Ok(p) => p,
-            Err(reason) => return self.hold(parts, &reason).await,
-        };
         let site = match crate::tls_policy::apply(&self.0.ctx, domain, site.clone(), &path).await {
             Ok(site) => Arc::new(site),
             Err(e) => {
@@ -293,11 +383,47 @@ impl QueueManager {
                 return;
             }
         };
-        let (key, workers) = self.0.ready.join(domain, site, &path, parts);
+        let (key, workers, over) = self.0.ready.join(domain, site, &path, parts);
+        for p in over {
+            let jitter = Duration::from_millis(rand_below(60_000));
+            self.schedule(p, jitter);
+        }
         for _ in 0..workers {
             let me = self.clone();
             let key = key.clone();
             tokio::spawn(async move { me.worker(key).await });
+        }
+    }
+
+    /// Look up the MX sites of the shaping tables that roll up, when they
+    /// are unknown or old. One batch at a time; the others wait for it, so
+    /// no part is shaped without the tables that apply to it.
+    async fn refresh_rollup_sites(&self) {
+        let reg = self.0.policy.shaping();
+        if !reg.is_active() {
+            return;
+        }
+        let _one = self.0.egress.site_refresh.lock().await;
+        let due = reg.sites_due(ironpost_policy::helpers::shaping::SITE_TTL);
+        if due.is_empty() {
+            return;
+        }
+        let mut lookups = tokio::task::JoinSet::new();
+        for d in due {
+            let dns = self.0.ctx.dns.clone();
+            lookups.spawn(async move {
+                let site = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    route::resolve(&dns, &d, &QueueConfig::default()),
+                )
+                .await;
+                (d, site.ok().and_then(|r| r.ok()).map(|s| s.name))
+            });
+        }
+        while let Some(done) = lookups.join_next().await {
+            if let Ok((d, site)) = done {
+                reg.set_site(&d, site);
+            }
         }
     }
 
@@ -312,6 +438,9 @@ impl QueueManager {
         // when the queue's change, the connection is not reused.
         let mut conn_path: Option<Arc<EgressPath>> = None;
         let mut sent_on_conn = 0usize;
+        // Slots under the path's shared connection limits, held while a
+        // connection is open (or being opened).
+        let mut permits: crate::throttle::Permits = Vec::new();
         // When the open connection began waiting for parts; a delivery
         // ends the wait.
         let mut idle_since: Option<tokio::time::Instant> = None;
@@ -332,6 +461,7 @@ impl QueueManager {
                         if let Some(c) = conn.take() {
                             c.quit().await;
                         }
+                        permits.clear();
                         continue;
                     }
                     let deadline =
@@ -363,27 +493,38 @@ impl QueueManager {
                 if let Some(c) = conn.take() {
                     c.quit().await;
                 }
+                permits.clear();
             }
             let reused_after_idle = after_idle && conn.is_some();
             if conn.is_none() {
+                // A slot under every shared limit first, held while the
+                // connection is open.
+                permits.clear();
+                permits = acquire(&path.limits).await;
                 if let Some(rate) = &path.connection_rate {
                     rate.wait().await;
                 }
                 match dispatch::connect(ctx, &site, &path).await {
                     Ok(c) => {
+                        ready.connected(&key);
                         conn = Some(c);
                         conn_path = Some(path.clone());
                         sent_on_conn = 0;
                     }
                     Err(attempt) => {
-                        self.defer(part.clone(), part.recipients.clone(), &attempt, &qcfg)
-                            .await;
+                        permits.clear();
+                        let mut parts = vec![part];
+                        parts.extend(ready.connect_failed(&key));
+                        for p in parts {
+                            self.defer(p.clone(), p.recipients.clone(), &attempt, &qcfg)
+                                .await;
+                        }
                         continue;
                     }
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
-            if let Some(rate) = &path.message_rate {
+            for rate in &path.message_rates {
                 rate.wait().await;
             }
             sent_on_conn += 1;
@@ -403,6 +544,9 @@ impl QueueManager {
                 if let Some(rate) = &path.connection_rate {
                     rate.wait().await;
                 }
+                if permits.is_empty() {
+                    permits = acquire(&path.limits).await;
+                }
                 match dispatch::connect(ctx, &site, &path).await {
                     Ok(mut c) => {
                         conn_path = Some(path.clone());
@@ -411,11 +555,15 @@ impl QueueManager {
                         conn = result.connection_usable.then_some(c);
                     }
                     Err(attempt) => {
+                        permits.clear();
                         self.defer(part.clone(), part.recipients.clone(), &attempt, &qcfg)
                             .await;
                         continue;
                     }
                 }
+            }
+            if conn.is_none() {
+                permits.clear();
             }
             self.settle(part, result, &site, &qcfg).await;
             if sent_on_conn >= path.cfg.max_deliveries_per_connection {
@@ -423,12 +571,42 @@ impl QueueManager {
                 if let Some(c) = conn.take() {
                     c.quit().await;
                 }
+                permits.clear();
             }
         }
         if let Some(c) = conn.take() {
             c.quit().await;
         }
     }
+}
+
+/// One slot under each limit, in order; waits for each in turn.
+async fn acquire(limits: &[Arc<tokio::sync::Semaphore>]) -> crate::throttle::Permits {
+    let mut held = Vec::with_capacity(limits.len());
+    for l in limits {
+        // A semaphore is never closed here, so acquiring only waits.
+        if let Ok(p) = l.clone().acquire_owned().await {
+            held.push(p);
+        }
+    }
+    held
+}
+
+enum Choice {
+    Path(Arc<EgressPath>),
+    /// Every source is suspended for the site or spent: look again then.
+    Wait(Duration),
+    /// The policy could not say (fails closed: the part waits, logged).
+    Hold(String),
+}
+
+/// A number below `n`, from the clock: spreads parts put back by
+/// `max_ready` over a minute, as KumoMTA does.
+fn rand_below(n: u64) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.subsec_nanos() as u64 ^ t.as_secs().wrapping_mul(0x9e37_79b9)) % n.max(1)
 }
 
 /// A transaction on a reused connection that failed before the server

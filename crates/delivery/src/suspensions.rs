@@ -1,5 +1,7 @@
-//! Operator suspensions: delivery held for a destination domain, a tenant,
-//! a campaign or an egress source until a time. They are kept in a file
+//! Holds on delivery until a time: suspensions (for a destination domain, a
+//! tenant, a campaign, an egress source, or a source's path to one site),
+//! and, from traffic-shaping automation, egress path overrides and bounces.
+//! Operators and automation rules make them. They are kept in a file
 //! (`suspensions.json` in the spool directory, replaced atomically and
 //! fsynced on every change), so a restart does not lift them.
 
@@ -24,6 +26,9 @@ pub struct Scope {
     /// An egress source: its pools pick another source meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// With `source`: only that source's path to this site (MX hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,6 +42,41 @@ pub struct Suspension {
     pub reason: String,
     #[serde(default)]
     pub requested_by: String,
+    /// The automation rule that made it (it is renewed, not repeated, when
+    /// the rule fires again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// An automation `SetConfig`: `name = value` in the egress path of
+/// `source` to `site` (or to `domain`) until a time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigOverride {
+    pub id: u64,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    pub name: String,
+    pub value: serde_json::Value,
+    pub until: u64,
+    pub reason: String,
+    pub rule: String,
+}
+
+/// An automation `Bounce`: queued mail for the scope (domain, and tenant
+/// and campaign where set) is bounced until a time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BounceHold {
+    pub id: u64,
+    #[serde(flatten)]
+    pub scope: Scope,
+    pub until: u64,
+    pub reason: String,
+    pub rule: String,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -44,6 +84,18 @@ pub struct Suspension {
 struct File {
     next_id: u64,
     suspensions: Vec<Suspension>,
+    #[serde(default)]
+    overrides: Vec<ConfigOverride>,
+    #[serde(default)]
+    bounces: Vec<BounceHold>,
+}
+
+impl File {
+    fn prune(&mut self, t: u64) {
+        self.suspensions.retain(|s| s.until > t);
+        self.overrides.retain(|s| s.until > t);
+        self.bounces.retain(|s| s.until > t);
+    }
 }
 
 pub struct Suspensions {
@@ -77,8 +129,7 @@ impl Suspensions {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let t = now();
-        file.suspensions.retain(|s| s.until > t);
+        file.prune(now());
         Ok(Suspensions {
             state: Mutex::new(file),
             path: Some(path),
@@ -96,6 +147,11 @@ impl Suspensions {
         .map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Unix time `d` from now.
+    pub(crate) fn until(d: Duration) -> u64 {
+        now().saturating_add(d.as_secs().max(1))
+    }
+
     /// Adds one (in force only once it is on disk).
     pub fn add(
         &self,
@@ -106,7 +162,7 @@ impl Suspensions {
     ) -> Result<Suspension, String> {
         let mut file = lock(&self.state);
         let t = now();
-        file.suspensions.retain(|s| s.until > t);
+        file.prune(t);
         file.next_id += 1;
         let s = Suspension {
             id: file.next_id,
@@ -114,6 +170,7 @@ impl Suspensions {
             until: t.saturating_add(duration.as_secs().max(1)),
             reason,
             requested_by,
+            rule: None,
         };
         file.suspensions.push(s.clone());
         if let Err(e) = self.save(&file) {
@@ -123,19 +180,126 @@ impl Suspensions {
         Ok(s)
     }
 
-    /// Ends one early; false when there is no such suspension.
+    /// Ends one early (a suspension, an override or a bounce); false when
+    /// there is no such id.
     pub fn cancel(&self, id: u64) -> Result<bool, String> {
+        self.change(|f| {
+            let before = f.suspensions.len() + f.overrides.len() + f.bounces.len();
+            f.suspensions.retain(|s| s.id != id);
+            f.overrides.retain(|s| s.id != id);
+            f.bounces.retain(|s| s.id != id);
+            before != f.suspensions.len() + f.overrides.len() + f.bounces.len()
+        })
+    }
+
+    /// Apply `f`, and save when it says it changed something; a failed save
+    /// leaves the state as it was.
+    fn change<R: Into<bool> + Copy>(&self, f: impl FnOnce(&mut File) -> R) -> Result<R, String> {
         let mut file = lock(&self.state);
-        let before = file.suspensions.clone();
-        file.suspensions.retain(|s| s.id != id);
-        if file.suspensions.len() == before.len() {
-            return Ok(false);
+        let before = serde_json::to_vec(&*file).map_err(|e| e.to_string())?;
+        file.prune(now());
+        let r = f(&mut file);
+        if r.into() {
+            if let Err(e) = self.save(&file) {
+                *file = serde_json::from_slice(&before).map_err(|e| e.to_string())?;
+                return Err(e);
+            }
         }
-        if let Err(e) = self.save(&file) {
-            file.suspensions = before;
-            return Err(e);
-        }
-        Ok(true)
+        Ok(r)
+    }
+
+    /// What an automation rule's action holds, renewed rather than repeated
+    /// when the same rule fires again for the same place.
+    pub(crate) fn automation(&self, hold: AutoHold, until: u64) -> Result<bool, String> {
+        self.change(|f| {
+            f.next_id += 1;
+            let id = f.next_id;
+            match hold {
+                AutoHold::Suspend {
+                    scope,
+                    reason,
+                    rule,
+                } => match f
+                    .suspensions
+                    .iter_mut()
+                    .find(|s| s.scope == scope && s.rule.as_deref() == Some(rule.as_str()))
+                {
+                    Some(s) => s.until = s.until.max(until),
+                    None => f.suspensions.push(Suspension {
+                        id,
+                        scope,
+                        until,
+                        reason,
+                        requested_by: "automation".into(),
+                        rule: Some(rule),
+                    }),
+                },
+                AutoHold::Override(mut o) => match f.overrides.iter_mut().find(|x| {
+                    x.rule == o.rule
+                        && x.source == o.source
+                        && x.site == o.site
+                        && x.domain == o.domain
+                        && x.name == o.name
+                }) {
+                    Some(x) => {
+                        x.until = x.until.max(until);
+                        x.value = o.value;
+                    }
+                    None => {
+                        o.id = id;
+                        o.until = until;
+                        f.overrides.push(o);
+                    }
+                },
+                AutoHold::Bounce(mut b) => {
+                    match f
+                        .bounces
+                        .iter_mut()
+                        .find(|x| x.rule == b.rule && x.scope == b.scope)
+                    {
+                        Some(x) => x.until = x.until.max(until),
+                        None => {
+                            b.id = id;
+                            b.until = until;
+                            f.bounces.push(b);
+                        }
+                    }
+                }
+            }
+            true
+        })
+    }
+
+    /// Overrides in force.
+    pub fn overrides(&self) -> Vec<ConfigOverride> {
+        let t = now();
+        lock(&self.state)
+            .overrides
+            .iter()
+            .filter(|s| s.until > t)
+            .cloned()
+            .collect()
+    }
+
+    /// Automation bounces in force.
+    pub fn bounces(&self) -> Vec<BounceHold> {
+        let t = now();
+        lock(&self.state)
+            .bounces
+            .iter()
+            .filter(|s| s.until > t)
+            .cloned()
+            .collect()
+    }
+
+    /// The reason a part is to be bounced now, if a bounce holds it.
+    pub(crate) fn bounce_reason(&self, part: &QueuedPart) -> Option<String> {
+        let t = now();
+        lock(&self.state)
+            .bounces
+            .iter()
+            .find(|b| b.until > t && scope_holds(&b.scope, part))
+            .map(|b| b.reason.clone())
     }
 
     /// Those in force.
@@ -152,26 +316,11 @@ impl Suspensions {
     /// How long a part's queue stays suspended (domain, tenant, campaign).
     pub(crate) fn part_remaining(&self, part: &QueuedPart) -> Option<Duration> {
         let t = now();
-        let tenant = part.msg.tenant();
-        let campaign = part.msg.campaign();
         lock(&self.state)
             .suspensions
             .iter()
-            .filter(|s| s.until > t && s.scope.source.is_none())
-            .filter(|s| {
-                let sc = &s.scope;
-                sc.domain
-                    .as_deref()
-                    .is_none_or(|d| part.domain.eq_ignore_ascii_case(d))
-                    && sc
-                        .tenant
-                        .as_deref()
-                        .is_none_or(|x| tenant.as_deref() == Some(x))
-                    && sc
-                        .campaign
-                        .as_deref()
-                        .is_none_or(|x| campaign.as_deref() == Some(x))
-            })
+            .filter(|s| s.until > t && s.scope.source.is_none() && s.scope.site.is_none())
+            .filter(|s| scope_holds(&s.scope, part))
             .map(|s| Duration::from_secs(s.until - t))
             .max()
     }
@@ -182,10 +331,54 @@ impl Suspensions {
         lock(&self.state)
             .suspensions
             .iter()
-            .filter(|s| s.until > t && s.scope.source.as_deref() == Some(source))
+            .filter(|s| {
+                s.until > t && s.scope.source.as_deref() == Some(source) && s.scope.site.is_none()
+            })
             .map(|s| Duration::from_secs(s.until - t))
             .max()
     }
+
+    /// How long a source's path to `site` stays suspended (by the source
+    /// as a whole, or for that site).
+    pub fn path_remaining(&self, source: &str, site: &str) -> Option<Duration> {
+        let t = now();
+        lock(&self.state)
+            .suspensions
+            .iter()
+            .filter(|s| {
+                s.until > t
+                    && s.scope.source.as_deref() == Some(source)
+                    && s.scope.site.as_deref().is_none_or(|x| x == site)
+            })
+            .map(|s| Duration::from_secs(s.until - t))
+            .max()
+    }
+}
+
+/// An automation hold to record.
+pub(crate) enum AutoHold {
+    Suspend {
+        scope: Scope,
+        reason: String,
+        rule: String,
+    },
+    Override(ConfigOverride),
+    Bounce(BounceHold),
+}
+
+/// Whether a domain/tenant/campaign scope covers a part.
+fn scope_holds(sc: &Scope, part: &QueuedPart) -> bool {
+    sc.domain
+        .as_deref()
+        .is_none_or(|d| part.domain.eq_ignore_ascii_case(d))
+        && sc
+            .tenant
+            .as_deref()
+            .is_none_or(|x| part.msg.tenant().as_deref() == Some(x))
+        && sc
+            .campaign
+            .as_deref()
+            .is_none_or(|x| part.msg.campaign().as_deref() == Some(x))
 }
 
 /// Write a temporary file, fsync it, rename it over `path`, fsync the

@@ -1,11 +1,62 @@
-//! Rate limits for a ready queue (`max_message_rate`,
-//! `max_connection_rate`): a generic cell rate algorithm (GCRA) kept in
-//! memory, so the limits are per node. Up to `max_burst` events may pass
-//! at once; after that they are spaced `period / limit` apart.
+//! Rates and connection limits shared by name: a ready queue's own
+//! (`max_message_rate`, `max_connection_rate`, `source_selection_rate`,
+//! keyed by source and site) and the named ones every path that lists them
+//! shares (`additional_*`, a provider's). Rates are a generic cell rate
+//! algorithm (GCRA): up to `max_burst` events may pass at once, then they
+//! are spaced `period / limit` apart. All are kept in memory, per node.
 
 use ironpost_policy::throttle::ThrottleSpec;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Duration, Instant};
+
+/// The named rates and limits of one node.
+#[derive(Default)]
+pub struct Registry {
+    /// By name and spec: a changed spec (an automation override) starts a
+    /// throttle of its own.
+    rates: Mutex<HashMap<(String, ThrottleSpec), Arc<Gcra>>>,
+    limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
+}
+
+impl Registry {
+    pub fn rate(&self, name: &str, spec: &ThrottleSpec) -> Arc<Gcra> {
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        rates
+            .entry((name.to_string(), spec.clone()))
+            .or_insert_with(|| Arc::new(Gcra::new(spec)))
+            .clone()
+    }
+
+    /// The semaphore of a named connection limit; a new limit replaces the
+    /// old one (connections under the old drain as they close).
+    pub fn limit(&self, name: &str, limit: usize) -> Arc<Semaphore> {
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        match limits.get(name) {
+            Some((n, s)) if *n == limit => s.clone(),
+            _ => {
+                let s = Arc::new(Semaphore::new(limit));
+                limits.insert(name.to_string(), (limit, s.clone()));
+                s
+            }
+        }
+    }
+
+    /// Connections open under each named limit, for the metrics.
+    pub fn limits_in_use(&self) -> Vec<(String, usize)> {
+        let limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = limits
+            .iter()
+            .map(|(k, (n, s))| (k.clone(), n.saturating_sub(s.available_permits())))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Slots held under named connection limits while a connection is open.
+pub type Permits = Vec<OwnedSemaphorePermit>;
 
 #[derive(Debug)]
 pub struct Gcra {
