@@ -332,6 +332,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         );
         shutdown.await;
         tracing::info!("shutting down");
+        queue.drain().await;
         logger.flush();
         spool.shutdown();
         Ok::<(), anyhow::Error>(())

@@ -120,6 +120,30 @@ impl Attempt {
     }
 }
 
+/// Hosts whose TLS handshake failed, until when (`remember_broken_tls`);
+/// in memory, per node, as in KumoMTA.
+#[derive(Default)]
+pub(crate) struct BrokenTls(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl BrokenTls {
+    fn is_broken(&self, host: &str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(host) {
+            Some(until) if *until > std::time::Instant::now() => true,
+            Some(_) => {
+                m.remove(host);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&self, host: &str, d: std::time::Duration) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(host.to_string(), std::time::Instant::now() + d);
+    }
+}
+
 /// TLS configurations derived from an egress path, built once per path.
 pub struct TlsMaterial {
     /// Validating config and verifier; an error when no trust anchors exist
@@ -207,6 +231,16 @@ fn timeouts(path: &EgressPath) -> Timeouts {
     set(&mut t.data, c.data_timeout);
     set(&mut t.data_dot, c.data_dot_timeout);
     t
+}
+
+/// How long a transaction on `path` may run on at shutdown:
+/// `system_shutdown_timeout`, or (as KumoMTA computes it) the sum of the
+/// per-message timeouts.
+pub(crate) fn shutdown_timeout(path: &EgressPath) -> std::time::Duration {
+    path.cfg.system_shutdown_timeout.unwrap_or_else(|| {
+        let t = timeouts(path);
+        t.mail_from + t.rcpt_to + t.data + t.data_dot
+    })
 }
 
 /// The protocol version as Reception records (and KumoMTA) spell it:
@@ -370,10 +404,23 @@ async fn try_host(
     let policy = &target.policy;
     attempt.tls_policy = Some(policy.name());
     let mut client = open(ctx, host, addr, path, &t, policy.name()).await?;
-    let offered = client.capabilities().starttls;
     let Plan { mode, dane } = plan(path.cfg.enable_tls, policy);
+    // `remember_broken_tls`: a host whose handshake failed lately is sent
+    // in cleartext at once, but only where the mode already falls back to
+    // cleartext (OpportunisticInsecure); validating modes never downgrade.
+    let downgrade_ok = mode == TlsMode::OpportunisticInsecure && dane.is_none();
+    let remembered = downgrade_ok
+        && path.cfg.remember_broken_tls.is_some()
+        && ctx.broken_tls.is_broken(host);
+    let offered = client.capabilities().starttls && !remembered;
+    if remembered {
+        attempt.tls_failed(
+            TlsResultType::StartTlsNotSupported,
+            format!("{host}: TLS remembered as broken (remember_broken_tls)"),
+        );
+    }
     let required = matches!(mode, TlsMode::Required | TlsMode::RequiredInsecure);
-    if mode != TlsMode::Disabled && !offered {
+    if mode != TlsMode::Disabled && !offered && !remembered {
         let detail = format!("{host} does not offer STARTTLS");
         attempt.tls_failed(TlsResultType::StartTlsNotSupported, detail.clone());
         if required {
@@ -449,8 +496,11 @@ async fn try_host(
                     .await
                     .map_err(|e| attempt.clone().failed(&e))?;
             }
-            Err(e) if mode == TlsMode::OpportunisticInsecure && dane.is_none() => {
+            Err(e) if downgrade_ok => {
                 let (kind, detail) = classify(&e);
+                if let Some(d) = path.cfg.remember_broken_tls {
+                    ctx.broken_tls.remember(host, d);
+                }
                 tracing::info!(%host, "TLS handshake failed ({e}); retrying in cleartext (OpportunisticInsecure)");
                 client = open(ctx, host, addr, path, &t, policy.name()).await?;
                 attempt.tls_failed(kind, detail);

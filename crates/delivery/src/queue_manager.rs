@@ -55,6 +55,7 @@ pub(crate) struct Context {
     pub hostname: String,
     /// For `smtp_client_rewrite_delivery_status`.
     pub policy: PolicyEngine,
+    pub broken_tls: crate::dispatch::BrokenTls,
 }
 
 pub(crate) struct Inner {
@@ -72,6 +73,40 @@ pub(crate) struct Inner {
     pub throttles: crate::throttle::Registry,
     /// Threshold counts of the automation rules.
     pub automation: crate::automation::Counts,
+    /// Transactions in progress, for a graceful stop.
+    pub draining: Drain,
+}
+
+/// What a graceful stop waits for: transactions in progress, each for at
+/// most its path's `system_shutdown_timeout`.
+#[derive(Default)]
+pub(crate) struct Drain {
+    pub stopping: std::sync::atomic::AtomicBool,
+    in_flight: AtomicUsize,
+    /// The longest shutdown timeout of a transaction begun, in ms.
+    longest_ms: std::sync::atomic::AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+/// Held for one transaction.
+pub(crate) struct InFlight<'a>(&'a Drain);
+
+impl Drain {
+    pub(crate) fn begin(&self, limit: Duration) -> InFlight<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.in_flight.fetch_add(1, SeqCst);
+        self.longest_ms
+            .fetch_max(limit.as_millis().min(u64::MAX as u128) as u64, SeqCst);
+        InFlight(self)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -107,6 +142,7 @@ impl QueueManager {
                 sts: opts.mta_sts,
                 hostname: opts.hostname,
                 policy: policy.clone(),
+                broken_tls: Default::default(),
             },
             policy,
             logger,
@@ -119,6 +155,7 @@ impl QueueManager {
             log_hook_queues: opts.log_hook_queues,
             throttles: Default::default(),
             automation: Default::default(),
+            draining: Default::default(),
         }))
     }
 
@@ -130,6 +167,30 @@ impl QueueManager {
         tokio::spawn(async move { me.watch_overrides().await });
         let me = self.clone();
         tokio::spawn(async move { me.bouncer().await });
+    }
+
+    /// Stop starting deliveries, and wait for those in progress: each for
+    /// at most its egress path's `system_shutdown_timeout`. What is cut off
+    /// stays in the spool and is tried again after the restart.
+    pub async fn drain(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let d = &self.0.draining;
+        d.stopping.store(true, SeqCst);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(d.longest_ms.load(SeqCst));
+        loop {
+            let idle = d.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let n = d.in_flight.load(SeqCst);
+            if n == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                tracing::warn!("shutdown: {n} deliveries still in progress are cut off");
+                return;
+            }
+        }
     }
 
     /// Messages queued or in flight.

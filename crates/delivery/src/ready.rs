@@ -527,6 +527,11 @@ impl QueueManager {
             for rate in &path.message_rates {
                 rate.wait().await;
             }
+            if self.0.draining.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                // Stopping: the part stays in the spool for the restart.
+                break;
+            }
+            let _in_flight = self.0.draining.begin(dispatch::shutdown_timeout(&path));
             sent_on_conn += 1;
             let mut result = dispatch::deliver(ctx, c, &part).await;
             if !result.connection_usable {
