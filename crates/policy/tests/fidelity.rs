@@ -162,7 +162,7 @@ fn the_rest_of_the_kumo_api_is_named_when_touched() {
 }
 
 /// `setup_with_automation{ no_default_files = true, extra_files = ... }`
-/// answers from the policy's own files; the automation parts are refused.
+/// answers from the policy's own files.
 #[tokio::test]
 async fn shaping_setup_with_automation() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,12 +194,18 @@ async fn shaping_setup_with_automation() {
         .unwrap();
     assert_eq!(cfg.connection_limit, 3);
     assert_eq!(cfg.enable_tls, ironpost_policy::TlsMode::Required);
+    // KumoMTA's daemon plumbing is accepted (automation runs in process);
+    // an option Ironpost lacks is refused by name.
+    init(
+        "local shaping = require 'policy-extras.shaping'\nlocal s = shaping:setup_with_automation { publish = { 'http://127.0.0.1:8008' }, subscribe = { 'http://127.0.0.1:8008' } }\nkumo.on('init', function() s.setup_publish() end)\n",
+    )
+    .unwrap();
     let err = init(
-        "local shaping = require 'policy-extras.shaping'\nlocal s = shaping:setup_with_automation { subscribe = { 'http://127.0.0.1:8008' } }\n",
+        "local shaping = require 'policy-extras.shaping'\nlocal s = shaping:setup_with_automation { no_default_files = true, frobnicate = true }\n",
     )
     .unwrap_err();
     assert!(
-        err.contains("subscribe") && err.contains("Ironpost does not support"),
+        err.contains("frobnicate") && err.contains("Ironpost does not support"),
         "{err}"
     );
 }

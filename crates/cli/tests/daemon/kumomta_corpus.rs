@@ -42,10 +42,7 @@ use Expectation::{Refused, Starts};
 /// running it).
 const CORPUS: &[(&str, Expectation)] = &[
     ("01-minimal-init.lua", Starts),
-    (
-        "02-example-complete-policy.lua",
-        Refused(&["policy-extras.shaping", "does not support", "automation"]),
-    ),
+    ("02-example-complete-policy.lua", Starts),
     ("03-init-event-reference.lua", Starts),
     ("04-spool-rocksdb.lua", Starts),
     ("05-logging-basic.lua", Starts),
@@ -84,20 +81,8 @@ const CORPUS: &[(&str, Expectation)] = &[
     ("28-dkim-lua-signer.lua", Starts),
     ("29-dkim-helper.lua", Starts),
     ("30-seed-outbound-auth-egress-path.lua", Starts),
-    // 31 is a known bug, below.
-    // Names the key, but as an "unknown field" of a KumoMTA option.
-    (
-        "32-shipped-shaping-toml.lua",
-        Refused(&["policy-extras.shaping", "shaping.toml", "does not support"]),
-    ),
-    (
-        "31-seed-shaping-auth-toml.lua",
-        Refused(&[
-            "policy-extras.shaping",
-            "no_default_files",
-            "does not support",
-        ]),
-    ),
+    ("32-shipped-shaping-toml.lua", Starts),
+    ("31-seed-shaping-auth-toml.lua", Starts),
     ("33-regex-set-map.lua", Starts),
     ("34-json-load-external-data.lua", Starts),
     // A Lua "attempt to index a nil value" naming the field.

@@ -53,8 +53,13 @@ pub fn load_files(files: &[String]) -> Result<ShapingData, String> {
     let mut data = ShapingData::default();
     for f in files {
         let tables = match builtin(f) {
-            Some(text) => super::parse_data(text, false)
-                .map_err(|e| format!("shaping {f} (built in): {e}"))?,
+            Some(text) => {
+                tracing::info!(
+                    "policy-extras.shaping: {f} is not on this machine; using the copy built into Ironpost"
+                );
+                super::parse_data(text, false)
+                    .map_err(|e| format!("shaping {f} (built in): {e}"))?
+            }
             None => super::load_data_file(std::path::Path::new(f))
                 .map_err(|e| format!("shaping {e}"))?,
         };
