@@ -15,7 +15,11 @@
 #   SIZE=10240            smtp-source -l payload bytes
 #   VARIANT=plain         Ironpost policy: plain (bench/policies/e2e.lua),
 #                         ed25519 (e2e_dkim_ed25519.lua: one Ed25519 DKIM
-#                         signature), both (e2e_dkim_both.lua: RSA-2048 + Ed25519)
+#                         signature), both (e2e_dkim_both.lua: RSA-2048 + Ed25519),
+#                         shaped (e2e_shaped.lua: a pool of two loopback sources,
+#                         policy-extras.shaping with limits that do not bind and
+#                         an automation rule; its connection limits are in
+#                         e2e_shaping.toml: 16 per source, 32 in all)
 #   VARIANTS="$VARIANT"   several of the above, interleaved in the same run
 #   CONN_LIMITS=32        Ironpost egress connection_limit value(s), e.g. "32 64"
 #   POSTFIX=1             also run Postfix (0: Ironpost only). Postfix never signs.
@@ -57,13 +61,14 @@ die() { log "ERROR: $*"; exit 1; }
 [[ $N =~ ^[0-9]+$ && $N -gt 0 && $R =~ ^[0-9]+$ && $R -gt 0 ]] || die "N and R must be positive integers"
 [ "$(id -u)" -eq 0 ] || die "run as root (private Postfix instance, smtp-sink -u root)"
 for v in $VARIANTS; do
-    case $v in plain|ed25519|both) ;; *) die "unknown variant $v (plain, ed25519, both)" ;; esac
+    case $v in plain|ed25519|both|shaped) ;; *) die "unknown variant $v (plain, ed25519, both, shaped)" ;; esac
 done
 policy_for() {
     case $1 in
         plain) echo "$REPO/bench/policies/e2e.lua" ;;
         ed25519) echo "$REPO/bench/policies/e2e_dkim_ed25519.lua" ;;
         both) echo "$REPO/bench/policies/e2e_dkim_both.lua" ;;
+        shaped) echo "$REPO/bench/policies/e2e_shaped.lua" ;;
     esac
 }
 
@@ -178,7 +183,7 @@ start_ironpost() { # DIR POLICY CONN_LIMIT
     chmod 700 "$(dirname "$IP_DATA")"
     IP_OUT=$IP_DATA.stdout
     IRONPOST_E2E_LISTEN=127.0.0.1:$IRONPOST_PORT IRONPOST_E2E_SINK=127.0.0.1:$SINK_PORT \
-        IRONPOST_E2E_DATA=$IP_DATA IRONPOST_E2E_CONN_LIMIT=$3 IRONPOST_E2E_DKIM_DIR=$DKIM_DIR \
+        IRONPOST_E2E_DATA=$IP_DATA IRONPOST_E2E_SHAPING=$REPO/bench/policies/e2e_shaping.toml IRONPOST_E2E_CONN_LIMIT=$3 IRONPOST_E2E_DKIM_DIR=$DKIM_DIR \
         "$BIN" serve --policy "$2" >"$IP_OUT" 2>>"$IP_DATA.stderr" &
     IP_PID=$!
     local i

@@ -279,3 +279,42 @@ impl QueueManager {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ironpost_policy::helpers::shaping::rules::parse_rule;
+    use std::sync::Arc;
+
+    fn matched(trigger: &str) -> Matched {
+        let v: toml::Value = toml::from_str(&format!(
+            "regex = 'x'\naction = 'Suspend'\nduration = '1h'\n{trigger}"
+        ))
+        .unwrap();
+        Matched {
+            rule: Arc::new(parse_rule("r".into(), &serde_json::to_value(v).unwrap()).unwrap()),
+            rollup: true,
+        }
+    }
+
+    #[test]
+    fn thresholds_count_per_source_and_site() {
+        let c = Counts::default();
+        assert!(c.fire(&matched(""), "s", "site"), "Immediate fires at once");
+        let m = matched("trigger = { Threshold = '3/h' }");
+        assert!(!c.fire(&m, "s", "site"));
+        assert!(!c.fire(&m, "s", "site"));
+        assert!(!c.fire(&m, "other", "site"), "another source counts apart");
+        assert!(c.fire(&m, "s", "site"), "the third within the hour fires");
+    }
+
+    #[test]
+    fn replies_are_one_line() {
+        let r = Response {
+            code: Some(421),
+            enhanced_code: Some("4.7.0".into()),
+            content: "[TS04] deferred\r\nsee url".into(),
+        };
+        assert_eq!(one_line(&r), "421 4.7.0 [TS04] deferred  see url");
+    }
+}

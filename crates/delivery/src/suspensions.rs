@@ -452,4 +452,73 @@ mod tests {
         };
         assert!(e.contains("suspensions.json"), "{e}");
     }
+
+    /// An automation rule that fires again renews its hold instead of
+    /// adding another; holds of each kind survive a reload and cancel by
+    /// id; a path suspension holds that source for that site only.
+    #[test]
+    fn automation_holds_renew_persist_and_cancel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("suspensions.json");
+        let s = Suspensions::load(path.clone()).unwrap();
+        let t = now();
+        let suspend = |until| {
+            s.automation(
+                AutoHold::Suspend {
+                    scope: Scope {
+                        source: Some("ip-1".into()),
+                        site: Some("mx.a.test".into()),
+                        ..Default::default()
+                    },
+                    reason: "421 [TS04]".into(),
+                    rule: "provider 'yahoo' rule 1".into(),
+                },
+                until,
+            )
+            .unwrap()
+        };
+        suspend(t + 60);
+        suspend(t + 120);
+        assert_eq!(s.active().len(), 1, "renewed, not repeated");
+        assert_eq!(s.active()[0].until, t + 120);
+        assert!(s.path_remaining("ip-1", "mx.a.test").is_some());
+        assert!(s.path_remaining("ip-1", "mx.b.test").is_none());
+        assert!(s.source_remaining("ip-1").is_none(), "not the whole source");
+        s.automation(
+            AutoHold::Override(ConfigOverride {
+                id: 0,
+                source: "ip-1".into(),
+                site: Some("mx.a.test".into()),
+                domain: None,
+                name: "max_message_rate".into(),
+                value: "1/s".into(),
+                until: 0,
+                reason: "RL0000".into(),
+                rule: "domain 'a.test' rule 1".into(),
+            }),
+            t + 60,
+        )
+        .unwrap();
+        s.automation(
+            AutoHold::Bounce(BounceHold {
+                id: 0,
+                scope: Scope {
+                    domain: Some("a.test".into()),
+                    ..Default::default()
+                },
+                until: 0,
+                reason: "gone".into(),
+                rule: "domain 'a.test' rule 2".into(),
+            }),
+            t + 60,
+        )
+        .unwrap();
+        let again = Suspensions::load(path).unwrap();
+        assert_eq!(again.active().len(), 1);
+        let o = again.overrides();
+        assert_eq!((o.len(), again.bounces().len()), (1, 1));
+        assert!(again.cancel(o[0].id).unwrap());
+        assert!(again.overrides().is_empty());
+        assert_eq!(again.bounces().len(), 1);
+    }
 }
