@@ -71,8 +71,38 @@ impl Metrics {
 
     /// Connections open under each shared (named) connection limit, and the
     /// traffic-shaping automation holds in force by kind.
-    pub fn render_shaping(limits: &[(String, usize)], holds: &[(&str, usize)]) -> String {
+    pub fn render_shaping(
+        paths: &[((String, String), (usize, u64))],
+        limits: &[(String, usize)],
+        holds: &[(&str, usize)],
+    ) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_egress_connections Connections open, by egress source and site."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_egress_connections gauge");
+        for ((source, site), (open, _)) in paths {
+            let _ = writeln!(
+                out,
+                "ironpost_egress_connections{{source=\"{}\",site=\"{}\"}} {open}",
+                escape_label(source),
+                escape_label(site)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_egress_throttled_total Messages and connections that waited for a rate, by egress source and site."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_egress_throttled_total counter");
+        for ((source, site), (_, waits)) in paths {
+            let _ = writeln!(
+                out,
+                "ironpost_egress_throttled_total{{source=\"{}\",site=\"{}\"}} {waits}",
+                escape_label(source),
+                escape_label(site)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP ironpost_shared_connections Connections open under each shared connection limit."

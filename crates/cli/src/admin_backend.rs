@@ -131,6 +131,7 @@ impl AdminBackend for Backend {
                 .metrics
                 .render_with(&me.queue.summary(), &me.queue.ready_summary());
             text.push_str(&ironpost_admin::Metrics::render_shaping(
+                &me.queue.path_stats(),
                 &me.queue.limits_in_use(),
                 &holds,
             ));

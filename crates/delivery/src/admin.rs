@@ -83,6 +83,11 @@ impl QueueManager {
         })
     }
 
+    /// Per (egress source, site): connections open, and waits for a rate.
+    pub fn path_stats(&self) -> Vec<((String, String), (usize, u64))> {
+        self.0.path_stats.snapshot()
+    }
+
     /// Connections open under each shared connection limit.
     pub fn limits_in_use(&self) -> Vec<(String, usize)> {
         self.0.throttles.limits_in_use()

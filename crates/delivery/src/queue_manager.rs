@@ -71,6 +71,7 @@ pub(crate) struct Inner {
     pub log_hook_queues: Vec<(String, Arc<QueueConfig>, crate::custom::HookSink)>,
     /// Named rates and connection limits.
     pub throttles: crate::throttle::Registry,
+    pub path_stats: crate::throttle::PathStats,
     /// Threshold counts of the automation rules.
     pub automation: crate::automation::Counts,
     /// Transactions in progress, for a graceful stop.
@@ -154,6 +155,7 @@ impl QueueManager {
             log_headers: opts.log_headers,
             log_hook_queues: opts.log_hook_queues,
             throttles: Default::default(),
+            path_stats: Default::default(),
             automation: Default::default(),
             draining: Default::default(),
         }))

@@ -446,7 +446,11 @@ impl QueueManager {
         let mut idle_since: Option<tokio::time::Instant> = None;
         // The wait ran out: retire as soon as the queue is empty.
         let mut idle_over = false;
+        let mut gauge: Option<crate::throttle::OpenGauge> = None;
         loop {
+            if let Some(g) = gauge.as_mut() {
+                g.set(conn.is_some());
+            }
             let (part, site, path) = match ready.take(&key, conn.is_some() && !idle_over) {
                 Take::Part(part, site, path) => (part, site, path),
                 Take::Retired => break,
@@ -495,6 +499,9 @@ impl QueueManager {
                 }
                 permits.clear();
             }
+            let g = gauge.get_or_insert_with(|| {
+                crate::throttle::OpenGauge::new(&self.0.path_stats, &path.source.name, &site.name)
+            });
             let reused_after_idle = after_idle && conn.is_some();
             if conn.is_none() {
                 // A slot under every shared limit first, held while the
@@ -502,11 +509,14 @@ impl QueueManager {
                 permits.clear();
                 permits = acquire(&path.limits).await;
                 if let Some(rate) = &path.connection_rate {
-                    rate.wait().await;
+                    if rate.wait().await {
+                        self.0.path_stats.throttled(g.key());
+                    }
                 }
                 match dispatch::connect(ctx, &site, &path).await {
                     Ok(c) => {
                         ready.connected(&key);
+                        g.set(true);
                         conn = Some(c);
                         conn_path = Some(path.clone());
                         sent_on_conn = 0;
@@ -524,8 +534,12 @@ impl QueueManager {
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
+            let mut throttled = false;
             for rate in &path.message_rates {
-                rate.wait().await;
+                throttled |= rate.wait().await;
+            }
+            if throttled {
+                self.0.path_stats.throttled(&(path.source.name.clone(), site.name.clone()));
             }
             if self.0.draining.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                 // Stopping: the part stays in the spool for the restart.

@@ -58,6 +58,73 @@ impl Registry {
 /// Slots held under named connection limits while a connection is open.
 pub type Permits = Vec<OwnedSemaphorePermit>;
 
+/// Per (egress source, site): connections open now, and how often a
+/// message or connection had to wait for a rate.
+#[derive(Default)]
+pub struct PathStats(Mutex<HashMap<(String, String), (usize, u64)>>);
+
+impl PathStats {
+    fn with(&self, key: &(String, String), f: impl FnOnce(&mut (usize, u64))) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get_mut(key) {
+            Some(v) => f(v),
+            None => {
+                let mut v = (0, 0);
+                f(&mut v);
+                m.insert(key.clone(), v);
+            }
+        }
+    }
+
+    pub fn throttled(&self, key: &(String, String)) {
+        self.with(key, |v| v.1 += 1);
+    }
+
+    /// `(source, site) → (connections open, throttled waits)`.
+    pub fn snapshot(&self) -> Vec<((String, String), (usize, u64))> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort();
+        v
+    }
+}
+
+/// Counts one open connection while held (set when the worker's
+/// connection opens or closes).
+pub struct OpenGauge<'a> {
+    stats: &'a PathStats,
+    key: (String, String),
+    open: bool,
+}
+
+impl<'a> OpenGauge<'a> {
+    pub fn new(stats: &'a PathStats, source: &str, site: &str) -> Self {
+        OpenGauge {
+            stats,
+            key: (source.to_string(), site.to_string()),
+            open: false,
+        }
+    }
+
+    pub fn key(&self) -> &(String, String) {
+        &self.key
+    }
+
+    pub fn set(&mut self, open: bool) {
+        if open != self.open {
+            self.open = open;
+            self.stats
+                .with(&self.key, |v| v.0 = if open { v.0 + 1 } else { v.0.saturating_sub(1) });
+        }
+    }
+}
+
+impl Drop for OpenGauge<'_> {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
 #[derive(Debug)]
 pub struct Gcra {
     interval: Duration,
@@ -91,10 +158,14 @@ impl Gcra {
     }
 
     /// Waits for a slot.
-    pub async fn wait(&self) {
+    /// Waits for a slot; whether it had to.
+    pub async fn wait(&self) -> bool {
+        let mut waited = false;
         while let Err(d) = self.try_take(Instant::now()) {
+            waited = true;
             tokio::time::sleep(d).await;
         }
+        waited
     }
 }
 
