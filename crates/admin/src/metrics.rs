@@ -35,6 +35,9 @@ pub struct Metrics {
 /// The content type to serve [`Metrics::render`] with.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// (egress source, site) → (connections open, waits for a rate).
+pub type PathSample = ((String, String), (usize, u64));
+
 impl Metrics {
     pub fn new() -> Metrics {
         Metrics::default()
@@ -69,10 +72,11 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// `paths`: per (source, site), connections open and rate waits.
     /// Connections open under each shared (named) connection limit, and the
     /// traffic-shaping automation holds in force by kind.
     pub fn render_shaping(
-        paths: &[((String, String), (usize, u64))],
+        paths: &[PathSample],
         limits: &[(String, usize)],
         holds: &[(&str, usize)],
     ) -> String {

@@ -82,7 +82,16 @@ impl QueueManager {
             let reason = format!("automation rule {}: {reply}", m.rule.describe());
             for action in &m.rule.actions {
                 let done = self
-                    .enact(action, &m, part, source, &site, &destination, &reason, until)
+                    .enact(
+                        action,
+                        &m,
+                        part,
+                        source,
+                        &site,
+                        &destination,
+                        &reason,
+                        until,
+                    )
                     .await;
                 match done {
                     Ok(()) => tracing::warn!(
@@ -190,7 +199,11 @@ impl QueueManager {
             }
             Action::SuspendTenant | Action::SuspendCampaign => {
                 let s = &self.0.suspensions;
-                for p in self.0.ready.take_matching(|p| s.part_remaining(p).is_some()) {
+                for p in self
+                    .0
+                    .ready
+                    .take_matching(|p| s.part_remaining(p).is_some())
+                {
                     self.schedule(p, Duration::ZERO);
                 }
             }
@@ -278,7 +291,6 @@ impl QueueManager {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -123,7 +123,9 @@ impl Attempt {
 /// Hosts whose TLS handshake failed, until when (`remember_broken_tls`);
 /// in memory, per node, as in KumoMTA.
 #[derive(Default)]
-pub(crate) struct BrokenTls(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+pub(crate) struct BrokenTls(
+    std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+);
 
 impl BrokenTls {
     fn is_broken(&self, host: &str) -> bool {
@@ -409,9 +411,8 @@ async fn try_host(
     // in cleartext at once, but only where the mode already falls back to
     // cleartext (OpportunisticInsecure); validating modes never downgrade.
     let downgrade_ok = mode == TlsMode::OpportunisticInsecure && dane.is_none();
-    let remembered = downgrade_ok
-        && path.cfg.remember_broken_tls.is_some()
-        && ctx.broken_tls.is_broken(host);
+    let remembered =
+        downgrade_ok && path.cfg.remember_broken_tls.is_some() && ctx.broken_tls.is_broken(host);
     let offered = client.capabilities().starttls && !remembered;
     if remembered {
         attempt.tls_failed(

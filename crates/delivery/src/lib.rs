@@ -10,6 +10,7 @@
 //! sender).
 
 mod admin;
+mod automation;
 mod bounce;
 pub mod custom;
 mod dispatch;
@@ -23,7 +24,6 @@ mod route;
 mod schedule;
 pub mod suspensions;
 mod throttle;
-mod automation;
 pub mod tls_policy;
 
 pub use admin::Inspection;

@@ -104,7 +104,12 @@ impl Drain {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+        if self
+            .0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
             self.0.idle.notify_waiters();
         }
     }
@@ -178,8 +183,8 @@ impl QueueManager {
         use std::sync::atomic::Ordering::SeqCst;
         let d = &self.0.draining;
         d.stopping.store(true, SeqCst);
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_millis(d.longest_ms.load(SeqCst));
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(d.longest_ms.load(SeqCst));
         loop {
             let idle = d.idle.notified();
             tokio::pin!(idle);

@@ -278,7 +278,8 @@ impl QueueManager {
         let mut wait: Option<Duration> = None;
         let mut usable = (*pool).clone();
         for e in usable.entries.iter_mut() {
-            if let (Some(left), true) = (self.0.suspensions.source_remaining(&e.name), e.weight > 0) {
+            if let (Some(left), true) = (self.0.suspensions.source_remaining(&e.name), e.weight > 0)
+            {
                 wait = Some(wait.map_or(left, |w| w.min(left)));
                 e.weight = 0;
             }
@@ -335,7 +336,9 @@ impl QueueManager {
             let Some(name) = self.pick_source(queue, &candidates) else {
                 return match wait {
                     Some(d) => Choice::Wait(d),
-                    None => Choice::Hold(format!("egress pool '{}' has no usable source", pool.name)),
+                    None => {
+                        Choice::Hold(format!("egress pool '{}' has no usable source", pool.name))
+                    }
                 };
             };
             let mut pass_over = |candidates: &mut ironpost_policy::EgressPool, d: Duration| {
@@ -357,7 +360,11 @@ impl QueueManager {
                 Err(reason) => return Choice::Hold(reason),
             };
             let now = tokio::time::Instant::now();
-            if let Some(d) = path.selection_rates.iter().find_map(|r| r.try_take(now).err()) {
+            if let Some(d) = path
+                .selection_rates
+                .iter()
+                .find_map(|r| r.try_take(now).err())
+            {
                 pass_over(&mut candidates, d);
                 continue;
             }
@@ -539,9 +546,16 @@ impl QueueManager {
                 throttled |= rate.wait().await;
             }
             if throttled {
-                self.0.path_stats.throttled(&(path.source.name.clone(), site.name.clone()));
+                self.0
+                    .path_stats
+                    .throttled(&(path.source.name.clone(), site.name.clone()));
             }
-            if self.0.draining.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            if self
+                .0
+                .draining
+                .stopping
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
                 // Stopping: the part stays in the spool for the restart.
                 break;
             }

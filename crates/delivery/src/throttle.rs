@@ -113,8 +113,9 @@ impl<'a> OpenGauge<'a> {
     pub fn set(&mut self, open: bool) {
         if open != self.open {
             self.open = open;
-            self.stats
-                .with(&self.key, |v| v.0 = if open { v.0 + 1 } else { v.0.saturating_sub(1) });
+            self.stats.with(&self.key, |v| {
+                v.0 = if open { v.0 + 1 } else { v.0.saturating_sub(1) }
+            });
         }
     }
 }

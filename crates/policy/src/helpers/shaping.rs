@@ -171,11 +171,7 @@ impl Registry {
         };
         let sites = read_lock(&self.sites);
         data.rollup_domains()
-            .filter(|d| {
-                sites
-                    .get(*d)
-                    .is_none_or(|(_, at)| at.elapsed() >= max_age)
-            })
+            .filter(|d| sites.get(*d).is_none_or(|(_, at)| at.elapsed() >= max_age))
             .map(str::to_string)
             .collect()
     }
@@ -195,20 +191,20 @@ impl Registry {
     }
 
     /// The automation rules that `reply` matches.
-    pub fn match_rules(&self, domain: &str, site: &str, reply: &str, internal: bool) -> Vec<Matched> {
+    pub fn match_rules(
+        &self,
+        domain: &str,
+        site: &str,
+        reply: &str,
+        internal: bool,
+    ) -> Vec<Matched> {
         match self.data() {
             Some(d) => d.match_rules(domain, site, reply, internal, &self.site_of()),
             None => Vec::new(),
         }
     }
 
-    fn resolve(
-        &self,
-        loaded: &Loaded,
-        domain: &str,
-        source: &str,
-        site: &str,
-    ) -> data::Params {
+    fn resolve(&self, loaded: &Loaded, domain: &str, source: &str, site: &str) -> data::Params {
         let overrides = read_lock(&self.overrides).clone();
         loaded
             .current()
@@ -238,14 +234,21 @@ fn handler(lua: &Lua, files: Vec<String>, ttl: Duration) -> mlua::Result<mlua::F
     let reg = registry(lua)?;
     let loaded = reg.setup(files, ttl).map_err(rt)?;
     lua.create_function(
-        move |lua, (domain, source, site, skip_make): (String, Option<String>, Option<String>, Option<bool>)| {
+        move |lua,
+              (domain, source, site, skip_make): (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+        )| {
             let source = source.unwrap_or_else(|| crate::egress_source::UNSPECIFIED.to_string());
             let params = reg.resolve(&loaded, &domain, &source, site.as_deref().unwrap_or(""));
             let cfg = data::to_config(params.clone()).map_err(rt)?;
             if skip_make == Some(true) {
                 return lua.to_value(&serde_json::Value::Object(params));
             }
-            lua.create_userdata(EgressPathValue(cfg)).map(Value::UserData)
+            lua.create_userdata(EgressPathValue(cfg))
+                .map(Value::UserData)
         },
     )
 }

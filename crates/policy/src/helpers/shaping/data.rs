@@ -202,7 +202,9 @@ fn check_selection(v: &Json) -> Result<(), String> {
         Json::String(s) => crate::throttle::ThrottleSpec::parse(s)
             .map(|_| ())
             .map_err(|e| format!("key '{PROVIDER_SELECTION}': {e}")),
-        _ => Err(format!("key '{PROVIDER_SELECTION}': expected a rate such as \"10/h\"")),
+        _ => Err(format!(
+            "key '{PROVIDER_SELECTION}': expected a rate such as \"10/h\""
+        )),
     }
 }
 
@@ -344,8 +346,8 @@ impl ShapingData {
                 }
                 continue;
             }
-            let parsed =
-                parse_entry(&name, v).map_err(|e| format!("shaping {file}: table [{name:?}]: {e}"))?;
+            let parsed = parse_entry(&name, v)
+                .map_err(|e| format!("shaping {file}: table [{name:?}]: {e}"))?;
             let key = normalize(&name);
             let slot = if key == "default" {
                 &mut self.default
@@ -384,9 +386,10 @@ impl ShapingData {
     }
 
     fn provider_matches(p: &Provider, domain: &str, hosts: &[String]) -> bool {
-        if p.matches.iter().any(
-            |m| matches!(m, ProviderMatch::DomainSuffix(s) if domain.ends_with(s.as_str())),
-        ) {
+        if p.matches
+            .iter()
+            .any(|m| matches!(m, ProviderMatch::DomainSuffix(s) if domain.ends_with(s.as_str())))
+        {
             return true;
         }
         let by_host = p

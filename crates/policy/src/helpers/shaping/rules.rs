@@ -33,9 +33,15 @@ pub enum Action {
     SuspendCampaign,
     /// Override an egress path option for the source and the site (or the
     /// domain, for a rule from a domain or provider table).
-    SetConfig { name: String, value: Json },
+    SetConfig {
+        name: String,
+        value: Json,
+    },
     /// As `SetConfig`, always for the domain.
-    SetDomainConfig { name: String, value: Json },
+    SetDomainConfig {
+        name: String,
+        value: Json,
+    },
     /// Bounce the domain's queued mail (of the tenant and campaign, where
     /// the message had them).
     Bounce,
@@ -168,9 +174,17 @@ fn parse_action(v: &Json) -> Result<Action, String> {
             let (name, value) = match body {
                 Json::Object(b) => match (b.get("name"), b.get("value"), b.len()) {
                     (Some(Json::String(n)), Some(v), 2) => (n.clone(), v.clone()),
-                    _ => return Err(format!("{kind}: expected {{ name = \"option\", value = ... }}")),
+                    _ => {
+                        return Err(format!(
+                            "{kind}: expected {{ name = \"option\", value = ... }}"
+                        ))
+                    }
                 },
-                _ => return Err(format!("{kind}: expected {{ name = \"option\", value = ... }}")),
+                _ => {
+                    return Err(format!(
+                        "{kind}: expected {{ name = \"option\", value = ... }}"
+                    ))
+                }
             };
             check_config_value(&name, &value).map_err(|e| format!("{kind}: {e}"))?;
             match kind.as_str() {
@@ -188,9 +202,11 @@ fn parse_action(v: &Json) -> Result<Action, String> {
 fn check_config_value(name: &str, value: &Json) -> Result<(), String> {
     let mut m = serde_json::Map::new();
     m.insert(name.to_string(), value.clone());
-    let cfg: EgressPathConfig = serde_json::from_value(Json::Object(m))
-        .map_err(|e| format!("option '{name}': {e}"))?;
-    cfg.validate().map(|_| ()).map_err(|e| format!("option '{name}': {e}"))
+    let cfg: EgressPathConfig =
+        serde_json::from_value(Json::Object(m)).map_err(|e| format!("option '{name}': {e}"))?;
+    cfg.validate()
+        .map(|_| ())
+        .map_err(|e| format!("option '{name}': {e}"))
 }
 
 #[cfg(test)]
@@ -211,7 +227,10 @@ mod tests {
         .unwrap();
         assert!(r.matches("421 4.7.0 RL000010 throttled", false));
         assert!(!r.matches("KumoMTA internal: RL000010", false));
-        assert!(!r.matches("421 RL000010", true), "internal replies are skipped");
+        assert!(
+            !r.matches("421 RL000010", true),
+            "internal replies are skipped"
+        );
         let r = rule(
             "regex = ['a', 'b']\naction = [{SetConfig={name=\"max_message_rate\", value=\"1/minute\"}},\
              {SetConfig={name=\"connection_limit\", value=1}}]\ntrigger = {Threshold=\"2/hr\"}\n\
