@@ -46,6 +46,8 @@ use std::sync::Arc;
 /// What one attempt looked like, for logs and DSNs.
 #[derive(Clone, Debug, Default)]
 pub struct Attempt {
+    /// The site (MX host set) it was made to, when routing got that far.
+    pub site: Option<String>,
     pub host: Option<String>,
     pub ip: Option<IpAddr>,
     /// (code, enhanced code, text) of the deciding reply.

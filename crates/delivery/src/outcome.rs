@@ -105,6 +105,8 @@ impl QueueManager {
         }
         let failed = result.failed;
         let deferred = result.deferred;
+        let mut deferred_attempt = result.deferred_attempt;
+        deferred_attempt.site = Some(site.name.clone());
         if !failed.is_empty() {
             let mut p = part.clone();
             p.recipients = failed.iter().map(|f| f.recipient.clone()).collect();
@@ -119,7 +121,7 @@ impl QueueManager {
             let mut p = part;
             p.recipients = deferred.clone();
             let _ = remaining;
-            self.defer(p, deferred, &result.deferred_attempt, qcfg)
+            self.defer(p, deferred, &deferred_attempt, qcfg)
                 .await;
         }
     }

@@ -528,7 +528,8 @@ impl QueueManager {
                         conn_path = Some(path.clone());
                         sent_on_conn = 0;
                     }
-                    Err(attempt) => {
+                    Err(mut attempt) => {
+                        attempt.site = Some(site.name.clone());
                         permits.clear();
                         let mut parts = vec![part];
                         parts.extend(ready.connect_failed(&key));
@@ -587,7 +588,8 @@ impl QueueManager {
                         result = dispatch::deliver(ctx, &mut c, &part).await;
                         conn = result.connection_usable.then_some(c);
                     }
-                    Err(attempt) => {
+                    Err(mut attempt) => {
+                        attempt.site = Some(site.name.clone());
                         permits.clear();
                         self.defer(part.clone(), part.recipients.clone(), &attempt, &qcfg)
                             .await;

@@ -35,7 +35,7 @@ pub fn attempt_record(
         sender: part.msg.sender.to_string(),
         recipients: recipients.to_vec(),
         queue: part.queue_name(),
-        site: site.map(|s| s.name.clone()),
+        site: site.map(|s| s.name.clone()).or_else(|| a.site.clone()),
         num_attempts: attempts,
         bounce_classification: None,
         egress_pool: part.egress.as_ref().map(|e| e.pool.clone()),
