@@ -49,12 +49,14 @@ impl Counts {
     }
 }
 
-/// The reply as one line, as the rules see it: code, enhanced code, text.
+/// The reply as one line, as the rules see it (and KumoMTA writes it):
+/// code, enhanced code, text. The recorded text may already start with the
+/// enhanced code; it is not repeated.
 fn one_line(r: &Response) -> String {
     let text = r.content.replace(['\r', '\n'], " ");
     match (r.code, &r.enhanced_code) {
-        (Some(c), Some(e)) => format!("{c} {e} {text}"),
-        (Some(c), None) => format!("{c} {text}"),
+        (Some(c), Some(e)) if !text.starts_with(e.as_str()) => format!("{c} {e} {text}"),
+        (Some(c), _) => format!("{c} {text}"),
         _ => text,
     }
 }
@@ -328,5 +330,10 @@ mod tests {
             content: "[TS04] deferred\r\nsee url".into(),
         };
         assert_eq!(one_line(&r), "421 4.7.0 [TS04] deferred  see url");
+        let recorded = Response {
+            content: "4.7.0 [TSS05] deferred".into(),
+            ..r
+        };
+        assert_eq!(one_line(&recorded), "421 4.7.0 [TSS05] deferred");
     }
 }

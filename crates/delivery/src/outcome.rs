@@ -121,8 +121,7 @@ impl QueueManager {
             let mut p = part;
             p.recipients = deferred.clone();
             let _ = remaining;
-            self.defer(p, deferred, &deferred_attempt, qcfg)
-                .await;
+            self.defer(p, deferred, &deferred_attempt, qcfg).await;
         }
     }
 

@@ -22,6 +22,7 @@ mod delivery_restart;
 mod delivery_retry;
 mod delivery_rewrite;
 mod delivery_routing;
+mod delivery_shaping;
 mod delivery_shared_site;
 mod delivery_sources;
 mod delivery_tls;
