@@ -14,6 +14,8 @@ command -v swaks >/dev/null || need_apt+=(swaks)
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v smtp-sink >/dev/null || need_apt+=(postfix)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The cluster tests share throttles through a real Redis.
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 /usr/bin/python3 -c 'import dkim, nacl' 2>/dev/null || need_apt+=(python3-dkim python3-nacl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"

@@ -53,6 +53,11 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn automation(&self) -> BoxFuture<Value> {
         Box::pin(async { serde_json::json!({}) })
     }
+    /// `GET /api/admin/shared-limits/v1`: the connection limits in use, the
+    /// shared ones with their lease holders, and the Redis counters.
+    fn shared_limits(&self) -> BoxFuture<Value> {
+        Box::pin(async { serde_json::json!({}) })
+    }
     /// `GET /api/admin/inspect-message/v1?id=`: `Ok(None)` is 404.
     fn inspect(&self, id: String) -> BoxFuture<Result<Option<Value>, String>>;
     /// Every Basic credential check, for an AuthN log record and the
@@ -520,6 +525,10 @@ async fn automation_list(State(st): State<AppState>) -> Response {
     Json(st.backend.automation().await).into_response()
 }
 
+async fn shared_limits(State(st): State<AppState>) -> Response {
+    Json(st.backend.shared_limits().await).into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CancelRequest {
@@ -584,6 +593,7 @@ pub(crate) fn router(st: AppState, body_limit: usize) -> Router {
             "/api/admin/suspend/v1",
             post(suspend).get(suspend_list).delete(suspend_cancel),
         )
+        .route("/api/admin/shared-limits/v1", get(shared_limits))
         .route(
             "/api/admin/automation/v1",
             get(automation_list).delete(suspend_cancel),

@@ -72,6 +72,51 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Redis, when nodes share limits: calls, errors, round-trip time, and
+    /// the decisions on shared rates (`stats` from the delivery crate).
+    pub fn render_redis(stats: &[(&str, u64)]) -> String {
+        let get = |k: &str| stats.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
+        let mut out = String::new();
+        let lines: [(&str, &str, &str, String); 4] = [
+            (
+                "ironpost_redis_calls_total",
+                "counter",
+                "Calls to the shared Redis.",
+                get("ops").to_string(),
+            ),
+            (
+                "ironpost_redis_errors_total",
+                "counter",
+                "Calls to the shared Redis that failed or timed out (the work waited).",
+                get("errors").to_string(),
+            ),
+            (
+                "ironpost_redis_rtt_seconds_total",
+                "counter",
+                "Round-trip time of successful Redis calls, summed.",
+                format!("{:.6}", get("rtt_us") as f64 / 1e6),
+            ),
+            (
+                "ironpost_shared_rate_delayed_total",
+                "counter",
+                "Shared rate decisions that said wait.",
+                get("delayed").to_string(),
+            ),
+        ];
+        for (name, kind, help, v) in lines {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ironpost_shared_rate_allowed_total Shared rate decisions that said go."
+        );
+        let _ = writeln!(out, "# TYPE ironpost_shared_rate_allowed_total counter");
+        let _ = writeln!(out, "ironpost_shared_rate_allowed_total {}", get("allowed"));
+        out
+    }
+
     /// `paths`: per (source, site), connections open and rate waits.
     /// Connections open under each shared (named) connection limit, and the
     /// traffic-shaping automation holds in force by kind.

@@ -130,6 +130,9 @@ impl AdminBackend for Backend {
             let mut text = me
                 .metrics
                 .render_with(&me.queue.summary(), &me.queue.ready_summary());
+            if let Some(stats) = me.queue.redis_stats() {
+                text.push_str(&ironpost_admin::Metrics::render_redis(&stats));
+            }
             text.push_str(&ironpost_admin::Metrics::render_shaping(
                 &me.queue.path_stats(),
                 &me.queue.limits_in_use(),
@@ -196,6 +199,11 @@ impl AdminBackend for Backend {
     fn automation(&self) -> BoxFuture<Value> {
         let me = self.clone();
         Box::pin(async move { me.queue.automation() })
+    }
+
+    fn shared_limits(&self) -> BoxFuture<Value> {
+        let me = self.clone();
+        Box::pin(async move { me.queue.shared_limits().await })
     }
 
     fn inspect(&self, id: String) -> BoxFuture<Result<Option<Value>, String>> {

@@ -2,6 +2,7 @@
 
 mod admin_backend;
 mod admin_cmd;
+mod cluster;
 mod dkim_cmd;
 mod log_hooks;
 mod paths;

@@ -217,6 +217,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .first()
             .and_then(|l| l.hostname.clone())
             .unwrap_or_else(ironpost_server::system_hostname);
+        let shared = match &init.redis_throttles {
+            Some(r) => Some(crate::cluster::connect(r).await?),
+            None => None,
+        };
         let queue = QueueManager::new(
             spool.clone(),
             engine.clone(),
@@ -229,6 +233,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 log_headers: log_headers.clone(),
                 log_hook_queues,
                 suspensions,
+                shared: shared.clone(),
             },
         );
         queue.start();

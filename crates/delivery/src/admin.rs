@@ -88,6 +88,61 @@ impl QueueManager {
         self.0.path_stats.snapshot()
     }
 
+    /// The connection limits in use, each with its count, whether it is
+    /// shared between nodes, the slots this node holds and, when shared,
+    /// every lease holder (node and lease) with its expiry; and the Redis
+    /// counters.
+    pub async fn shared_limits(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = &self.0.throttles;
+        let held: std::collections::HashMap<String, usize> =
+            t.limits_in_use().into_iter().collect();
+        let mut limits = Vec::new();
+        for (name, n, shared) in t.limits() {
+            let holders = match (shared, t.shared()) {
+                (true, Some(r)) => match r.holders(&name).await {
+                    Ok(h) => serde_json::json!(h
+                        .into_iter()
+                        .map(|(id, until_ms)| serde_json::json!({ "lease": id, "expires_unix_ms": until_ms }))
+                        .collect::<Vec<_>>()),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                },
+                _ => serde_json::Value::Null,
+            };
+            limits.push(serde_json::json!({
+                "name": name,
+                "limit": n,
+                "shared": shared,
+                "held_here": held.get(&name).copied().unwrap_or(0),
+                "holders": holders,
+            }));
+        }
+        let redis = t.shared().map(|r| {
+            let s = r.stats();
+            serde_json::json!({
+                "node": r.node(),
+                "ops": s.ops.load(Relaxed),
+                "errors": s.errors.load(Relaxed),
+                "rate_decisions_allowed": s.allowed.load(Relaxed),
+                "rate_decisions_delayed": s.delayed.load(Relaxed),
+            })
+        });
+        serde_json::json!({ "redis": redis, "limits": limits })
+    }
+
+    /// Redis counters for `/metrics` (none when nothing is shared).
+    pub fn redis_stats(&self) -> Option<[(&'static str, u64); 5]> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.0.throttles.shared()?.stats();
+        Some([
+            ("ops", s.ops.load(Relaxed)),
+            ("errors", s.errors.load(Relaxed)),
+            ("rtt_us", s.rtt_us.load(Relaxed)),
+            ("allowed", s.allowed.load(Relaxed)),
+            ("delayed", s.delayed.load(Relaxed)),
+        ])
+    }
+
     /// Connections open under each shared connection limit.
     pub fn limits_in_use(&self) -> Vec<(String, usize)> {
         self.0.throttles.limits_in_use()

@@ -8,7 +8,7 @@
 use crate::model::QueuedPart;
 use crate::queue_manager::{lock, QueueManager};
 use crate::route::Site;
-use crate::throttle::Gcra;
+use crate::throttle::{Limit, Rate};
 use ironpost_policy::egress_source::UNSPECIFIED;
 use ironpost_policy::{
     CidrSet, EgressPathConfig, EgressPool, EgressSource, QueueConfig, RoundRobin,
@@ -33,15 +33,16 @@ pub struct EgressPath {
     pub prohibited: CidrSet,
     /// Every rate a message on this path waits for: `max_message_rate`
     /// (this source to this site) and `additional_message_rate_throttles`.
-    pub message_rates: Vec<Arc<Gcra>>,
+    pub message_rates: Vec<Arc<Rate>>,
     /// `max_connection_rate`, this source to this site.
-    pub connection_rate: Option<Arc<Gcra>>,
+    pub connection_rate: Option<Arc<Rate>>,
     /// `source_selection_rate` and `additional_source_selection_rates`: a
     /// pool passes this source over while one is spent.
-    pub selection_rates: Vec<Arc<Gcra>>,
+    pub selection_rates: Vec<Arc<Rate>>,
     /// `additional_connection_limits`, in name order (so two workers never
-    /// wait on each other's half-taken sets).
-    pub limits: Vec<Arc<tokio::sync::Semaphore>>,
+    /// wait on each other's half-taken sets), and, when limits are shared
+    /// between nodes, `connection_limit` (this source to this site).
+    pub limits: Vec<Arc<Limit>>,
     /// Built on first use, off the async threads (it reads keysources).
     pub tls: tokio::sync::OnceCell<Result<Arc<crate::dispatch::TlsMaterial>, String>>,
 }
@@ -227,7 +228,7 @@ impl QueueManager {
         };
         let throttles = &self.0.throttles;
         let here = format!("{}->{}", source.name, site.name);
-        let mut message_rates: Vec<Arc<Gcra>> = cfg
+        let mut message_rates: Vec<Arc<Rate>> = cfg
             .max_message_rate
             .iter()
             .map(|r| throttles.rate(&format!("message-rate:{here}"), r))
@@ -237,7 +238,7 @@ impl QueueManager {
                 .iter()
                 .map(|(name, r)| throttles.rate(name, r)),
         );
-        let mut selection_rates: Vec<Arc<Gcra>> = cfg
+        let mut selection_rates: Vec<Arc<Rate>> = cfg
             .source_selection_rate
             .iter()
             .map(|r| throttles.rate(&format!("selection-rate:{here}"), r))
@@ -254,11 +255,23 @@ impl QueueManager {
                 .as_ref()
                 .map(|r| throttles.rate(&format!("connection-rate:{here}"), r)),
             selection_rates,
-            limits: cfg
-                .additional_connection_limits
-                .iter()
-                .map(|(name, n)| throttles.limit(name, *n))
-                .collect(),
+            limits: {
+                // The ready queue's workers keep `connection_limit` on this
+                // node; shared, it must also hold across the nodes.
+                let own = (throttles.shared().is_some() && !cfg.connection_limit.local)
+                    .then(|| (format!("connection-limit:{here}"), cfg.connection_limit));
+                let mut named: Vec<(String, ironpost_policy::throttle::Count)> = cfg
+                    .additional_connection_limits
+                    .iter()
+                    .map(|(k, c)| (k.clone(), *c))
+                    .chain(own)
+                    .collect();
+                named.sort_by(|a, b| a.0.cmp(&b.0));
+                named
+                    .iter()
+                    .map(|(name, c)| throttles.limit(name, *c))
+                    .collect()
+            },
             cfg,
             source: source.clone(),
             fingerprint,

@@ -42,6 +42,8 @@ pub struct DeliveryOptions {
     pub log_hook_queues: Vec<(String, Arc<QueueConfig>, crate::custom::HookSink)>,
     /// Operator suspensions, loaded from their file.
     pub suspensions: Suspensions,
+    /// Redis, when the policy shares rates, limits and holds between nodes.
+    pub shared: Option<ironpost_cluster::Redis>,
 }
 
 /// What a delivery attempt needs from the daemon, and no more: the
@@ -159,7 +161,7 @@ impl QueueManager {
             log_meta: opts.log_meta,
             log_headers: opts.log_headers,
             log_hook_queues: opts.log_hook_queues,
-            throttles: Default::default(),
+            throttles: crate::throttle::Registry::new(opts.shared),
             path_stats: Default::default(),
             automation: Default::default(),
             draining: Default::default(),

@@ -107,7 +107,7 @@ impl ReadyQueues {
         // Every worker checks the queue again (under this lock) before it
         // retires, so a part added here is never left without one.
         rq.wake.notify_waiters();
-        let limit = rq.path.cfg.connection_limit;
+        let limit = rq.path.cfg.connection_limit.n;
         let want = rq.msgs.len().min(limit).saturating_sub(rq.active);
         rq.active += want;
         (key, want, over)
@@ -359,12 +359,14 @@ impl QueueManager {
                 Ok(p) => p,
                 Err(reason) => return Choice::Hold(reason),
             };
-            let now = tokio::time::Instant::now();
-            if let Some(d) = path
-                .selection_rates
-                .iter()
-                .find_map(|r| r.try_take(now).err())
-            {
+            let mut spent = None;
+            for r in &path.selection_rates {
+                if let Err(d) = r.try_take().await {
+                    spent = Some(d);
+                    break;
+                }
+            }
+            if let Some(d) = spent {
                 pass_over(&mut candidates, d);
                 continue;
             }
@@ -616,13 +618,10 @@ impl QueueManager {
 }
 
 /// One slot under each limit, in order; waits for each in turn.
-async fn acquire(limits: &[Arc<tokio::sync::Semaphore>]) -> crate::throttle::Permits {
+async fn acquire(limits: &[Arc<crate::throttle::Limit>]) -> crate::throttle::Permits {
     let mut held = Vec::with_capacity(limits.len());
     for l in limits {
-        // A semaphore is never closed here, so acquiring only waits.
-        if let Ok(p) = l.clone().acquire_owned().await {
-            held.push(p);
-        }
+        held.push(l.acquire().await);
     }
     held
 }

@@ -1,62 +1,230 @@
-//! Rates and connection limits shared by name: a ready queue's own
+//! Rates and connection limits by name: a ready queue's own
 //! (`max_message_rate`, `max_connection_rate`, `source_selection_rate`,
-//! keyed by source and site) and the named ones every path that lists them
-//! shares (`additional_*`, a provider's). Rates are a generic cell rate
-//! algorithm (GCRA): up to `max_burst` events may pass at once, then they
-//! are spaced `period / limit` apart. All are kept in memory, per node.
+//! `connection_limit`, keyed by source and site) and the named ones every
+//! path that lists them shares (`additional_*`, a provider's). Rates are a
+//! generic cell rate algorithm (GCRA): up to `max_burst` events may pass at
+//! once, then they are spaced `period / limit` apart.
+//!
+//! They are this node's, in memory, unless the policy configured Redis
+//! (`kumo.configure_redis_throttles`): then every one not written `local:`
+//! is shared by the nodes on that Redis (rates as server-side GCRA,
+//! connection limits as expiring leases). When Redis cannot answer, what
+//! depends on it waits, logged and counted; it never goes unthrottled.
 
+use ironpost_cluster::{Lease, Redis};
 use ironpost_policy::throttle::ThrottleSpec;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Duration, Instant};
 
-/// The named rates and limits of one node.
+/// How long a shared connection lease lives unless renewed (a third of it
+/// between renewals): a node that dies frees its slots this long after.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a full shared limit is asked again.
+const LEASE_POLL: Duration = Duration::from_millis(100);
+/// How long to wait before asking an unavailable Redis again.
+const REDIS_RETRY: Duration = Duration::from_millis(500);
+
+/// The named rates and limits of this node.
 #[derive(Default)]
 pub struct Registry {
     /// By name and spec: a changed spec (an automation override) starts a
     /// throttle of its own.
-    rates: Mutex<HashMap<(String, ThrottleSpec), Arc<Gcra>>>,
-    limits: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
+    rates: Mutex<HashMap<(String, ThrottleSpec), Arc<Rate>>>,
+    limits: Mutex<HashMap<String, (usize, Arc<Limit>)>>,
+    shared: Option<Redis>,
 }
 
 impl Registry {
-    pub fn rate(&self, name: &str, spec: &ThrottleSpec) -> Arc<Gcra> {
+    pub fn new(shared: Option<Redis>) -> Registry {
+        Registry {
+            shared,
+            ..Default::default()
+        }
+    }
+
+    pub fn shared(&self) -> Option<&Redis> {
+        self.shared.as_ref()
+    }
+
+    pub fn rate(&self, name: &str, spec: &ThrottleSpec) -> Arc<Rate> {
         let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
         rates
             .entry((name.to_string(), spec.clone()))
-            .or_insert_with(|| Arc::new(Gcra::new(spec)))
+            .or_insert_with(|| {
+                Arc::new(match (&self.shared, spec.local) {
+                    (Some(redis), false) => Rate::Shared {
+                        name: name.to_string(),
+                        interval: spec.interval(),
+                        burst: spec.max_burst,
+                        redis: redis.clone(),
+                    },
+                    _ => Rate::Local(Gcra::new(spec)),
+                })
+            })
             .clone()
     }
 
-    /// The semaphore of a named connection limit; a new limit replaces the
-    /// old one (connections under the old drain as they close).
-    pub fn limit(&self, name: &str, limit: usize) -> Arc<Semaphore> {
+    /// A named connection limit; a new count replaces the old one
+    /// (connections under the old drain as they close).
+    pub fn limit(&self, name: &str, count: ironpost_policy::throttle::Count) -> Arc<Limit> {
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
         match limits.get(name) {
-            Some((n, s)) if *n == limit => s.clone(),
+            Some((n, l)) if *n == count.n => l.clone(),
             _ => {
-                let s = Arc::new(Semaphore::new(limit));
-                limits.insert(name.to_string(), (limit, s.clone()));
-                s
+                let l = Arc::new(match (&self.shared, count.local) {
+                    (Some(redis), false) => Limit::Shared {
+                        name: name.to_string(),
+                        limit: count.n,
+                        redis: redis.clone(),
+                        held: AtomicU64::new(0),
+                    },
+                    _ => Limit::Local(Arc::new(Semaphore::new(count.n)), count.n),
+                });
+                limits.insert(name.to_string(), (count.n, l.clone()));
+                l
             }
         }
     }
 
-    /// Connections open under each named limit, for the metrics.
+    /// Connections this node holds under each named limit, for the metrics.
     pub fn limits_in_use(&self) -> Vec<(String, usize)> {
         let limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<_> = limits
             .iter()
-            .map(|(k, (n, s))| (k.clone(), n.saturating_sub(s.available_permits())))
+            .map(|(k, (_, l))| (k.clone(), l.in_use()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every named limit with its count and whether it is shared.
+    pub fn limits(&self) -> Vec<(String, usize, bool)> {
+        let limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = limits
+            .iter()
+            .map(|(k, (n, l))| (k.clone(), *n, matches!(**l, Limit::Shared { .. })))
             .collect();
         v.sort();
         v
     }
 }
 
+/// A rate, this node's or shared.
+pub enum Rate {
+    Local(Gcra),
+    Shared {
+        name: String,
+        interval: Duration,
+        burst: u64,
+        redis: Redis,
+    },
+}
+
+impl Rate {
+    /// Takes a slot now, or says how long to wait before asking again.
+    /// Redis unavailable: a wait (never a slot).
+    pub async fn try_take(&self) -> Result<(), Duration> {
+        match self {
+            Rate::Local(g) => g.try_take(Instant::now()),
+            Rate::Shared {
+                name,
+                interval,
+                burst,
+                redis,
+            } => match redis.gcra(name, *interval, *burst).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("shared rate {name}: {e}; waiting");
+                    Err(REDIS_RETRY)
+                }
+            },
+        }
+    }
+
+    /// Waits for a slot; whether it had to.
+    pub async fn wait(&self) -> bool {
+        let mut waited = false;
+        while let Err(d) = self.try_take().await {
+            waited = true;
+            tokio::time::sleep(d).await;
+        }
+        waited
+    }
+}
+
+/// A connection limit, this node's or shared.
+pub enum Limit {
+    Local(Arc<Semaphore>, usize),
+    Shared {
+        name: String,
+        limit: usize,
+        redis: Redis,
+        /// Leases this node holds now.
+        held: AtomicU64,
+    },
+}
+
+impl Limit {
+    fn in_use(&self) -> usize {
+        match self {
+            Limit::Local(s, n) => n.saturating_sub(s.available_permits()),
+            Limit::Shared { held, .. } => held.load(Ordering::Relaxed) as usize,
+        }
+    }
+
+    /// A slot: waits until one is free (or Redis answers again).
+    pub async fn acquire(self: &Arc<Self>) -> Permit {
+        match &**self {
+            // A semaphore is never closed here, so acquiring only waits.
+            Limit::Local(s, _) => match s.clone().acquire_owned().await {
+                Ok(p) => Permit::Local(p),
+                Err(_) => Permit::None,
+            },
+            Limit::Shared {
+                name,
+                limit,
+                redis,
+                held,
+            } => loop {
+                match redis.lease(name, *limit, LEASE_TTL).await {
+                    Ok(Some(lease)) => {
+                        held.fetch_add(1, Ordering::Relaxed);
+                        return Permit::Shared(lease, self.clone());
+                    }
+                    Ok(None) => tokio::time::sleep(LEASE_POLL).await,
+                    Err(e) => {
+                        tracing::warn!("shared connection limit {name}: {e}; waiting");
+                        tokio::time::sleep(REDIS_RETRY).await;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// A slot under a connection limit, given back when dropped (the fields
+/// are held for their own `Drop`).
+pub enum Permit {
+    Local(#[allow(dead_code)] OwnedSemaphorePermit),
+    Shared(#[allow(dead_code)] Lease, Arc<Limit>),
+    None,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Permit::Shared(_, l) = self {
+            if let Limit::Shared { held, .. } = &**l {
+                held.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// Slots held under named connection limits while a connection is open.
-pub type Permits = Vec<OwnedSemaphorePermit>;
+pub type Permits = Vec<Permit>;
 
 /// Per (egress source, site): connections open now, and how often a
 /// message or connection had to wait for a rate.
@@ -158,8 +326,8 @@ impl Gcra {
         }
     }
 
-    /// Waits for a slot.
     /// Waits for a slot; whether it had to.
+    #[cfg(test)]
     pub async fn wait(&self) -> bool {
         let mut waited = false;
         while let Err(d) = self.try_take(Instant::now()) {

@@ -451,6 +451,9 @@ pub struct InitConfig {
     /// `kumo.configure_bounce_classifier{ files }`: the rules files, in
     /// order (none: Ironpost's built-in rules).
     pub bounce_classifier_files: Option<Vec<String>>,
+    /// `kumo.configure_redis_throttles{...}`: rates, connection limits,
+    /// holds and AUTH failure counts shared through Redis.
+    pub redis_throttles: Option<crate::delivery_config::RedisThrottles>,
 }
 
 /// `kumo.configure_bounce_classifier{...}`. The tuning options size

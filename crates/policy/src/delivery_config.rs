@@ -145,8 +145,11 @@ pub enum TlsMode {
 fn default_port() -> u16 {
     25
 }
-fn default_connection_limit() -> usize {
-    32
+fn default_connection_limit() -> crate::throttle::Count {
+    crate::throttle::Count {
+        n: 32,
+        local: false,
+    }
 }
 fn default_max_deliveries() -> usize {
     1024
@@ -192,11 +195,8 @@ pub struct EgressPathConfig {
     /// EHLO name; takes precedence over the egress source's.
     #[serde(default)]
     pub ehlo_domain: Option<String>,
-    #[serde(
-        default = "default_connection_limit",
-        deserialize_with = "crate::throttle::deserialize_count"
-    )]
-    pub connection_limit: usize,
+    #[serde(default = "default_connection_limit")]
+    pub connection_limit: crate::throttle::Count,
     /// Messages per period to the site from this source (GCRA, local).
     #[serde(default, deserialize_with = "crate::throttle::deserialize_opt")]
     pub max_message_rate: Option<crate::throttle::ThrottleSpec>,
@@ -229,8 +229,8 @@ pub struct EgressPathConfig {
     pub idle_timeout: Option<Duration>,
     /// Connections shared with every other path naming the same limit
     /// (for example a provider's, across all its sites): name → count.
-    #[serde(default, deserialize_with = "crate::throttle::deserialize_counts")]
-    pub additional_connection_limits: BTreeMap<String, usize>,
+    #[serde(default)]
+    pub additional_connection_limits: BTreeMap<String, crate::throttle::Count>,
     /// Message rates shared with every other path naming the same throttle.
     #[serde(default, deserialize_with = "crate::throttle::deserialize_map")]
     pub additional_message_rate_throttles: BTreeMap<String, crate::throttle::ThrottleSpec>,
@@ -292,10 +292,10 @@ impl EgressPathConfig {
         if self.tls_certificate.is_some() != self.tls_private_key.is_some() {
             return Err("tls_certificate and tls_private_key must be given together".into());
         }
-        if self.additional_connection_limits.values().any(|n| *n == 0) || self.max_ready == 0 {
+        if self.additional_connection_limits.values().any(|c| c.n == 0) || self.max_ready == 0 {
             return Err("additional_connection_limits and max_ready must be at least 1".into());
         }
-        if self.connection_limit == 0 || self.max_deliveries_per_connection == 0 {
+        if self.connection_limit.n == 0 || self.max_deliveries_per_connection == 0 {
             return Err(
                 "connection_limit and max_deliveries_per_connection must be at least 1".into(),
             );
@@ -898,5 +898,92 @@ impl<'de> Deserialize<'de> for ResolverSettings {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// `kumo.configure_redis_throttles{...}`: the parameters of KumoMTA's
+/// `redis.open`. One node only; a Redis Cluster (several `node`s,
+/// `cluster = true`, `read_from_replicas`) is refused by name. The pool
+/// knobs (`pool_size`, `wait_timeout`, `recycle_timeout`) are accepted and
+/// announced as having no effect: Ironpost multiplexes one connection.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisThrottles {
+    pub node: RedisNodes,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A string, or a keysource (`{ key_data = ... }`, `{ vault_path = ... }`).
+    #[serde(default)]
+    pub password: Option<RedisPassword>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub response_timeout: Option<Duration>,
+    #[serde(default)]
+    pub pool_size: Option<u32>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub wait_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub recycle_timeout: Option<Duration>,
+    #[serde(default)]
+    pub cluster: Option<bool>,
+    #[serde(default)]
+    pub read_from_replicas: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged, expecting = "a redis:// URL or a list of them")]
+pub enum RedisNodes {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged, expecting = "a string or a keysource table")]
+pub enum RedisPassword {
+    Text(String),
+    Source(KeySource),
+}
+
+impl RedisThrottles {
+    /// The one node's URL; a cluster is refused.
+    pub fn node_url(&self) -> Result<&str, String> {
+        let url = match &self.node {
+            RedisNodes::One(u) => u.as_str(),
+            RedisNodes::Many(v) if v.len() == 1 => v[0].as_str(),
+            RedisNodes::Many(_) => {
+                return Err(
+                    "key 'node': Ironpost does not support a Redis Cluster yet (give one node)"
+                        .into(),
+                )
+            }
+        };
+        if self.cluster == Some(true) || self.read_from_replicas == Some(true) {
+            return Err(
+                "keys 'cluster' / 'read_from_replicas': Ironpost does not support a Redis Cluster yet"
+                    .into(),
+            );
+        }
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(format!(
+                "key 'node': expected a redis:// or rediss:// URL, got {url:?}"
+            ));
+        }
+        Ok(url)
+    }
+
+    /// The options accepted without effect, for the start-up notice.
+    pub fn without_effect(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.pool_size.is_some() {
+            v.push("pool_size");
+        }
+        if self.wait_timeout.is_some() {
+            v.push("wait_timeout");
+        }
+        if self.recycle_timeout.is_some() {
+            v.push("recycle_timeout");
+        }
+        v
     }
 }

@@ -347,6 +347,16 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
 
+    kumo.set(
+        "configure_redis_throttles",
+        lua.create_function(|lua, opts: Value| {
+            const F: &str = "kumo.configure_redis_throttles";
+            let r: crate::delivery_config::RedisThrottles = parse_options(lua, F, opts)?;
+            r.node_url().map_err(|e| rt(format!("{F}: {e}")))?;
+            with_init(lua, F, |init| init.redis_throttles = Some(r))
+        })?,
+    )?;
+
     let dns = lua.create_table()?;
     for name in ["configure_resolver", "configure_unbound_resolver"] {
         dns.set(

@@ -13,11 +13,58 @@ pub struct ThrottleSpec {
     pub limit: u64,
     pub period: Duration,
     pub max_burst: u64,
+    /// `local:`: this node's own, even when throttles are shared.
+    pub local: bool,
+}
+
+/// A connection count (`connection_limit = 32`, `"1,000"`, `"local:5"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Count {
+    pub n: usize,
+    /// `local:`: this node's own, even when limits are shared.
+    pub local: bool,
+}
+
+impl PartialEq<usize> for Count {
+    fn eq(&self, other: &usize) -> bool {
+        self.n == *other
+    }
+}
+
+impl Count {
+    pub fn parse_json(v: serde_json::Value) -> Result<Count, String> {
+        Count::deserialize(v).map_err(|e| e.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a count such as 32, \"1,000\" or \"local:5\"")]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        let (n, local) = match Raw::deserialize(d)? {
+            Raw::N(n) => (n, false),
+            Raw::S(s) => {
+                let t = s.trim();
+                let (t, local) = match t.strip_prefix("local:") {
+                    Some(rest) => (rest, true),
+                    None => (t, false),
+                };
+                (number(t).map_err(serde::de::Error::custom)?, local)
+            }
+        };
+        let n = usize::try_from(n).map_err(|_| serde::de::Error::custom("too large"))?;
+        Ok(Count { n, local })
+    }
 }
 
 impl ThrottleSpec {
     pub fn parse(text: &str) -> Result<ThrottleSpec, String> {
         let s = text.trim();
+        let local = s.starts_with("local:");
         let s = s.strip_prefix("local:").unwrap_or(s);
         let (s, burst) = match s.split_once(",max_burst=") {
             Some((s, b)) => (s, Some(number(b)?)),
@@ -61,6 +108,7 @@ impl ThrottleSpec {
             limit,
             period: Duration::from_secs(secs),
             max_burst,
+            local,
         })
     }
 
@@ -106,16 +154,6 @@ pub fn deserialize_count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Er
             .map_err(serde::de::Error::custom)?,
     };
     usize::try_from(n).map_err(|_| serde::de::Error::custom("too large"))
-}
-
-/// `{ name = count }`, each count as [`deserialize_count`] reads it.
-pub fn deserialize_counts<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<std::collections::BTreeMap<String, usize>, D::Error> {
-    #[derive(Deserialize)]
-    struct C(#[serde(deserialize_with = "deserialize_count")] usize);
-    let m = std::collections::BTreeMap::<String, C>::deserialize(d)?;
-    Ok(m.into_iter().map(|(k, C(n))| (k, n)).collect())
 }
 
 /// `{ name = "rate" }`.

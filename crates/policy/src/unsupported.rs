@@ -14,7 +14,6 @@ const FUNCTIONS: &[&str] = &[
     "compute_egress_path_config_constraints",
     "compute_queue_config_constraints",
     "configure_accounting_db_path",
-    "configure_redis_throttles",
     "disconnect",
     "eval_config_monitor_globs",
     "format_egress_path_config_constraints",

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod fake_smtp;
 pub mod https;
 pub mod pki;
+pub mod redis;
 pub mod sink;
 pub mod tls;
 pub mod vault;

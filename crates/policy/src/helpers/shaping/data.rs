@@ -51,7 +51,7 @@ pub enum ProviderMatch {
 #[derive(Clone, Debug, Default)]
 pub struct Provider {
     pub name: String,
-    pub connection_limit: Option<usize>,
+    pub connection_limit: Option<serde_json::Value>,
     pub max_message_rate: Option<String>,
     pub matches: Vec<ProviderMatch>,
     pub params: Params,
@@ -263,10 +263,11 @@ fn parse_provider(name: &str, v: Json) -> Result<(Provider, bool), String> {
     let sources = take_sources(&mut t, true)?;
     let connection_limit = match t.remove("provider_connection_limit") {
         None => None,
-        Some(v) => Some(
-            crate::throttle::deserialize_count(v)
-                .map_err(|e| format!("key 'provider_connection_limit': {e}"))?,
-        ),
+        Some(v) => {
+            crate::throttle::Count::parse_json(v.clone())
+                .map_err(|e| format!("key 'provider_connection_limit': {e}"))?;
+            Some(v)
+        }
     };
     let max_message_rate = match t.remove("provider_max_message_rate") {
         None => None,
@@ -368,7 +369,7 @@ impl ShapingData {
             *existing = p;
             return;
         }
-        existing.connection_limit = p.connection_limit.or(existing.connection_limit);
+        existing.connection_limit = p.connection_limit.or(existing.connection_limit.take());
         existing.max_message_rate = p.max_message_rate.or(existing.max_message_rate.take());
         existing.matches.extend(p.matches);
         merge_params(&mut existing.params, &p.params);
@@ -568,12 +569,12 @@ fn apply_provider(prov: &Provider, source: &str, p: &mut Params) {
     let name = &prov.name;
     let mut implied = Params::new();
     implied.insert("provider_name".into(), Json::String(name.clone()));
-    if let Some(limit) = prov.connection_limit {
+    if let Some(limit) = &prov.connection_limit {
         implied.insert(
             "additional_connection_limits".into(),
             Json::Object(Params::from_iter([(
                 format!("shaping-provider-{name}-{source}-limit"),
-                Json::from(limit),
+                limit.clone(),
             )])),
         );
     }

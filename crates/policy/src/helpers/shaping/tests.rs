@@ -40,7 +40,8 @@ fn stock_files_load() {
         "",
         &no_sites,
     );
-    assert_eq!((t.connection_limit, t.max_ready), (5, 10000));
+    assert_eq!((t.connection_limit.n, t.max_ready), (5, 10000));
+    assert!(t.connection_limit.local);
     // Yahoo by MX suffix: its rules and its automation.
     let site = "mta5.am0.yahoodns.net,mta6.am0.yahoodns.net";
     let y = cfg(&s, "yahoo.com", "ip-1", site, &no_sites);
@@ -67,8 +68,9 @@ fn stock_files_load() {
     );
     assert_eq!(
         g.additional_connection_limits
-            .get("shaping-provider-google-ip-1-limit"),
-        Some(&5)
+            .get("shaping-provider-google-ip-1-limit")
+            .map(|c| c.n),
+        Some(5)
     );
     assert_eq!(g.enable_tls, crate::delivery_config::TlsMode::Required);
 }
@@ -145,8 +147,9 @@ fn providers_match_every_host() {
     assert_eq!(c.max_deliveries_per_connection, 3);
     assert_eq!(
         c.additional_connection_limits
-            .get("shaping-provider-p-ip-1-limit"),
-        Some(&1000)
+            .get("shaping-provider-p-ip-1-limit")
+            .map(|c| c.n),
+        Some(1000)
     );
     assert!(c
         .additional_message_rate_throttles
@@ -189,7 +192,7 @@ fn later_files_merge_or_replace() {
     );
     let c = cfg(&s, "a.test", "s", "", &no_sites);
     assert_eq!(
-        (c.connection_limit, c.max_deliveries_per_connection),
+        (c.connection_limit.n, c.max_deliveries_per_connection),
         (5, 4)
     );
     assert_eq!(
@@ -203,7 +206,7 @@ fn later_files_merge_or_replace() {
     );
     let c = cfg(&s, "a.test", "s", "", &no_sites);
     assert_eq!(
-        (c.connection_limit, c.max_deliveries_per_connection),
+        (c.connection_limit.n, c.max_deliveries_per_connection),
         (32, 1024)
     );
 }
