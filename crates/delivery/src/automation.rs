@@ -28,6 +28,11 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Have the bouncer look at the bounces in force now.
+    pub(crate) fn bounce_now(&self) {
+        self.bounce.notify_one();
+    }
+
     /// Count a match; whether the rule fires.
     fn fire(&self, m: &Matched, source: &str, site: &str) -> bool {
         let Trigger::Threshold(spec) = &m.rule.trigger else {
@@ -167,6 +172,7 @@ impl QueueManager {
                     until,
                     reason: reason.to_string(),
                     rule,
+                    shared_key: None,
                 })
             }
             Action::Bounce | Action::BounceTenant | Action::BounceCampaign => {
@@ -184,6 +190,7 @@ impl QueueManager {
                     until,
                     reason: reason.to_string(),
                     rule,
+                    shared_key: None,
                 })
             }
         };

@@ -22,6 +22,7 @@ mod ready;
 mod records;
 mod route;
 mod schedule;
+mod shared_holds;
 pub mod suspensions;
 mod throttle;
 pub mod tls_policy;

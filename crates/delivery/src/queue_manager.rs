@@ -143,6 +143,10 @@ impl QueueManager {
         logger: Logger,
         opts: DeliveryOptions,
     ) -> QueueManager {
+        if let Some(r) = &opts.shared {
+            // Holds made from now on get cluster-wide names.
+            *lock(&opts.suspensions.node) = Some(r.node().to_string());
+        }
         QueueManager(Arc::new(Inner {
             ctx: Context {
                 spool,
@@ -176,6 +180,10 @@ impl QueueManager {
         tokio::spawn(async move { me.watch_overrides().await });
         let me = self.clone();
         tokio::spawn(async move { me.bouncer().await });
+        if let Some(redis) = self.0.throttles.shared().cloned() {
+            let me = self.clone();
+            tokio::spawn(async move { me.share_holds(redis).await });
+        }
     }
 
     /// Stop starting deliveries, and wait for those in progress: each for

@@ -135,6 +135,19 @@ impl ReadyQueues {
         }
     }
 
+    /// Takes the parts that `pick(source, site, part)` selects.
+    pub fn take_where(&self, pick: impl Fn(&str, &str, &QueuedPart) -> bool) -> Vec<QueuedPart> {
+        let mut out = Vec::new();
+        for rq in lock(&self.0).values_mut() {
+            let (source, site) = (rq.path.source.name.clone(), rq.site.name.clone());
+            let (take, keep): (Vec<_>, Vec<_>) =
+                rq.msgs.drain(..).partition(|p| pick(&source, &site, p));
+            rq.msgs = keep.into();
+            out.extend(take);
+        }
+        out
+    }
+
     /// Takes the parts waiting for `source`'s path to `site`.
     pub fn take_path(&self, source: &str, site: &str) -> Vec<QueuedPart> {
         let mut out = Vec::new();

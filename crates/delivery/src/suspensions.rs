@@ -46,6 +46,9 @@ pub struct Suspension {
     /// the rule fires again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// Its name in Redis when holds are shared between nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_key: Option<String>,
 }
 
 /// An automation `SetConfig`: `name = value` in the egress path of
@@ -64,6 +67,8 @@ pub struct ConfigOverride {
     pub until: u64,
     pub reason: String,
     pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_key: Option<String>,
 }
 
 /// An automation `Bounce`: queued mail for the scope (domain, and tenant
@@ -77,20 +82,30 @@ pub struct BounceHold {
     pub until: u64,
     pub reason: String,
     pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct File {
-    next_id: u64,
-    suspensions: Vec<Suspension>,
+pub(crate) struct File {
+    pub(crate) next_id: u64,
+    pub(crate) suspensions: Vec<Suspension>,
     #[serde(default)]
-    overrides: Vec<ConfigOverride>,
+    pub(crate) overrides: Vec<ConfigOverride>,
     #[serde(default)]
-    bounces: Vec<BounceHold>,
+    pub(crate) bounces: Vec<BounceHold>,
 }
 
 impl File {
+    /// The shared keys of the holds with local id `id`.
+    fn keys_of(&self, id: u64) -> Vec<String> {
+        let s = self.suspensions.iter().filter(|x| x.id == id).filter_map(|x| x.shared_key.clone());
+        let o = self.overrides.iter().filter(|x| x.id == id).filter_map(|x| x.shared_key.clone());
+        let b = self.bounces.iter().filter(|x| x.id == id).filter_map(|x| x.shared_key.clone());
+        s.chain(o).chain(b).collect()
+    }
+
     fn prune(&mut self, t: u64) {
         self.suspensions.retain(|s| s.until > t);
         self.overrides.retain(|s| s.until > t);
@@ -101,6 +116,12 @@ impl File {
 pub struct Suspensions {
     state: Mutex<File>,
     path: Option<PathBuf>,
+    /// This node's name when holds are shared (see [`crate::shared_holds`]).
+    pub(crate) node: Mutex<Option<String>>,
+    /// Shared holds cancelled here, to delete from Redis.
+    pub(crate) deleted: Mutex<Vec<String>>,
+    /// Something changed here that Redis does not have yet.
+    pub(crate) dirty: std::sync::atomic::AtomicBool,
 }
 
 fn now() -> u64 {
@@ -116,6 +137,9 @@ impl Suspensions {
         Suspensions {
             state: Mutex::new(File::default()),
             path: None,
+            node: Mutex::new(None),
+            deleted: Mutex::new(Vec::new()),
+            dirty: Default::default(),
         }
     }
 
@@ -133,6 +157,9 @@ impl Suspensions {
         Ok(Suspensions {
             state: Mutex::new(file),
             path: Some(path),
+            node: Mutex::new(None),
+            deleted: Mutex::new(Vec::new()),
+            dirty: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -171,25 +198,34 @@ impl Suspensions {
             reason,
             requested_by,
             rule: None,
+            shared_key: self.new_key(file.next_id),
         };
         file.suspensions.push(s.clone());
         if let Err(e) = self.save(&file) {
             file.suspensions.pop();
             return Err(e);
         }
+        self.touched();
         Ok(s)
     }
 
     /// Ends one early (a suspension, an override or a bounce); false when
     /// there is no such id.
     pub fn cancel(&self, id: u64) -> Result<bool, String> {
-        self.change(|f| {
+        let mut gone = Vec::new();
+        let done = self.change(|f| {
             let before = f.suspensions.len() + f.overrides.len() + f.bounces.len();
+            gone.extend(f.keys_of(id));
             f.suspensions.retain(|s| s.id != id);
             f.overrides.retain(|s| s.id != id);
             f.bounces.retain(|s| s.id != id);
             before != f.suspensions.len() + f.overrides.len() + f.bounces.len()
-        })
+        })?;
+        if done {
+            lock(&self.deleted).extend(gone);
+            self.touched();
+        }
+        Ok(done)
     }
 
     /// Apply `f`, and save when it says it changed something; a failed save
@@ -211,7 +247,8 @@ impl Suspensions {
     /// What an automation rule's action holds, renewed rather than repeated
     /// when the same rule fires again for the same place.
     pub(crate) fn automation(&self, hold: AutoHold, until: u64) -> Result<bool, String> {
-        self.change(|f| {
+        let key = |id| self.new_key(id);
+        let r = self.change(|f| {
             f.next_id += 1;
             let id = f.next_id;
             match hold {
@@ -232,6 +269,7 @@ impl Suspensions {
                         reason,
                         requested_by: "automation".into(),
                         rule: Some(rule),
+                        shared_key: key(id),
                     }),
                 },
                 AutoHold::Override(mut o) => match f.overrides.iter_mut().find(|x| {
@@ -248,6 +286,7 @@ impl Suspensions {
                     None => {
                         o.id = id;
                         o.until = until;
+                        o.shared_key = key(id);
                         f.overrides.push(o);
                     }
                 },
@@ -261,13 +300,35 @@ impl Suspensions {
                         None => {
                             b.id = id;
                             b.until = until;
+                            b.shared_key = key(id);
                             f.bounces.push(b);
                         }
                     }
                 }
             }
             true
-        })
+        });
+        self.touched();
+        r
+    }
+
+    /// Change the holds with `f` (true: something changed, save it).
+    pub(crate) fn merge_with(&self, f: impl FnOnce(&mut File) -> bool) -> Result<bool, String> {
+        self.change(f)
+    }
+
+    /// The holds in force: suspensions, overrides, bounces.
+    pub(crate) fn snapshot(&self) -> (Vec<Suspension>, Vec<ConfigOverride>, Vec<BounceHold>) {
+        (self.active(), self.overrides(), self.bounces())
+    }
+
+    /// A new hold's Redis name, when holds are shared.
+    fn new_key(&self, id: u64) -> Option<String> {
+        lock(&self.node).as_ref().map(|n| format!("{n}-{id}"))
+    }
+
+    fn touched(&self) {
+        self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Overrides in force.
@@ -495,6 +556,7 @@ mod tests {
                 until: 0,
                 reason: "RL0000".into(),
                 rule: "domain 'a.test' rule 1".into(),
+                shared_key: None,
             }),
             t + 60,
         )
@@ -509,6 +571,7 @@ mod tests {
                 until: 0,
                 reason: "gone".into(),
                 rule: "domain 'a.test' rule 2".into(),
+                shared_key: None,
             }),
             t + 60,
         )
