@@ -383,6 +383,28 @@ impl Redis {
         Ok(n.unwrap_or(0))
     }
 
+    /// The holds' epoch: set once by whichever node asks first, so a Redis
+    /// that lost its data (restarted without persistence) shows a new one.
+    pub async fn holds_epoch(&self) -> Result<String, ClusterError> {
+        let e = format!("{PREFIX}holds:epoch");
+        let mine = uuid::Uuid::now_v7().simple().to_string();
+        let (_, epoch): ((), String) = self
+            .call(async |c| {
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&e)
+                    .arg(&mine)
+                    .arg("NX")
+                    .ignore()
+                    .cmd("GET")
+                    .arg(&e)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(epoch)
+    }
+
     /// Every shared hold: id → JSON.
     pub async fn holds(&self) -> Result<Vec<(String, String)>, ClusterError> {
         let h = format!("{PREFIX}holds");

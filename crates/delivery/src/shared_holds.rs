@@ -79,6 +79,7 @@ impl QueueManager {
         // missing from Redis later was cancelled (or ended) elsewhere.
         let mut known: HashSet<String> = HashSet::new();
         let mut version: Option<u64> = None;
+        let mut epoch: Option<String> = None;
         loop {
             tokio::time::sleep(SYNC_INTERVAL).await;
             if s.dirty.swap(false, Ordering::SeqCst) {
@@ -105,19 +106,24 @@ impl QueueManager {
                     continue;
                 }
             }
-            let Ok(v) = redis.holds_version().await else {
+            let Ok(e) = redis.holds_epoch().await else {
                 continue;
             };
-            if version == Some(v) {
-                continue;
-            }
-            if version.is_some_and(|old| v < old) {
+            if epoch.as_ref().is_some_and(|old| *old != e) {
                 // Redis lost its data (restarted without persistence): what
                 // is missing there was not cancelled. Publish it again.
                 tracing::warn!("shared holds: Redis lost them; publishing this node's again");
                 known.clear();
                 version = None;
+                epoch = Some(e);
                 s.dirty.store(true, Ordering::SeqCst);
+                continue;
+            }
+            epoch = Some(e);
+            let Ok(v) = redis.holds_version().await else {
+                continue;
+            };
+            if version == Some(v) {
                 continue;
             }
             let Ok(remote) = redis.holds().await else {
