@@ -293,7 +293,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
             })),
             logger: logger.clone(),
             reception,
-            auth_throttle: Arc::default(),
+            auth_throttle: {
+                let t = Arc::new(ironpost_server::auth::AuthThrottle::default());
+                if let Some(r) = &shared {
+                    t.share(r.clone());
+                }
+                t
+            },
             inflight: inflight.clone(),
             spill_dir: Some(Arc::new(spill_dir.clone())),
         };

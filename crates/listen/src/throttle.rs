@@ -17,9 +17,54 @@ const MAX_KEYS: usize = 100_000;
 #[derive(Default)]
 pub struct AuthThrottle {
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Redis, when failures are counted across the cluster.
+    shared: std::sync::OnceLock<ironpost_cluster::Redis>,
+    /// The cluster's counts, as last read: key → (count, when read).
+    cluster: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 impl AuthThrottle {
+    /// Count failures across every node on this Redis as well. When Redis
+    /// cannot answer, this node's own counts still apply.
+    pub fn share(&self, redis: ironpost_cluster::Redis) {
+        let _ = self.shared.set(redis);
+    }
+
+    /// Read the cluster's counts of `keys` (before deciding on them); a
+    /// Redis error leaves the node-local counts to decide.
+    pub async fn refresh(&self, keys: &[&str]) {
+        let Some(redis) = self.shared.get() else {
+            return;
+        };
+        for k in keys {
+            match redis.counted(&format!("auth:{k}")).await {
+                Ok(n) => {
+                    let mut c = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+                    if n == 0 {
+                        c.remove(*k);
+                    } else {
+                        c.insert(k.to_string(), (n, Instant::now()));
+                    }
+                    if c.len() > MAX_KEYS {
+                        c.clear();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("AUTH failure counts: {e}; this node's own counts decide");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The cluster's count of `key` as last read, while fresh.
+    fn cluster_count(&self, key: &str, window: Duration) -> u64 {
+        let c = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(key)
+            .filter(|(_, at)| at.elapsed() < window)
+            .map_or(0, |(n, _)| *n)
+    }
+
     fn prune(q: &mut VecDeque<Instant>, window: Duration) {
         while q.front().is_some_and(|t| t.elapsed() > window) {
             q.pop_front();
@@ -31,6 +76,16 @@ impl AuthThrottle {
     /// blocks), with the time until enough of them have left the window for
     /// the count to drop below the limit. `None` when an attempt may go ahead.
     pub fn retry_after(&self, key: &str, limit: usize, window: Duration) -> Option<Duration> {
+        let local = self.local_retry_after(key, limit, window);
+        if local.is_some() {
+            return local;
+        }
+        // Counted across the cluster in windows that start at the first
+        // failure: the lockout lasts a window from when it was read.
+        (self.cluster_count(key, window) >= limit.max(1) as u64).then_some(window)
+    }
+
+    fn local_retry_after(&self, key: &str, limit: usize, window: Duration) -> Option<Duration> {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let q = f.get_mut(key)?;
         Self::prune(q, window);
@@ -78,6 +133,14 @@ impl AuthThrottle {
     }
 
     pub fn record_failure(&self, key: &str, window: Duration) {
+        if let (Some(redis), Ok(rt)) = (self.shared.get(), tokio::runtime::Handle::try_current()) {
+            let (redis, k) = (redis.clone(), format!("auth:{key}"));
+            rt.spawn(async move {
+                if let Err(e) = redis.count(&k, window).await {
+                    tracing::warn!("AUTH failure not counted in Redis: {e}");
+                }
+            });
+        }
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let q = f.entry(key.to_string()).or_default();
         Self::prune(q, window);

@@ -432,6 +432,7 @@ impl Driver {
                 "Too many authentication failures, try again later",
             )
         };
+        self.svc.auth_throttle.refresh(&[&ip_key]).await;
         if self.svc.auth_throttle.blocked(&ip_key, limit, window) {
             self.log_authn(
                 None,
@@ -452,6 +453,7 @@ impl Driver {
         // on it, so an attacker cannot lock the real user out.
         let user_key = auth::user_key(&creds.authc);
         let user_ip_key = format!("{user_key}|{ip_key}");
+        self.svc.auth_throttle.refresh(&[&user_ip_key, &user_key]).await;
         if self.svc.auth_throttle.blocked(&user_ip_key, limit, window) {
             self.log_authn(
                 Some(&creds),
