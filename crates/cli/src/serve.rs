@@ -221,6 +221,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             Some(r) => Some(crate::cluster::connect(r).await?),
             None => None,
         };
+        if let Some(r) = &shared {
+            engine.share_throttles(r.clone());
+        }
         let queue = QueueManager::new(
             spool.clone(),
             engine.clone(),

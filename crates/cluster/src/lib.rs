@@ -8,9 +8,11 @@
 //! as if unthrottled: delivery waits and tries again, AUTH falls back to
 //! its node-local counts.
 
+pub mod gcra;
 mod redis_store;
 mod settings;
 
+pub use gcra::{Decision, Gcra};
 pub use redis_store::{Lease, Redis, RedisStats};
 pub use settings::RedisSettings;
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 const PREFIX: &str = "ironpost:";
 
 /// GCRA in the server: the key holds the theoretical arrival time (µs, by
-/// the server's clock). Returns 0 when the event may go now, else the µs
-/// to wait. Numbers are formatted by hand: Redis's Lua prints large
+/// the server's clock). Returns the µs to wait (0: go now) and the µs from
+/// now to the theoretical arrival time after this decision. Numbers are formatted by hand: Redis's Lua prints large
 /// numbers with 14 digits, which would round a µs timestamp.
 static GCRA: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -30,9 +30,9 @@ local allow_at = new_tat - burst * interval
 if allow_at <= now then
   local ttl_ms = math.floor((new_tat - now) / 1000) + 1000
   redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms))
-  return 0
+  return {'0', string.format('%.0f', new_tat - now)}
 end
-return string.format('%.0f', allow_at - now)
+return {string.format('%.0f', allow_at - now), string.format('%.0f', tat - now)}
 "#,
     )
 });
@@ -226,9 +226,24 @@ impl Redis {
         interval: Duration,
         burst: u64,
     ) -> Result<Result<(), Duration>, ClusterError> {
+        Ok(
+            match self.decide(name, interval, burst).await?.retry_after {
+                None => Ok(()),
+                Some(d) => Err(d),
+            },
+        )
+    }
+
+    /// One GCRA decision for throttle `name`, with its numbers.
+    pub async fn decide(
+        &self,
+        name: &str,
+        interval: Duration,
+        burst: u64,
+    ) -> Result<crate::Decision, ClusterError> {
         let key = format!("{PREFIX}rate:{name}");
         let interval_us = interval.as_micros().max(1) as u64;
-        let wait: u64 = self
+        let (wait, ahead): (u64, u64) = self
             .call(async |c| {
                 GCRA.key(&key)
                     .arg(interval_us)
@@ -238,13 +253,19 @@ impl Redis {
             })
             .await?;
         let s = &self.0.stats;
-        if wait == 0 {
+        let retry_after = if wait == 0 {
             s.allowed.fetch_add(1, Ordering::Relaxed);
-            Ok(Ok(()))
+            None
         } else {
             s.delayed.fetch_add(1, Ordering::Relaxed);
-            Ok(Err(Duration::from_micros(wait)))
-        }
+            Some(Duration::from_micros(wait))
+        };
+        Ok(crate::Decision::from_parts(
+            retry_after,
+            Duration::from_micros(ahead),
+            interval,
+            burst.max(1),
+        ))
     }
 
     /// A slot under connection limit `name` (at most `limit` holders across

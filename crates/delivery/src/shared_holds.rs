@@ -192,7 +192,11 @@ impl Suspensions {
     /// Merge `live` (Redis's holds by name) and drop the holds named in
     /// `gone`; `live` keeps only what was imported. True when anything
     /// changed.
-    fn merge(&self, live: &mut HashMap<String, Shared>, gone: &HashSet<String>) -> Result<bool, String> {
+    fn merge(
+        &self,
+        live: &mut HashMap<String, Shared>,
+        gone: &HashSet<String>,
+    ) -> Result<bool, String> {
         self.merge_with(|f| {
             let mut changed = false;
             let before = f.suspensions.len() + f.overrides.len() + f.bounces.len();

@@ -100,9 +100,21 @@ pub(crate) struct File {
 impl File {
     /// The shared keys of the holds with local id `id`.
     fn keys_of(&self, id: u64) -> Vec<String> {
-        let s = self.suspensions.iter().filter(|x| x.id == id).filter_map(|x| x.shared_key.clone());
-        let o = self.overrides.iter().filter(|x| x.id == id).filter_map(|x| x.shared_key.clone());
-        let b = self.bounces.iter().filter(|x| x.id == id).filter_map(|x| x.shared_key.clone());
+        let s = self
+            .suspensions
+            .iter()
+            .filter(|x| x.id == id)
+            .filter_map(|x| x.shared_key.clone());
+        let o = self
+            .overrides
+            .iter()
+            .filter(|x| x.id == id)
+            .filter_map(|x| x.shared_key.clone());
+        let b = self
+            .bounces
+            .iter()
+            .filter(|x| x.id == id)
+            .filter_map(|x| x.shared_key.clone());
         s.chain(o).chain(b).collect()
     }
 

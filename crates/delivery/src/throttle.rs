@@ -11,13 +11,13 @@
 //! connection limits as expiring leases). When Redis cannot answer, what
 //! depends on it waits, logged and counted; it never goes unthrottled.
 
-use ironpost_cluster::{Lease, Redis};
+use ironpost_cluster::{Gcra, Lease, Redis};
 use ironpost_policy::throttle::ThrottleSpec;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Duration, Instant};
+use tokio::time::Duration;
 
 /// How long a shared connection lease lives unless renewed (a third of it
 /// between renewals): a node that dies frees its slots this long after.
@@ -61,7 +61,7 @@ impl Registry {
                         burst: spec.max_burst,
                         redis: redis.clone(),
                     },
-                    _ => Rate::Local(Gcra::new(spec)),
+                    _ => Rate::Local(Gcra::new(spec.interval(), spec.max_burst)),
                 })
             })
             .clone()
@@ -128,7 +128,7 @@ impl Rate {
     /// Redis unavailable: a wait (never a slot).
     pub async fn try_take(&self) -> Result<(), Duration> {
         match self {
-            Rate::Local(g) => g.try_take(Instant::now()),
+            Rate::Local(g) => g.try_take(std::time::Instant::now()),
             Rate::Shared {
                 name,
                 interval,
@@ -291,75 +291,5 @@ impl<'a> OpenGauge<'a> {
 impl Drop for OpenGauge<'_> {
     fn drop(&mut self) {
         self.set(false);
-    }
-}
-
-#[derive(Debug)]
-pub struct Gcra {
-    interval: Duration,
-    burst_offset: Duration,
-    /// Theoretical arrival time of the next event.
-    tat: Mutex<Option<Instant>>,
-}
-
-impl Gcra {
-    pub fn new(spec: &ThrottleSpec) -> Gcra {
-        let interval = spec.interval();
-        Gcra {
-            interval,
-            burst_offset: interval.saturating_mul(spec.max_burst.min(u32::MAX as u64) as u32),
-            tat: Mutex::new(None),
-        }
-    }
-
-    /// Takes a slot now, or says how long to wait before asking again.
-    pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
-        let mut tat = self.tat.lock().unwrap_or_else(|p| p.into_inner());
-        let current = tat.map_or(now, |t| t.max(now));
-        let next = current + self.interval;
-        let allow_at = next.checked_sub(self.burst_offset).unwrap_or(now);
-        if allow_at <= now {
-            *tat = Some(next);
-            Ok(())
-        } else {
-            Err(allow_at - now)
-        }
-    }
-
-    /// Waits for a slot; whether it had to.
-    #[cfg(test)]
-    pub async fn wait(&self) -> bool {
-        let mut waited = false;
-        while let Err(d) = self.try_take(Instant::now()) {
-            waited = true;
-            tokio::time::sleep(d).await;
-        }
-        waited
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_burst_then_the_steady_rate() {
-        let g = Gcra::new(&ThrottleSpec::parse("5/s").unwrap());
-        let start = Instant::now();
-        for _ in 0..5 {
-            assert!(g.try_take(start).is_ok(), "the burst passes at once");
-        }
-        assert_eq!(g.try_take(start), Err(Duration::from_millis(200)));
-        for _ in 0..15 {
-            g.wait().await;
-        }
-        assert_eq!(start.elapsed(), Duration::from_secs(3));
-        // No burst: evenly spaced from the first.
-        let g = Gcra::new(&ThrottleSpec::parse("5/s,max_burst=1").unwrap());
-        let start = Instant::now();
-        for _ in 0..20 {
-            g.wait().await;
-        }
-        assert_eq!(start.elapsed(), Duration::from_millis(3800));
     }
 }

@@ -56,6 +56,7 @@ struct Inner {
     returned: Condvar,
     handlers: HashSet<String>,
     shaping: Arc<crate::helpers::shaping::Registry>,
+    throttles: Arc<crate::throttle_object::Throttles>,
 }
 
 #[derive(Clone)]
@@ -215,8 +216,14 @@ impl PolicyEngine {
             returned: Condvar::new(),
             handlers,
             shaping: shared.shaping.clone(),
+            throttles: shared.throttles.clone(),
         }));
         Ok((engine, init))
+    }
+
+    /// Share `kumo.make_throttle`'s throttles through Redis.
+    pub fn share_throttles(&self, redis: ironpost_cluster::Redis) {
+        self.0.throttles.share(redis);
     }
 
     /// The shaping helper's rules and state, for delivery's automation.

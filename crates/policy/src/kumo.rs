@@ -382,6 +382,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
     )?;
 
     crate::serde_fns::install(lua, &kumo)?;
+    crate::throttle_object::install(lua, &kumo)?;
     crate::regex_set_map::install(lua, &kumo)?;
     kumo.set(
         "set_diagnostic_log_filter",

@@ -26,6 +26,7 @@ mod serde_fns;
 mod sqlite;
 mod state;
 pub mod throttle;
+mod throttle_object;
 mod unsupported;
 
 pub use cidr::CidrSet;

@@ -11,6 +11,8 @@ pub struct Shared {
     pub init: Mutex<Option<InitConfig>>,
     /// `policy-extras.shaping`'s data, shared with delivery.
     pub shaping: Arc<crate::helpers::shaping::Registry>,
+    /// `kumo.make_throttle`'s throttles.
+    pub throttles: Arc<crate::throttle_object::Throttles>,
 }
 
 pub struct StateCtx {

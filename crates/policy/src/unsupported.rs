@@ -30,7 +30,6 @@ const FUNCTIONS: &[&str] = &[
     "invoke_get_egress_source",
     "invoke_get_queue_config",
     "make_message",
-    "make_throttle",
     "read_dir",
     "set_config_monitor_globs",
     "set_httpinject_recipient_rate_limit",

@@ -225,3 +225,24 @@ fn log_hook_per_record_takes_only_enable() {
     init("local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.configure_log_hook { name = 'h', per_record = { Any = { enable = false } } }\nend)\n")
         .unwrap();
 }
+
+/// `kumo.make_throttle`: KumoMTA's throttle object, node-local here (no
+/// Redis): `throttle()` reports as documented, throttles of one name are
+/// one throttle, `sleep_if_throttled` waits for the next slot.
+#[test]
+fn make_throttle_objects() {
+    init(
+        "local kumo = require 'kumo'\n\
+         local t = kumo.make_throttle('reception', '2/s')\n\
+         local a, b = t:throttle(), kumo.make_throttle('reception', '2/s'):throttle()\n\
+         assert(not a.throttled and not b.throttled, 'a burst of 2 passes')\n\
+         assert(a.limit == 2 and a.remaining == 1 and b.remaining == 0, 'remaining')\n\
+         local c = t:throttle()\n\
+         assert(c.throttled and c.retry_after > 0 and c.retry_after <= 0.5, 'the third waits')\n\
+         assert(t:sleep_if_throttled() == true, 'slept')\n\
+         assert(kumo.make_throttle('other', 'local:1/h'):sleep_if_throttled() == false)\n\
+         local ok, err = pcall(kumo.make_throttle, 'bad', '2/fortnight')\n\
+         assert(not ok and tostring(err):find('fortnight'))\n",
+    )
+    .unwrap();
+}
