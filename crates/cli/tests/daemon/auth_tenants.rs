@@ -387,3 +387,41 @@ async fn an_over_long_line_ends_the_auth_exchange() {
     // AUTH still works afterwards.
     assert_eq!(auth(&mut c, "", "scott", "tiger").await, 235);
 }
+
+/// Two nodes on one Redis (`kumo.configure_redis_throttles`): a guesser who
+/// alternates between them is locked out after the limit in total, where
+/// each node alone has seen only half of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn lockouts_are_shared_between_nodes() {
+    let redis = ironpost_testkit::redis::RedisServer::start();
+    let p = policy(
+        "auth_failure_limit = 4, auth_failure_window = '60s'",
+        STATIC_TABLE,
+    )
+    .replace(
+        "  kumo.start_esmtp_listener",
+        &format!(
+            "  kumo.configure_redis_throttles {{ node = '{}' }}\n  kumo.start_esmtp_listener",
+            redis.url()
+        ),
+    );
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ironpost"));
+    let (a, b) = (
+        Daemon::start_policy(bin, &p).unwrap(),
+        Daemon::start_policy(bin, &p).unwrap(),
+    );
+    for (i, d) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let mut c = tls_client(d).await;
+        assert_eq!(auth(&mut c, "", "scott", &format!("x{i}")).await, 535);
+        // The failure reaches Redis in the background.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for d in [&a, &b] {
+        let mut c = tls_client(d).await;
+        assert_eq!(
+            auth(&mut c, "", "scott", "tiger").await,
+            421,
+            "4 failures across the nodes lock this address out on each"
+        );
+    }
+}
