@@ -5,7 +5,7 @@ use std::time::Duration;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://[user][:password@]host[:port][/db]` (or `rediss://` for TLS).
+    /// `redis://[user][:password@]host[:port][/db]`.
     pub url: String,
     /// For servers whose URL carries no credentials.
     pub username: Option<String>,

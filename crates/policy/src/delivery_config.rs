@@ -964,10 +964,13 @@ impl RedisThrottles {
                     .into(),
             );
         }
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return Err(format!(
-                "key 'node': expected a redis:// or rediss:// URL, got {url:?}"
-            ));
+        if url.starts_with("rediss://") {
+            return Err(
+                "key 'node': Ironpost does not support TLS to Redis (rediss://) yet".into(),
+            );
+        }
+        if !url.starts_with("redis://") {
+            return Err(format!("key 'node': expected a redis:// URL, got {url:?}"));
         }
         Ok(url)
     }
