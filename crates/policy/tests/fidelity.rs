@@ -246,3 +246,34 @@ fn make_throttle_objects() {
     )
     .unwrap();
 }
+
+/// `kumo.configure_redis_throttles` takes `redis.open`'s parameters; what
+/// Ironpost cannot do (a Redis Cluster, TLS) is refused naming the key.
+#[test]
+fn configure_redis_throttles_options() {
+    let init_with = |opts: &str| {
+        init(&format!(
+            "local kumo = require 'kumo'\nkumo.on('init', function()\n  kumo.configure_redis_throttles {opts}\nend)\n"
+        ))
+    };
+    let ok = init_with(
+        "{ node = 'redis://my-redis-host/', username = 'u', password = { key_data = 'p' }, \
+         connect_timeout = '5s', response_timeout = '150ms', pool_size = 20 }",
+    )
+    .unwrap();
+    let r = ok.redis_throttles.expect("configured");
+    assert_eq!(r.node_url().unwrap(), "redis://my-redis-host/");
+    assert_eq!(r.without_effect(), ["pool_size"]);
+    for (opts, needle) in [
+        ("{ node = { 'redis://a/', 'redis://b/' } }", "Redis Cluster"),
+        ("{ node = 'redis://a/', cluster = true }", "cluster"),
+        ("{ node = 'rediss://a/' }", "rediss"),
+        ("{ node = 'redis://a/', pool = 3 }", "pool"),
+    ] {
+        let e = init_with(opts).unwrap_err();
+        assert!(
+            e.contains("configure_redis_throttles") && e.contains(needle),
+            "{opts}: {e}"
+        );
+    }
+}
