@@ -295,28 +295,43 @@ impl Redis {
         }
         let me = self.clone();
         let (k, i) = (key.clone(), id.clone());
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = lost.clone();
         // Renewed well before it would lapse; if renewal keeps failing the
-        // lease expires, which is what a dead node's leases do.
+        // lease expires, which is what a dead node's leases do. A lease
+        // Redis no longer has (it restarted, or was away longer than the
+        // lease) is taken again when there is room, and marked lost while
+        // there is none: the connection under it must then close.
         let renew = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
-                match me
-                    .call(async |c| {
-                        RENEW
-                            .key(&k)
-                            .arg(ttl_ms)
-                            .arg(&i)
-                            .invoke_async::<u64>(c)
-                            .await
-                    })
-                    .await
-                {
-                    Ok(1) => {}
-                    Ok(_) => {
-                        tracing::warn!("redis: the lease {i} on {k} lapsed");
-                        return;
+                let renewed = me
+                    .call(async |c| RENEW.key(&k).arg(ttl_ms).arg(&i).invoke_async::<u64>(c).await)
+                    .await;
+                let held = match renewed {
+                    Ok(1) => true,
+                    Ok(_) => me
+                        .call(async |c| {
+                            LEASE
+                                .key(&k)
+                                .arg(limit)
+                                .arg(ttl_ms)
+                                .arg(&i)
+                                .invoke_async::<u64>(c)
+                                .await
+                        })
+                        .await
+                        .is_ok_and(|n| n == 1),
+                    Err(e) => {
+                        tracing::warn!("redis: cannot renew the lease on {k}: {e}");
+                        continue;
                     }
-                    Err(e) => tracing::warn!("redis: cannot renew the lease on {k}: {e}"),
+                };
+                if !held && !flag.swap(true, Ordering::SeqCst) {
+                    tracing::warn!("redis: the lease {i} on {k} lapsed and the limit is full");
+                }
+                if held {
+                    flag.store(false, Ordering::SeqCst);
                 }
             }
         });
@@ -325,6 +340,7 @@ impl Redis {
             key,
             id,
             renew,
+            lost,
         }))
     }
 
@@ -440,6 +456,15 @@ pub struct Lease {
     key: String,
     id: String,
     renew: tokio::task::JoinHandle<()>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Lease {
+    /// Redis no longer counts this slot for us, and has no room to: the
+    /// holder must stop using it.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
 }
 
 impl std::fmt::Debug for Lease {

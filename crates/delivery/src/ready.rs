@@ -514,7 +514,9 @@ impl QueueManager {
                     continue;
                 }
             };
-            let stale = conn_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &path));
+            let stale = conn_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &path))
+                // A shared slot that lapsed: this connection is over the limit.
+                || permits.iter().any(|p| p.lost());
             if conn.is_some() && (stale || sent_on_conn >= path.cfg.max_deliveries_per_connection) {
                 if let Some(c) = conn.take() {
                     c.quit().await;

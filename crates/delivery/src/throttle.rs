@@ -213,6 +213,13 @@ pub enum Permit {
     None,
 }
 
+impl Permit {
+    /// A shared slot Redis no longer counts for this node.
+    pub fn lost(&self) -> bool {
+        matches!(self, Permit::Shared(lease, _) if lease.lost())
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Permit::Shared(_, l) = self {

@@ -8,6 +8,7 @@ mod delivery_common;
 
 mod auth_tenants;
 mod client_certs;
+mod cluster;
 mod crash_records;
 mod crash_recovery;
 mod default_policy;
