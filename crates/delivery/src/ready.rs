@@ -24,6 +24,10 @@ use tokio::sync::Notify;
 /// source, `SmtpClientTimeouts::default_idle_timeout`, says 5 s).
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest a connection holding a slot of a shared (cluster-wide)
+/// connection limit stays open idle.
+const SHARED_IDLE: Duration = Duration::from_secs(1);
+
 /// How often mail held by a suspension looks at it again.
 const SUSPENSION_RECHECK: Duration = Duration::from_secs(5);
 
@@ -490,6 +494,14 @@ impl QueueManager {
                         permits.clear();
                         continue;
                     }
+                    // A slot of a limit shared between nodes is not kept
+                    // idle for long: another node may have mail waiting
+                    // for it.
+                    let idle_timeout = if permits.iter().any(|p| p.is_shared()) {
+                        idle_timeout.min(SHARED_IDLE)
+                    } else {
+                        idle_timeout
+                    };
                     let deadline =
                         *idle_since.get_or_insert_with(tokio::time::Instant::now) + idle_timeout;
                     // Registered before the queue is looked at again, so a

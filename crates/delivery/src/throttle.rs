@@ -214,6 +214,11 @@ pub enum Permit {
 }
 
 impl Permit {
+    /// A slot of a limit shared between nodes.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Permit::Shared(..))
+    }
+
     /// A shared slot Redis no longer counts for this node.
     pub fn lost(&self) -> bool {
         matches!(self, Permit::Shared(lease, _) if lease.lost())
