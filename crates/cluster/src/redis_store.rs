@@ -73,6 +73,18 @@ return 1
     )
 });
 
+/// Stores a hold unless its tombstone says it was cancelled.
+static PUT_HOLD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[3])
+return 1
+"#,
+    )
+});
+
 /// Counts one failure in a fixed window starting at the first.
 static COUNT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -306,7 +318,14 @@ impl Redis {
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 let renewed = me
-                    .call(async |c| RENEW.key(&k).arg(ttl_ms).arg(&i).invoke_async::<u64>(c).await)
+                    .call(async |c| {
+                        RENEW
+                            .key(&k)
+                            .arg(ttl_ms)
+                            .arg(&i)
+                            .invoke_async::<u64>(c)
+                            .await
+                    })
                     .await;
                 let held = match renewed {
                     Ok(1) => true,
@@ -379,30 +398,40 @@ impl Redis {
         Ok(v.unwrap_or(0))
     }
 
-    /// Store shared hold `id` (JSON) until `until` (Unix s), and bump the
-    /// version the other nodes poll.
-    pub async fn put_hold(&self, id: &str, json: &str) -> Result<(), ClusterError> {
-        let (h, v) = (format!("{PREFIX}holds"), format!("{PREFIX}holds:version"));
-        self.call(async |c| {
-            redis::pipe()
-                .atomic()
-                .hset(&h, id, json)
-                .ignore()
-                .incr(&v, 1)
-                .ignore()
-                .query_async::<()>(c)
-                .await
-        })
-        .await
+    /// Store shared hold `id` (JSON), unless it was cancelled (its
+    /// tombstone refuses it); bumps the version the other nodes poll.
+    /// Whether it was stored.
+    pub async fn put_hold(&self, id: &str, json: &str) -> Result<bool, ClusterError> {
+        let n: u64 = self
+            .call(async |c| {
+                PUT_HOLD
+                    .key(format!("{PREFIX}holds"))
+                    .key(format!("{PREFIX}holds:cancelled"))
+                    .key(format!("{PREFIX}holds:version"))
+                    .arg(id)
+                    .arg(json)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(n == 1)
     }
 
-    pub async fn delete_hold(&self, id: &str) -> Result<(), ClusterError> {
-        let (h, v) = (format!("{PREFIX}holds"), format!("{PREFIX}holds:version"));
+    /// Cancel shared hold `id` everywhere: deleted, and a tombstone kept
+    /// until `until` (Unix s) so no node can put it back.
+    pub async fn cancel_hold(&self, id: &str, until: u64) -> Result<(), ClusterError> {
+        let (h, t, v) = (
+            format!("{PREFIX}holds"),
+            format!("{PREFIX}holds:cancelled"),
+            format!("{PREFIX}holds:version"),
+        );
         self.call(async |c| {
             redis::pipe()
                 .atomic()
                 .hdel(&h, id)
                 .ignore()
+                .hset(&t, id, until)
+                .ignore()
                 .incr(&v, 1)
                 .ignore()
                 .query_async::<()>(c)
@@ -411,7 +440,30 @@ impl Redis {
         .await
     }
 
-    /// The holds version: changes whenever a hold is stored or deleted.
+    /// Forget holds that ended (and their tombstones): no node needs them.
+    pub async fn forget_holds(
+        &self,
+        ended: &[String],
+        tombstones: &[String],
+    ) -> Result<(), ClusterError> {
+        if ended.is_empty() && tombstones.is_empty() {
+            return Ok(());
+        }
+        let (h, t) = (format!("{PREFIX}holds"), format!("{PREFIX}holds:cancelled"));
+        self.call(async |c| {
+            let mut p = redis::pipe();
+            for id in ended {
+                p.hdel(&h, id).ignore();
+            }
+            for id in tombstones {
+                p.hdel(&t, id).ignore();
+            }
+            p.query_async::<()>(c).await
+        })
+        .await
+    }
+
+    /// The holds version: changes whenever a hold is stored or cancelled.
     pub async fn holds_version(&self) -> Result<u64, ClusterError> {
         let v = format!("{PREFIX}holds:version");
         let n: Option<u64> = self
@@ -420,33 +472,21 @@ impl Redis {
         Ok(n.unwrap_or(0))
     }
 
-    /// The holds' epoch: set once by whichever node asks first, so a Redis
-    /// that lost its data (restarted without persistence) shows a new one.
-    pub async fn holds_epoch(&self) -> Result<String, ClusterError> {
-        let e = format!("{PREFIX}holds:epoch");
-        let mine = uuid::Uuid::now_v7().simple().to_string();
-        let (_, epoch): ((), String) = self
-            .call(async |c| {
-                redis::pipe()
-                    .cmd("SET")
-                    .arg(&e)
-                    .arg(&mine)
-                    .arg("NX")
-                    .ignore()
-                    .cmd("GET")
-                    .arg(&e)
-                    .query_async(c)
-                    .await
-            })
-            .await?;
-        Ok(epoch)
-    }
-
-    /// Every shared hold: id → JSON.
-    pub async fn holds(&self) -> Result<Vec<(String, String)>, ClusterError> {
-        let h = format!("{PREFIX}holds");
-        self.call(async |c| redis::cmd("HGETALL").arg(&h).query_async(c).await)
-            .await
+    /// Every shared hold (id → JSON) and every tombstone (id → Unix s it
+    /// may go).
+    #[allow(clippy::type_complexity)]
+    pub async fn holds(&self) -> Result<(Vec<(String, String)>, Vec<(String, u64)>), ClusterError> {
+        let (h, t) = (format!("{PREFIX}holds"), format!("{PREFIX}holds:cancelled"));
+        self.call(async |c| {
+            redis::pipe()
+                .cmd("HGETALL")
+                .arg(&h)
+                .cmd("HGETALL")
+                .arg(&t)
+                .query_async(c)
+                .await
+        })
+        .await
     }
 }
 

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// helper applies (they end, or an operator cancels one).
 const OVERRIDE_RECHECK: Duration = Duration::from_secs(2);
 
+/// How the bounces automation makes describe themselves.
+const AUTOMATION_BOUNCE: &str = "bounced by traffic shaping automation";
+
 /// Recent matches of each threshold rule, by rule, source and site.
 #[derive(Default)]
 pub struct Counts {
@@ -72,6 +75,11 @@ impl QueueManager {
     pub(crate) async fn automate(&self, kind: &str, rec: &AttemptRecord, part: &QueuedPart) {
         let reg = self.0.policy.shaping();
         if !reg.is_active() || reg.skipped_record_types().contains(kind) {
+            return;
+        }
+        // A bounce automation made is not a destination's answer; matched
+        // again, a rule could renew its own bounce for ever.
+        if rec.response.content.contains(AUTOMATION_BOUNCE) {
             return;
         }
         let site = rec.site.clone().unwrap_or_default();
@@ -253,7 +261,7 @@ impl QueueManager {
             .map(|r| crate::bounce::FailedRecipient {
                 recipient: r.clone(),
                 status: "5.0.0".into(),
-                diagnostic: format!("local; bounced by traffic shaping automation: {reason}"),
+                diagnostic: format!("local; {AUTOMATION_BOUNCE}: {reason}"),
                 remote_mta: None,
             })
             .collect();

@@ -28,6 +28,10 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// connection limit stays open idle.
 const SHARED_IDLE: Duration = Duration::from_secs(1);
 
+/// How soon a rolled-up shaping domain whose MX lookup failed is asked
+/// again.
+const SITE_RETRY: Duration = Duration::from_secs(30);
+
 /// How often mail held by a suspension looks at it again.
 const SUSPENSION_RECHECK: Duration = Duration::from_secs(5);
 
@@ -443,12 +447,17 @@ impl QueueManager {
                     route::resolve(&dns, &d, &QueueConfig::default()),
                 )
                 .await;
-                (d, site.ok().and_then(|r| r.ok()).map(|s| s.name))
+                (d, site)
             });
         }
         while let Some(done) = lookups.join_next().await {
-            if let Ok((d, site)) = done {
-                reg.set_site(&d, site);
+            match done {
+                Ok((d, Ok(Ok(site)))) => reg.set_site(&d, Some(site.name)),
+                // A definite answer: the domain has no site.
+                Ok((d, Ok(Err(RouteError::Permanent { .. })))) => reg.set_site(&d, None),
+                // Timeouts and temporary failures keep the last site known.
+                Ok((d, _)) => reg.site_lookup_failed(&d, SITE_RETRY),
+                Err(_) => {}
             }
         }
     }
@@ -485,9 +494,12 @@ impl QueueManager {
                     idle_timeout,
                     path,
                 } => {
-                    if conn_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &path)) {
-                        // Made under settings the queue no longer has: it
-                        // would not be reused, so it does not wait.
+                    if conn_path.as_ref().is_some_and(|p| !Arc::ptr_eq(p, &path))
+                        || permits.iter().any(|p| p.lost())
+                    {
+                        // Made under settings the queue no longer has (it
+                        // would not be reused), or over a shared limit
+                        // whose slot lapsed: it does not wait.
                         if let Some(c) = conn.take() {
                             c.quit().await;
                         }
@@ -571,15 +583,45 @@ impl QueueManager {
                 }
             }
             let Some(c) = conn.as_mut() else { continue };
-            let mut throttled = false;
-            for rate in &path.message_rates {
-                throttled |= rate.wait().await;
+            // A rate that would keep the connection open idle for longer
+            // than `idle_timeout` sends the part back to its schedule
+            // instead (as KumoMTA delays the queue), without an attempt.
+            let longest = path.cfg.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+            match wait_for_rates(&path.message_rates, longest).await {
+                RateWait::Now { waited } => {
+                    if waited {
+                        self.0
+                            .path_stats
+                            .throttled(&(path.source.name.clone(), site.name.clone()));
+                    }
+                }
+                RateWait::Later(d) => {
+                    self.0
+                        .path_stats
+                        .throttled(&(path.source.name.clone(), site.name.clone()));
+                    self.schedule(part, d);
+                    if let Some(c) = conn.take() {
+                        c.quit().await;
+                    }
+                    permits.clear();
+                    continue;
+                }
             }
-            if throttled {
-                self.0
-                    .path_stats
-                    .throttled(&(path.source.name.clone(), site.name.clone()));
+            // A hold made while this part waited (a suspension, an
+            // automation bounce) applies to it: back through routing.
+            let held = {
+                let s = &self.0.suspensions;
+                s.path_remaining(&path.source.name, &site.name).is_some()
+                    || s.part_remaining(&part).is_some()
+                    || s.bounce_reason(&part).is_some()
+            };
+            if held {
+                self.schedule(part, Duration::ZERO);
+                continue;
             }
+            // Counted in flight before looking at `stopping`, so a drain
+            // that saw none in flight cannot miss this one.
+            let _in_flight = self.0.draining.begin(dispatch::shutdown_timeout(&path));
             if self
                 .0
                 .draining
@@ -589,7 +631,6 @@ impl QueueManager {
                 // Stopping: the part stays in the spool for the restart.
                 break;
             }
-            let _in_flight = self.0.draining.begin(dispatch::shutdown_timeout(&path));
             sent_on_conn += 1;
             let mut result = dispatch::deliver(ctx, c, &part).await;
             if !result.connection_usable {
@@ -651,6 +692,31 @@ async fn acquire(limits: &[Arc<crate::throttle::Limit>]) -> crate::throttle::Per
         held.push(l.acquire().await);
     }
     held
+}
+
+enum RateWait {
+    /// Every rate gave a slot (after waiting, or not).
+    Now { waited: bool },
+    /// A rate asks for a wait of at least this long: come back then.
+    Later(Duration),
+}
+
+/// Wait for a slot of every rate, unless one asks for `longest` or more.
+async fn wait_for_rates(rates: &[Arc<crate::throttle::Rate>], longest: Duration) -> RateWait {
+    let mut waited = false;
+    for r in rates {
+        loop {
+            match r.try_take().await {
+                Ok(()) => break,
+                Err(d) if d >= longest => return RateWait::Later(d),
+                Err(d) => {
+                    waited = true;
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+    }
+    RateWait::Now { waited }
 }
 
 enum Choice {

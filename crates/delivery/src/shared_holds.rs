@@ -3,17 +3,18 @@
 //! Redis under a cluster-wide name, and every node merges what Redis holds
 //! into its own durable copy (`suspensions.json`) every
 //! [`SYNC_INTERVAL`]. A `Suspend` fired by a reply on node A thus pauses
-//! node B's deliveries to that site within a second, and a cancellation on
-//! any node ends it everywhere. Each node keeps its own ids for the admin
-//! API. While Redis is down each node keeps what it has, and publishes its
-//! changes once Redis is back.
+//! node B's deliveries to that site within a second. A cancellation leaves
+//! a tombstone in Redis until the hold would have ended: every node drops
+//! the hold, and none can put it back. A hold missing from Redis without a
+//! tombstone (Redis lost it) is put back by the nodes that have it; an
+//! entry a node cannot read is left alone. Each node keeps its own ids for
+//! the admin API. While Redis is down each node keeps what it has.
 
 use crate::queue_manager::{lock, QueueManager};
 use crate::suspensions::{BounceHold, ConfigOverride, Suspension, Suspensions};
 use ironpost_cluster::Redis;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
 use std::time::Duration;
 
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(250);
@@ -70,104 +71,85 @@ impl Suspensions {
     }
 }
 
+/// Ended holds stay in Redis this long, for nodes whose clocks lag.
+const GRACE: u64 = 60;
+
 impl QueueManager {
     /// Keep this node's holds and Redis's in step (runs for the daemon's
     /// life).
     pub(crate) async fn share_holds(self, redis: Redis) {
         let s = &self.0.suspensions;
-        // Names this node has seen in Redis or put there: one of them
-        // missing from Redis later was cancelled (or ended) elsewhere.
-        let mut known: HashSet<String> = HashSet::new();
         let mut version: Option<u64> = None;
-        let mut epoch: Option<String> = None;
         loop {
             tokio::time::sleep(SYNC_INTERVAL).await;
-            if s.dirty.swap(false, Ordering::SeqCst) {
-                let deleted: Vec<String> = std::mem::take(&mut *lock(&s.deleted));
-                let mut failed = false;
-                for k in &deleted {
-                    if redis.delete_hold(k).await.is_err() {
-                        lock(&s.deleted).push(k.clone());
-                        failed = true;
-                    }
-                    known.remove(k);
-                }
-                for (k, json) in s.outgoing() {
-                    match redis.put_hold(&k, &json).await {
-                        Ok(()) => {
-                            known.insert(k);
-                        }
-                        Err(_) => failed = true,
-                    }
-                }
-                if failed {
-                    // Redis is away: try again next round, keep what is here.
-                    s.dirty.store(true, Ordering::SeqCst);
-                    continue;
+            // Cancellations first, then what changed here.
+            let deleted: Vec<(String, u64)> = std::mem::take(&mut *lock(&s.deleted));
+            for (k, until) in deleted {
+                if redis
+                    .cancel_hold(&k, until.saturating_add(GRACE))
+                    .await
+                    .is_err()
+                {
+                    lock(&s.deleted).push((k, until));
                 }
             }
-            let Ok(e) = redis.holds_epoch().await else {
-                continue;
-            };
-            if epoch.as_ref().is_some_and(|old| *old != e) {
-                // Redis lost its data (restarted without persistence): what
-                // is missing there was not cancelled. Publish it again.
-                tracing::warn!("shared holds: Redis lost them; publishing this node's again");
-                known.clear();
-                version = None;
-                epoch = Some(e);
-                s.dirty.store(true, Ordering::SeqCst);
-                continue;
+            let pending: Vec<String> = lock(&s.pending).drain().collect();
+            if !pending.is_empty() {
+                let out: HashMap<String, String> = s.outgoing().into_iter().collect();
+                for k in pending {
+                    let Some(json) = out.get(&k) else { continue };
+                    match redis.put_hold(&k, json).await {
+                        Ok(_) => {}
+                        Err(_) => s.to_publish(k),
+                    }
+                }
             }
-            epoch = Some(e);
             let Ok(v) = redis.holds_version().await else {
                 continue;
             };
-            if version == Some(v) {
+            // Also looked at now and then when nothing changed, so a hold
+            // Redis lost is noticed and put back.
+            let stale = version.is_some_and(|old| old == v);
+            if stale && !resync_due() {
                 continue;
             }
-            let Ok(remote) = redis.holds().await else {
+            let Ok((remote, tombstones)) = redis.holds().await else {
                 continue;
             };
             version = Some(v);
             let t = now();
             let mut live: HashMap<String, Shared> = HashMap::new();
+            let mut ended = Vec::new();
             for (k, json) in remote {
                 match serde_json::from_str::<Shared>(&json) {
-                    Ok(h) if h.until() > t => {
+                    Ok(h) if h.until().saturating_add(GRACE) > t => {
                         live.insert(k, h);
                     }
-                    // Ended, or unreadable: nobody needs it any more.
-                    _ => {
-                        let _ = redis.delete_hold(&k).await;
-                    }
+                    Ok(_) => ended.push(k),
+                    // Perhaps a newer node's: not ours to judge.
+                    Err(e) => tracing::warn!("shared hold {k}: cannot read it ({e}); leaving it"),
                 }
             }
-            match self.merge_holds(live, &mut known) {
-                Ok(true) => self.holds_changed(),
-                Ok(false) => {}
+            let cancelled: HashMap<String, u64> = tombstones.into_iter().collect();
+            let old_tombstones: Vec<String> = cancelled
+                .iter()
+                .filter(|(_, until)| **until <= t)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let _ = redis.forget_holds(&ended, &old_tombstones).await;
+            match s.merge(&live, &cancelled) {
+                Ok((changed, missing)) => {
+                    // Ours, and Redis has neither it nor its tombstone.
+                    for k in missing {
+                        s.to_publish(k);
+                    }
+                    if changed {
+                        self.holds_changed();
+                    }
+                }
                 Err(e) => tracing::error!("shared holds: {e}"),
             }
         }
-    }
-
-    /// Apply Redis's holds here: import new ones, renew extended ones, drop
-    /// those cancelled elsewhere. True when anything changed.
-    fn merge_holds(
-        &self,
-        mut live: HashMap<String, Shared>,
-        known: &mut HashSet<String>,
-    ) -> Result<bool, String> {
-        let s = &self.0.suspensions;
-        let gone: HashSet<String> = known
-            .iter()
-            .filter(|k| !live.contains_key(*k))
-            .cloned()
-            .collect();
-        let changed = s.merge(&mut live, &gone)?;
-        known.retain(|k| !gone.contains(k));
-        known.extend(live.keys().cloned());
-        Ok(changed)
     }
 
     /// New holds arrived: the overrides in force change, and parts already
@@ -188,24 +170,44 @@ impl QueueManager {
     }
 }
 
+/// About every 10 s (with a 250 ms loop): look at Redis even when its
+/// version says nothing changed.
+fn resync_due() -> bool {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_millis() % 10_000 < SYNC_INTERVAL.as_millis()
+}
+
 impl Suspensions {
-    /// Merge `live` (Redis's holds by name) and drop the holds named in
-    /// `gone`; `live` keeps only what was imported. True when anything
-    /// changed.
+    /// Merge Redis's holds: import new ones, renew extended ones, drop the
+    /// cancelled ones. Returns whether anything changed here, and the
+    /// shared holds here that Redis has lost (to put back).
     fn merge(
         &self,
-        live: &mut HashMap<String, Shared>,
-        gone: &HashSet<String>,
-    ) -> Result<bool, String> {
-        self.merge_with(|f| {
-            let mut changed = false;
+        live: &HashMap<String, Shared>,
+        cancelled: &HashMap<String, u64>,
+    ) -> Result<(bool, Vec<String>), String> {
+        let mut missing = Vec::new();
+        let changed = self.merge_with(|f| {
             let before = f.suspensions.len() + f.overrides.len() + f.bounces.len();
-            let kept = |k: &Option<String>| k.as_ref().is_none_or(|k| !gone.contains(k));
+            let kept = |k: &Option<String>| k.as_ref().is_none_or(|k| !cancelled.contains_key(k));
             f.suspensions.retain(|x| kept(&x.shared_key));
             f.overrides.retain(|x| kept(&x.shared_key));
             f.bounces.retain(|x| kept(&x.shared_key));
-            changed |= before != f.suspensions.len() + f.overrides.len() + f.bounces.len();
-            for (k, h) in live.iter() {
+            let mut changed = before != f.suspensions.len() + f.overrides.len() + f.bounces.len();
+            let here: Vec<String> = f
+                .suspensions
+                .iter()
+                .filter_map(|x| x.shared_key.clone())
+                .chain(f.overrides.iter().filter_map(|x| x.shared_key.clone()))
+                .chain(f.bounces.iter().filter_map(|x| x.shared_key.clone()))
+                .collect();
+            missing.extend(here.iter().filter(|k| !live.contains_key(*k)).cloned());
+            for (k, h) in live {
+                if cancelled.contains_key(k) {
+                    continue;
+                }
                 let same = |x: &Option<String>| x.as_deref() == Some(k.as_str());
                 let until = h.until();
                 let local = f
@@ -226,13 +228,12 @@ impl Suspensions {
                             .map(|x| &mut x.until)
                     });
                 match local {
-                    Some(u) => {
-                        if *u < until {
-                            *u = until;
-                            changed = true;
-                        }
+                    Some(u) if *u < until => {
+                        *u = until;
+                        changed = true;
                     }
-                    None => {
+                    Some(_) => {}
+                    None if until > now() => {
                         f.next_id += 1;
                         let id = f.next_id;
                         match h {
@@ -254,9 +255,11 @@ impl Suspensions {
                         }
                         changed = true;
                     }
+                    None => {}
                 }
             }
             changed
-        })
+        })?;
+        Ok((changed, missing))
     }
 }

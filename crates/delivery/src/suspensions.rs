@@ -98,24 +98,24 @@ pub(crate) struct File {
 }
 
 impl File {
-    /// The shared keys of the holds with local id `id`.
-    fn keys_of(&self, id: u64) -> Vec<String> {
-        let s = self
-            .suspensions
-            .iter()
-            .filter(|x| x.id == id)
-            .filter_map(|x| x.shared_key.clone());
-        let o = self
-            .overrides
-            .iter()
-            .filter(|x| x.id == id)
-            .filter_map(|x| x.shared_key.clone());
-        let b = self
-            .bounces
-            .iter()
-            .filter(|x| x.id == id)
-            .filter_map(|x| x.shared_key.clone());
-        s.chain(o).chain(b).collect()
+    /// The shared keys of the holds with local id `id`, with their ends.
+    fn keys_of(&self, id: u64) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        let mut add = |key: &Option<String>, until: u64| {
+            if let Some(k) = key {
+                out.push((k.clone(), until));
+            }
+        };
+        for x in self.suspensions.iter().filter(|x| x.id == id) {
+            add(&x.shared_key, x.until);
+        }
+        for x in self.overrides.iter().filter(|x| x.id == id) {
+            add(&x.shared_key, x.until);
+        }
+        for x in self.bounces.iter().filter(|x| x.id == id) {
+            add(&x.shared_key, x.until);
+        }
+        out
     }
 
     fn prune(&mut self, t: u64) {
@@ -130,10 +130,11 @@ pub struct Suspensions {
     path: Option<PathBuf>,
     /// This node's name when holds are shared (see [`crate::shared_holds`]).
     pub(crate) node: Mutex<Option<String>>,
-    /// Shared holds cancelled here, to delete from Redis.
-    pub(crate) deleted: Mutex<Vec<String>>,
-    /// Something changed here that Redis does not have yet.
-    pub(crate) dirty: std::sync::atomic::AtomicBool,
+    /// Shared holds cancelled here, to delete from Redis (with the time
+    /// their tombstone may go).
+    pub(crate) deleted: Mutex<Vec<(String, u64)>>,
+    /// Shared holds made or changed here that Redis does not have yet.
+    pub(crate) pending: Mutex<std::collections::HashSet<String>>,
 }
 
 fn now() -> u64 {
@@ -151,7 +152,7 @@ impl Suspensions {
             path: None,
             node: Mutex::new(None),
             deleted: Mutex::new(Vec::new()),
-            dirty: Default::default(),
+            pending: Default::default(),
         }
     }
 
@@ -166,12 +167,21 @@ impl Suspensions {
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
         file.prune(now());
+        // Shared holds kept here go to Redis again (unless cancelled there
+        // meanwhile: its tombstone refuses them).
+        let pending = file
+            .suspensions
+            .iter()
+            .filter_map(|x| x.shared_key.clone())
+            .chain(file.overrides.iter().filter_map(|x| x.shared_key.clone()))
+            .chain(file.bounces.iter().filter_map(|x| x.shared_key.clone()))
+            .collect();
         Ok(Suspensions {
             state: Mutex::new(file),
             path: Some(path),
             node: Mutex::new(None),
             deleted: Mutex::new(Vec::new()),
-            dirty: std::sync::atomic::AtomicBool::new(true),
+            pending: Mutex::new(pending),
         })
     }
 
@@ -217,7 +227,9 @@ impl Suspensions {
             file.suspensions.pop();
             return Err(e);
         }
-        self.touched();
+        if let Some(k) = &s.shared_key {
+            self.to_publish(k.clone());
+        }
         Ok(s)
     }
 
@@ -235,7 +247,6 @@ impl Suspensions {
         })?;
         if done {
             lock(&self.deleted).extend(gone);
-            self.touched();
         }
         Ok(done)
     }
@@ -260,10 +271,12 @@ impl Suspensions {
     /// when the same rule fires again for the same place.
     pub(crate) fn automation(&self, hold: AutoHold, until: u64) -> Result<bool, String> {
         let key = |id| self.new_key(id);
+        // Saved (and shared) only when it changed: a rule that fires many
+        // times a second renews at most once a second.
+        let mut publish: Option<String> = None;
         let r = self.change(|f| {
-            f.next_id += 1;
-            let id = f.next_id;
-            match hold {
+            let id = f.next_id + 1;
+            let (changed, k) = match hold {
                 AutoHold::Suspend {
                     scope,
                     reason,
@@ -273,16 +286,20 @@ impl Suspensions {
                     .iter_mut()
                     .find(|s| s.scope == scope && s.rule.as_deref() == Some(rule.as_str()))
                 {
-                    Some(s) => s.until = s.until.max(until),
-                    None => f.suspensions.push(Suspension {
-                        id,
-                        scope,
-                        until,
-                        reason,
-                        requested_by: "automation".into(),
-                        rule: Some(rule),
-                        shared_key: key(id),
-                    }),
+                    Some(s) => (renew(&mut s.until, until), s.shared_key.clone()),
+                    None => {
+                        f.suspensions.push(Suspension {
+                            id,
+                            scope,
+                            until,
+                            reason,
+                            requested_by: "automation".into(),
+                            rule: Some(rule),
+                            shared_key: key(id),
+                        });
+                        f.next_id = id;
+                        (true, key(id))
+                    }
                 },
                 AutoHold::Override(mut o) => match f.overrides.iter_mut().find(|x| {
                     x.rule == o.rule
@@ -292,35 +309,46 @@ impl Suspensions {
                         && x.name == o.name
                 }) {
                     Some(x) => {
-                        x.until = x.until.max(until);
+                        let value_changed = x.value != o.value;
                         x.value = o.value;
+                        (
+                            renew(&mut x.until, until) || value_changed,
+                            x.shared_key.clone(),
+                        )
                     }
                     None => {
                         o.id = id;
                         o.until = until;
                         o.shared_key = key(id);
                         f.overrides.push(o);
+                        f.next_id = id;
+                        (true, key(id))
                     }
                 },
-                AutoHold::Bounce(mut b) => {
-                    match f
-                        .bounces
-                        .iter_mut()
-                        .find(|x| x.rule == b.rule && x.scope == b.scope)
-                    {
-                        Some(x) => x.until = x.until.max(until),
-                        None => {
-                            b.id = id;
-                            b.until = until;
-                            b.shared_key = key(id);
-                            f.bounces.push(b);
-                        }
+                AutoHold::Bounce(mut b) => match f
+                    .bounces
+                    .iter_mut()
+                    .find(|x| x.rule == b.rule && x.scope == b.scope)
+                {
+                    Some(x) => (renew(&mut x.until, until), x.shared_key.clone()),
+                    None => {
+                        b.id = id;
+                        b.until = until;
+                        b.shared_key = key(id);
+                        f.bounces.push(b);
+                        f.next_id = id;
+                        (true, key(id))
                     }
-                }
+                },
+            };
+            if changed {
+                publish = k;
             }
-            true
+            changed
         });
-        self.touched();
+        if let Some(k) = publish {
+            self.to_publish(k);
+        }
         r
     }
 
@@ -339,8 +367,9 @@ impl Suspensions {
         lock(&self.node).as_ref().map(|n| format!("{n}-{id}"))
     }
 
-    fn touched(&self) {
-        self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+    /// Have the shared-holds task put this hold into Redis.
+    pub(crate) fn to_publish(&self, key: String) {
+        lock(&self.pending).insert(key);
     }
 
     /// Overrides in force.
@@ -426,6 +455,13 @@ impl Suspensions {
             .map(|s| Duration::from_secs(s.until - t))
             .max()
     }
+}
+
+/// Move `until` later; whether it moved.
+fn renew(until: &mut u64, to: u64) -> bool {
+    let moved = to > *until;
+    *until = (*until).max(to);
+    moved
 }
 
 /// An automation hold to record.

@@ -71,6 +71,31 @@ impl Registry {
     /// (connections under the old drain as they close).
     pub fn limit(&self, name: &str, count: ironpost_policy::throttle::Count) -> Arc<Limit> {
         let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, l)) = limits.get_mut(name) {
+            if let Limit::Local(sem, size) = &**l {
+                // Resized in place, so connections held under the old
+                // count still count (a smaller count takes effect as they
+                // close).
+                if count.n > *n {
+                    sem.add_permits(count.n - *n);
+                } else if count.n < *n {
+                    let want = *n - count.n;
+                    let gone = sem.forget_permits(want);
+                    if gone < want {
+                        // The rest are in use: taken as they come back.
+                        let sem = sem.clone();
+                        tokio::spawn(async move {
+                            if let Ok(p) = sem.acquire_many_owned((want - gone) as u32).await {
+                                p.forget();
+                            }
+                        });
+                    }
+                }
+                size.store(count.n as u64, Ordering::Relaxed);
+                *n = count.n;
+                return l.clone();
+            }
+        }
         match limits.get(name) {
             Some((n, l)) if *n == count.n => l.clone(),
             _ => {
@@ -81,7 +106,10 @@ impl Registry {
                         redis: redis.clone(),
                         held: AtomicU64::new(0),
                     },
-                    _ => Limit::Local(Arc::new(Semaphore::new(count.n)), count.n),
+                    _ => Limit::Local(
+                        Arc::new(Semaphore::new(count.n)),
+                        AtomicU64::new(count.n as u64),
+                    ),
                 });
                 limits.insert(name.to_string(), (count.n, l.clone()));
                 l
@@ -157,7 +185,8 @@ impl Rate {
 
 /// A connection limit, this node's or shared.
 pub enum Limit {
-    Local(Arc<Semaphore>, usize),
+    /// The semaphore, and the count it stands for now.
+    Local(Arc<Semaphore>, AtomicU64),
     Shared {
         name: String,
         limit: usize,
@@ -170,7 +199,9 @@ pub enum Limit {
 impl Limit {
     fn in_use(&self) -> usize {
         match self {
-            Limit::Local(s, n) => n.saturating_sub(s.available_permits()),
+            Limit::Local(s, n) => {
+                (n.load(Ordering::Relaxed) as usize).saturating_sub(s.available_permits())
+            }
             Limit::Shared { held, .. } => held.load(Ordering::Relaxed) as usize,
         }
     }

@@ -906,7 +906,7 @@ impl<'de> Deserialize<'de> for ResolverSettings {
 /// `cluster = true`, `read_from_replicas`) is refused by name. The pool
 /// knobs (`pool_size`, `wait_timeout`, `recycle_timeout`) are accepted and
 /// announced as having no effect: Ironpost multiplexes one connection.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisThrottles {
     pub node: RedisNodes,
@@ -938,11 +938,38 @@ pub enum RedisNodes {
     Many(Vec<String>),
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged, expecting = "a string or a keysource table")]
 pub enum RedisPassword {
     Text(String),
     Source(KeySource),
+}
+
+/// The URL with any password hidden.
+fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = url[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for RedisThrottles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = match &self.node {
+            RedisNodes::One(u) => vec![redacted_url(u)],
+            RedisNodes::Many(v) => v.iter().map(|u| redacted_url(u)).collect(),
+        };
+        f.debug_struct("RedisThrottles")
+            .field("node", &nodes)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisThrottles {
@@ -970,7 +997,10 @@ impl RedisThrottles {
             );
         }
         if !url.starts_with("redis://") {
-            return Err(format!("key 'node': expected a redis:// URL, got {url:?}"));
+            return Err(format!(
+                "key 'node': expected a redis:// URL, got {:?}",
+                redacted_url(url)
+            ));
         }
         Ok(url)
     }

@@ -10,9 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How long `sleep_if_throttled` waits for an unavailable Redis before it
-/// fails the event (closed: the caller's work is refused, not let through).
-const REDIS_PATIENCE: Duration = Duration::from_secs(30);
 /// The wait a shared throttle reports while Redis cannot answer.
 const REDIS_RETRY: Duration = Duration::from_millis(500);
 
@@ -82,8 +79,9 @@ impl UserData for Throttle {
         });
         // Waits (this policy call only) until the throttle allows; true
         // when it had to.
+        // Redis unavailable: an error at once (the event fails closed,
+        // e.g. a 451 at reception) rather than a Lua state held waiting.
         m.add_method("sleep_if_throttled", |_, t, ()| {
-            let started = Instant::now();
             let mut waited = false;
             loop {
                 let wait = match t.store.decide(&t.name, &t.spec) {
@@ -91,13 +89,12 @@ impl UserData for Throttle {
                         None => return Ok(waited),
                         Some(w) => w,
                     },
-                    Err(e) if started.elapsed() >= REDIS_PATIENCE => {
+                    Err(e) => {
                         return Err(mlua::Error::RuntimeError(format!(
                             "throttle {}: {e}",
                             t.name
                         )))
                     }
-                    Err(_) => REDIS_RETRY,
                 };
                 waited = true;
                 std::thread::sleep(wait);

@@ -453,7 +453,10 @@ impl Driver {
         // on it, so an attacker cannot lock the real user out.
         let user_key = auth::user_key(&creds.authc);
         let user_ip_key = format!("{user_key}|{ip_key}");
-        self.svc.auth_throttle.refresh(&[&user_ip_key, &user_key]).await;
+        self.svc
+            .auth_throttle
+            .refresh(&[&user_ip_key, &user_key])
+            .await;
         if self.svc.auth_throttle.blocked(&user_ip_key, limit, window) {
             self.log_authn(
                 Some(&creds),

@@ -176,9 +176,20 @@ impl Registry {
             .collect()
     }
 
-    /// `domain`'s MX site (None: it has none, or the lookup failed).
+    /// `domain`'s MX site (None: it has none: no such domain, null MX).
     pub fn set_site(&self, domain: &str, site: Option<String>) {
         write_lock(&self.sites).insert(domain.to_string(), (site, Instant::now()));
+    }
+
+    /// The lookup of `domain`'s site failed for now: keep what is known,
+    /// and ask again after `retry` rather than after [`SITE_TTL`].
+    pub fn site_lookup_failed(&self, domain: &str, retry: Duration) {
+        let mut sites = write_lock(&self.sites);
+        let at = Instant::now()
+            .checked_sub(SITE_TTL.saturating_sub(retry))
+            .unwrap_or_else(Instant::now);
+        let known = sites.get(domain).and_then(|(s, _)| s.clone());
+        sites.insert(domain.to_string(), (known, at));
     }
 
     fn site_of(&self) -> impl Fn(&str) -> Option<String> + '_ {
