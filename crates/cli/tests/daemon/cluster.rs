@@ -17,8 +17,10 @@
 //!   before and not never; the admin API of the other node lists the limit
 //!   as shared, with the dead node's lease.
 //!
-//! Ignored until fixed: a lease that Redis lost (restarted without
-//! persistence) must still bind the connection that held it.
+//! - A lease that Redis lost (restarted without persistence) still binds
+//!   the connection that held it.
+//! - Suspensions are shared: made on one node, they hold the other's mail
+//!   within a second; cancelled on either, they end on both.
 
 use std::time::{Duration, Instant};
 
@@ -525,4 +527,88 @@ async fn a_lease_lost_in_a_redis_restart_still_binds() {
         "shared connection_limit 1 exceeded after a Redis restart: {peak} sessions at once\n{}",
         describe_sink(&seen)
     );
+}
+
+/// A JSON request on the admin API: (status, JSON body).
+fn admin_send(d: &Daemon, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let url = format!("http://{}{path}", d.http[0]);
+    tokio::task::block_in_place(|| {
+        let c = reqwest::blocking::Client::new();
+        let req = match method {
+            "POST" => c.post(&url),
+            _ => c.delete(&url),
+        };
+        let r = req.json(&body).send().expect("admin request");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap_or_default())
+    })
+}
+
+/// The id node `d` gives its suspension of `domain`, if it has one.
+fn suspension_of(d: &Daemon, domain: &str) -> Option<u64> {
+    let (_, list) = admin_get(d, "/api/admin/suspend/v1");
+    list.as_array()?
+        .iter()
+        .find(|s| s["domain"] == domain)
+        .and_then(|s| s["id"].as_u64())
+}
+
+/// Holds are shared: a suspension made on node A holds node B's mail
+/// within a second; cancelling it on B (by B's own id for it) ends it on A
+/// too, the held mail goes out from both, and no node puts it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_are_shared_between_nodes() {
+    let redis = RedisServer::start();
+    let pki = Pki::new();
+    let dns = start_dns(TestZone::new()).await;
+    let sink = Sink::start(any_port(LOCALHOST), SinkConfig::new())
+        .await
+        .unwrap();
+    let p = policy(&pki, &dns, &sink, Some(&redis), "");
+    let (a, b) = two_nodes(&p);
+    let (status, body) = admin_send(
+        &a,
+        "POST",
+        "/api/admin/suspend/v1",
+        serde_json::json!({ "domain": DOMAIN, "reason": "complaints", "duration": "1h" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let made = Instant::now();
+    let on_b = loop {
+        if let Some(id) = suspension_of(&b, DOMAIN) {
+            break id;
+        }
+        assert!(
+            made.elapsed() < Duration::from_secs(1),
+            "node B does not have A's suspension after 1 s"
+        );
+        sleep(Duration::from_millis(50)).await;
+    };
+    inject_many(&b, "heldb", 3).await;
+    inject_many(&a, "helda", 2).await;
+    sleep(Duration::from_secs(3)).await;
+    let delivered = records_of(&a, "Delivery").len() + records_of(&b, "Delivery").len();
+    assert_eq!(
+        delivered,
+        0,
+        "held mail went out:\n{}\n{}",
+        dump(&a),
+        dump(&b)
+    );
+    let (status, body) = admin_send(
+        &b,
+        "DELETE",
+        "/api/admin/suspend/v1",
+        serde_json::json!({ "id": on_b }),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_deliveries(&[&a, &b], 5, Duration::from_secs(20)).await;
+    // Several sync rounds later, neither node has it back.
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        suspension_of(&a, DOMAIN),
+        None,
+        "cancelled on B, still on A"
+    );
+    assert_eq!(suspension_of(&b, DOMAIN), None, "put back on B");
 }
