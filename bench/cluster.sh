@@ -109,7 +109,13 @@ done
 echo
 echo "Two nodes, one sink: N=$N (N/2 per node, smtp-source -s $C each), SIZE=$SIZE, median of R=$R"
 printf 'variant\tmsg/s (median)\truns\tredis cmds/msg\n'
-for v in local shared; do
-    awk -F'\t' -v v="$v" '$1==v {r[++n]=$4; c=$5; runs=runs (runs?",":"") int($4)} END {
-        asort(r); m=(n%2)? r[(n+1)/2] : (r[n/2]+r[n/2+1])/2; printf "%s\t%.1f\t%s\t%s\n", v, m, runs, c }' "$RESULTS"
-done
+python3 - "$RESULTS" <<'PY'
+import sys, statistics
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+for v in ("local", "shared"):
+    r = [x for x in rows if x[0] == v]
+    if not r:
+        continue
+    rates = [float(x[3]) for x in r]
+    print(f"{v}\t{statistics.median(rates):.1f}\t{','.join(str(int(x)) for x in rates)}\t{r[-1][4]}")
+PY

@@ -13,6 +13,8 @@ local sink = os.getenv('IRONPOST_E2E_SINK') or '127.0.0.1:3600'
 local data = os.getenv('IRONPOST_E2E_DATA') or './cluster-data'
 local redis = os.getenv('IRONPOST_CLUSTER_REDIS') or ''
 local shaping_file = os.getenv('IRONPOST_CLUSTER_SHAPING') or 'bench/policies/cluster_shaping.toml'
+-- An admin listener, for looking at a run (GET /api/admin/shared-limits/v1).
+local http = os.getenv('IRONPOST_CLUSTER_HTTP') or ''
 
 local shaper = shaping:setup_with_automation {
   no_default_files = true,
@@ -28,6 +30,9 @@ kumo.on('init', function()
     name_servers = { '127.0.0.1:1' },
     options = { timeout = '1s', attempts = 1 },
   }
+  if http ~= '' then
+    kumo.start_http_listener { listen = http, trusted_hosts = { '127.0.0.1' } }
+  end
   if redis ~= '' then
     kumo.configure_redis_throttles { node = redis }
   end

@@ -37,6 +37,32 @@ return {string.format('%.0f', allow_at - now), string.format('%.0f', tat - now)}
     )
 });
 
+/// GCRA for up to ARGV[3] events at once: all of them when the rate allows
+/// them now, else one when it allows one. Returns the number granted (0:
+/// none) and, when none, the µs to wait.
+static GCRA_N: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+for _, n in ipairs({want, 1}) do
+  local new_tat = tat + n * interval
+  if new_tat - burst * interval <= now then
+    local ttl_ms = math.floor((new_tat - now) / 1000) + 1000
+    redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms))
+    return {n, 0}
+  end
+end
+return {0, string.format('%.0f', tat + interval - burst * interval - now)}
+"#,
+    )
+});
+
 /// A lease under a connection limit: a sorted set of holders scored by
 /// expiry (ms, server clock). Expired holders (a node that died) are
 /// dropped first; a new holder is added only below the limit.
@@ -244,6 +270,38 @@ impl Redis {
                 Some(d) => Err(d),
             },
         )
+    }
+
+    /// Up to `want` events of throttle `name` at once (fewer when the rate
+    /// allows only one now): the number granted, or the time to wait.
+    pub async fn gcra_take(
+        &self,
+        name: &str,
+        interval: Duration,
+        burst: u64,
+        want: u64,
+    ) -> Result<Result<u64, Duration>, ClusterError> {
+        let key = format!("{PREFIX}rate:{name}");
+        let interval_us = interval.as_micros().max(1) as u64;
+        let (granted, wait): (u64, u64) = self
+            .call(async |c| {
+                GCRA_N
+                    .key(&key)
+                    .arg(interval_us)
+                    .arg(burst.max(1))
+                    .arg(want.clamp(1, burst.max(1)))
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        let s = &self.0.stats;
+        if granted > 0 {
+            s.allowed.fetch_add(granted, Ordering::Relaxed);
+            Ok(Ok(granted))
+        } else {
+            s.delayed.fetch_add(1, Ordering::Relaxed);
+            Ok(Err(Duration::from_micros(wait.max(1))))
+        }
     }
 
     /// One GCRA decision for throttle `name`, with its numbers.

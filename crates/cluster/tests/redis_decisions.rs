@@ -99,3 +99,18 @@ async fn counts_expire_and_outages_are_errors() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_take_many_or_one() {
+    let server = RedisServer::start();
+    let a = connected(&server).await;
+    let ms = Duration::from_millis(100);
+    // 10/s with a burst of 20: a batch of 16, then only 4 left at once.
+    assert_eq!(a.gcra_take("b", ms, 20, 16).await.unwrap(), Ok(16));
+    assert_eq!(a.gcra_take("b", ms, 20, 16).await.unwrap(), Ok(1));
+    for _ in 0..3 {
+        assert_eq!(a.gcra_take("b", ms, 20, 1).await.unwrap(), Ok(1));
+    }
+    let wait = a.gcra_take("b", ms, 20, 16).await.unwrap().unwrap_err();
+    assert!(wait <= ms * 2, "{wait:?}");
+}

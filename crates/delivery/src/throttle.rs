@@ -24,6 +24,8 @@ use tokio::time::Duration;
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How often a full shared limit is asked again.
 const LEASE_POLL: Duration = Duration::from_millis(100);
+/// The least time shared-rate slots taken in a batch stay usable.
+const RESERVE_FOR: Duration = Duration::from_millis(100);
 /// How long to wait before asking an unavailable Redis again.
 const REDIS_RETRY: Duration = Duration::from_millis(500);
 
@@ -60,6 +62,8 @@ impl Registry {
                         interval: spec.interval(),
                         burst: spec.max_burst,
                         redis: redis.clone(),
+                        batch: batch_for(spec),
+                        reserved: Mutex::new((0, std::time::Instant::now())),
                     },
                     _ => Rate::Local(Gcra::new(spec.interval(), spec.max_burst)),
                 })
@@ -148,7 +152,24 @@ pub enum Rate {
         interval: Duration,
         burst: u64,
         redis: Redis,
+        /// Slots asked of Redis at once (see [`batch_for`]).
+        batch: u64,
+        /// Slots Redis granted this node and not used yet, and until when
+        /// they are good (the time they span at the rate).
+        reserved: Mutex<(u64, std::time::Instant)>,
     },
+}
+
+/// How many slots of a shared rate to take per Redis call: one for slow
+/// rates (exact), up to 64 for fast ones (where a hundredth of a second's
+/// worth is nothing), so a fast rate costs a Redis call per batch rather
+/// than per message. Slots Redis granted count for the cluster whether
+/// used or not: unused ones only leave the rate unfilled.
+fn batch_for(spec: &ThrottleSpec) -> u64 {
+    let per_sec = spec.limit as f64 / spec.period.as_secs_f64().max(1e-9);
+    ((per_sec / 100.0) as u64)
+        .clamp(1, 64)
+        .min(spec.max_burst.max(1))
 }
 
 impl Rate {
@@ -162,13 +183,36 @@ impl Rate {
                 interval,
                 burst,
                 redis,
-            } => match redis.gcra(name, *interval, *burst).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!("shared rate {name}: {e}; waiting");
-                    Err(REDIS_RETRY)
+                batch,
+                reserved,
+            } => {
+                {
+                    let mut r = reserved.lock().unwrap_or_else(|p| p.into_inner());
+                    if r.0 > 0 && std::time::Instant::now() < r.1 {
+                        r.0 -= 1;
+                        return Ok(());
+                    }
                 }
-            },
+                match redis.gcra_take(name, *interval, *burst, *batch).await {
+                    Ok(Ok(granted)) => {
+                        let mut r = reserved.lock().unwrap_or_else(|p| p.into_inner());
+                        // Good for the time they span, but at least a
+                        // tenth of a second: a batch is at most a
+                        // hundredth of a second's worth, so using it a
+                        // little late bunches few events.
+                        let span = interval
+                            .saturating_mul(granted.min(u32::MAX as u64) as u32)
+                            .max(RESERVE_FOR);
+                        *r = (granted - 1, std::time::Instant::now() + span);
+                        Ok(())
+                    }
+                    Ok(Err(wait)) => Err(wait),
+                    Err(e) => {
+                        tracing::warn!("shared rate {name}: {e}; waiting");
+                        Err(REDIS_RETRY)
+                    }
+                }
+            }
         }
     }
 
