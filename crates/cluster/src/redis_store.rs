@@ -111,6 +111,24 @@ return 1
     )
 });
 
+/// Drops every lease of one node (ARGV[1], the lease id prefix) from the
+/// limit sets in KEYS.
+static RELEASE_NODE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = 0
+for _, key in ipairs(KEYS) do
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    if string.sub(m, 1, string.len(ARGV[1])) == ARGV[1] then
+      n = n + redis.call('ZREM', key, m)
+    end
+  end
+end
+return n
+"#,
+    )
+});
+
 /// Counts one failure in a fixed window starting at the first.
 static COUNT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -136,6 +154,8 @@ pub struct RedisStats {
 
 struct Inner {
     conn: RwLock<Option<ConnectionManager>>,
+    /// Set at shutdown: leases are no longer renewed or taken again.
+    closing: std::sync::atomic::AtomicBool,
     timeout: Duration,
     /// This node, in lease holder names.
     node: String,
@@ -181,6 +201,7 @@ impl Redis {
         );
         let r = Redis(Arc::new(Inner {
             conn: RwLock::new(None),
+            closing: Default::default(),
             timeout: settings.response_timeout,
             node,
             stats: RedisStats::default(),
@@ -375,6 +396,9 @@ impl Redis {
         let renew = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
+                if me.0.closing.load(Ordering::SeqCst) {
+                    return;
+                }
                 let renewed = me
                     .call(async |c| {
                         RENEW
@@ -419,6 +443,25 @@ impl Redis {
             renew,
             lost,
         }))
+    }
+
+    /// Give back every slot this node holds under the connection limits
+    /// `names`, and renew none from now on (at shutdown: the other nodes
+    /// need not wait for the leases to expire). Returns how many.
+    pub async fn release_all(&self, names: &[String]) -> Result<u64, ClusterError> {
+        if names.is_empty() {
+            return Ok(0);
+        }
+        self.0.closing.store(true, Ordering::SeqCst);
+        let prefix = format!("{}-", self.0.node);
+        self.call(async |c| {
+            let mut inv = RELEASE_NODE.prepare_invoke();
+            for n in names {
+                inv.key(format!("{PREFIX}limit:{n}"));
+            }
+            inv.arg(&prefix).invoke_async(c).await
+        })
+        .await
     }
 
     /// The holders of connection limit `name`, with their expiry (Unix ms).

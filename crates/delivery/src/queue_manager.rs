@@ -201,12 +201,31 @@ impl QueueManager {
             idle.as_mut().enable();
             let n = d.in_flight.load(SeqCst);
             if n == 0 {
-                return;
+                break;
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 tracing::warn!("shutdown: {n} deliveries still in progress are cut off");
-                return;
+                break;
             }
+        }
+        self.release_shared_slots().await;
+    }
+
+    /// Hand this node's slots of shared connection limits back to the
+    /// cluster now rather than when their leases expire.
+    async fn release_shared_slots(&self) {
+        let t = &self.0.throttles;
+        let Some(redis) = t.shared() else { return };
+        let names: Vec<String> = t
+            .limits()
+            .into_iter()
+            .filter(|(_, _, shared)| *shared)
+            .map(|(name, _, _)| name)
+            .collect();
+        match redis.release_all(&names).await {
+            Ok(n) if n > 0 => tracing::info!("shutdown: {n} shared connection slots given back"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("shutdown: shared connection slots expire by themselves: {e}"),
         }
     }
 
