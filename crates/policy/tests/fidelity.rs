@@ -140,7 +140,7 @@ fn make_listener_domain_refuses_oob_and_arf_logging() {
 fn the_rest_of_the_kumo_api_is_named_when_touched() {
     for (call, needle) in [
         ("kumo.domain_map.new {}", "kumo.domain_map.new"),
-        ("kumo.make_throttle('x', '10/s')", "kumo.make_throttle"),
+        ("kumo.make_message('x')", "kumo.make_message"),
         ("kumo.api.inject.inject_v1 {}", "kumo.api.inject"),
     ] {
         let err = init(&format!(
