@@ -21,7 +21,12 @@
 //!   the connection that held it.
 //! - Suspensions are shared: made on one node, they hold the other's mail
 //!   within a second; cancelled on either, they end on both.
+//! - An automation `Suspend` fired by a reply on one node holds the other
+//!   node's mail within a second; cancelled there, it ends on both.
+//! - A `max_message_rate` written `local:` stays per node with Redis
+//!   configured: two nodes together go at twice the rate.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::delivery_common::*;
@@ -611,4 +616,211 @@ async fn holds_are_shared_between_nodes() {
         "cancelled on B, still on A"
     );
     assert_eq!(suspension_of(&b, DOMAIN), None, "put back on B");
+}
+
+/// The policy of every node with its egress paths from the shaping helper
+/// (`setup_with_automation`, no stock files) reading `file`, all mail to
+/// `sink`, holds shared through `redis`, and the admin API.
+fn shaping_policy(dns: &TestDnsServer, sink: &Sink, redis: &RedisServer, file: &Path) -> Policy {
+    Policy::new(dns.addr)
+        .init(HTTP)
+        .init(&format!(
+            "kumo.configure_redis_throttles {{ node = '{}' }}",
+            redis.url()
+        ))
+        .route("*", queue_to(&[&sink.addr().to_string()]), "")
+        .extra(&format!(
+            "local shaping = require 'policy-extras.shaping'\n\
+             local shaper = shaping:setup_with_automation {{ no_default_files = true, extra_files = {{ '{}' }} }}\n\
+             kumo.on('get_egress_path_config', shaper.get_egress_path_config)\n",
+            file.display()
+        ))
+}
+
+const AUTOMATION: &str = "/api/admin/automation/v1";
+
+/// The automation suspensions node `d` lists.
+fn automation_suspensions(d: &Daemon) -> Vec<Value> {
+    let (status, v) = admin_get(d, AUTOMATION);
+    assert_eq!(status, 200, "{v}");
+    v["suspensions"].as_array().cloned().unwrap_or_default()
+}
+
+/// A `Suspend` rule on `cluster.test` (Yahoo's `[TS04]` deferral), the
+/// sink answering the first MAIL FROM with it: node A's first attempt
+/// suspends its path to the site, and node B lists the same suspension
+/// (its own id) within a second of A's TransientFailure record. Three
+/// messages into B are held; cancelled on B, the suspension ends on both,
+/// all four messages go (held mail looks again every 5 s), and no node
+/// lists it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automation_suspend_on_one_node_stops_the_other() {
+    let redis = RedisServer::start();
+    let pki = Pki::new();
+    let dns = start_dns(TestZone::new()).await;
+    let sink = Sink::start(
+        any_port(LOCALHOST),
+        SinkConfig::new().rule(
+            Rule::new(
+                Stage::Mail,
+                "421 4.7.0 [TS04] Messages from 127.0.0.1 temporarily deferred",
+            )
+            .times(1),
+        ),
+    )
+    .await
+    .unwrap();
+    let file = pki.write(
+        "suspend.toml",
+        &format!(
+            r#"["default"]
+prohibited_hosts = []
+connect_timeout = "2s"
+banner_timeout = "5s"
+ehlo_timeout = "5s"
+mail_from_timeout = "5s"
+rcpt_to_timeout = "5s"
+data_timeout = "5s"
+data_dot_timeout = "5s"
+
+[["{DOMAIN}".automation]]
+regex = "\\[TS0?4\\]"
+action = "Suspend"
+duration = "1h"
+"#
+        ),
+    );
+    let (a, b) = two_nodes(&shaping_policy(&dns, &sink, &redis, &file));
+    // The site of an `mx_list` route is named by its entries.
+    let site = sink.addr().to_string();
+
+    let first = inject(&a, "a@origin.test", &[&format!("first@{DOMAIN}")], "first").await;
+    let t = wait_kind(&a, "TransientFailure", &first, Duration::from_secs(20)).await;
+    let failed = Instant::now();
+    assert_eq!(t["response"]["code"], 421, "{t}");
+
+    // B has it within a second, under an id of its own.
+    let on_b = loop {
+        if let Some(s) = automation_suspensions(&b).into_iter().next() {
+            break s;
+        }
+        assert!(
+            failed.elapsed() < Duration::from_secs(1),
+            "node B does not have A's suspension 1 s after the deferral; A lists {:?}\nA:\n{}\nstderr A:\n{}\nstderr B:\n{}",
+            automation_suspensions(&a),
+            dump(&a),
+            a.stderr(),
+            b.stderr()
+        );
+        sleep(Duration::from_millis(50)).await;
+    };
+    let took = failed.elapsed();
+    let on_a = automation_suspensions(&a);
+    eprintln!("B listed A's suspension {took:?} after A's TransientFailure record: {on_b}");
+    eprintln!("A lists: {}", Value::Array(on_a.clone()));
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    let s = &on_a[0];
+    assert_eq!(s["site"], site.as_str(), "{s}");
+    assert_eq!(s["source"], "unspecified", "{s}");
+    assert!(
+        s["reason"].as_str().is_some_and(|r| r.contains("[TS04]")),
+        "{s}"
+    );
+    assert_eq!(automation_suspensions(&b).len(), 1);
+    assert_eq!(on_b["site"], site.as_str(), "{on_b}");
+    assert_eq!(on_b["source"], "unspecified", "{on_b}");
+    assert_eq!(on_b["rule"], s["rule"], "{on_b}");
+    assert_eq!(on_b["until"], s["until"], "{on_b}");
+    let b_id = on_b["id"].as_u64().expect("B's id");
+
+    // B's own mail is held.
+    inject_many(&b, "heldb", 3).await;
+    sleep(Duration::from_secs(3)).await;
+    let delivered = records_of(&a, "Delivery").len() + records_of(&b, "Delivery").len();
+    assert_eq!(
+        delivered,
+        0,
+        "held mail went out:\n{}\n{}",
+        dump(&a),
+        dump(&b)
+    );
+    assert!(sink.snapshot().messages().is_empty());
+    assert_eq!(
+        records_for(&a, "TransientFailure", &first).len(),
+        1,
+        "held without another attempt:\n{}",
+        dump(&a)
+    );
+    assert!(
+        records_of(&b, "TransientFailure").is_empty(),
+        "{}",
+        dump(&b)
+    );
+
+    // Cancelled on B (by B's id): ended on both, everything goes.
+    let (status, body) = admin_send(&b, "DELETE", AUTOMATION, serde_json::json!({ "id": b_id }));
+    assert_eq!(status, 200, "{body}");
+    let cancelled = Instant::now();
+    wait_deliveries(&[&a, &b], 4, Duration::from_secs(22)).await;
+    eprintln!(
+        "all 4 delivered {:?} after the cancellation on B",
+        cancelled.elapsed()
+    );
+    assert_eq!(records_of(&a, "Delivery").len(), 1, "{}", dump(&a));
+    assert_eq!(records_of(&b, "Delivery").len(), 3, "{}", dump(&b));
+    let seen = sink.snapshot();
+    assert_eq!(seen.messages_containing("Subject: first").len(), 1);
+    assert_eq!(arrivals(&seen, "heldb").len(), 3);
+    // Several sync rounds later, neither node has it back.
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        automation_suspensions(&a),
+        Vec::<Value>::new(),
+        "cancelled on B, still on A"
+    );
+    assert_eq!(
+        automation_suspensions(&b),
+        Vec::<Value>::new(),
+        "put back on B"
+    );
+}
+
+/// 30 messages into each of two nodes at once, at `local:10/s,max_burst=1`
+/// with Redis configured: the rate is each node's own, so together they go
+/// at about 20/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_rate_stays_per_node() {
+    const EACH: usize = 30;
+    let redis = RedisServer::start();
+    let pki = Pki::new();
+    let dns = start_dns(TestZone::new()).await;
+    let sink = Sink::start(any_port(LOCALHOST), SinkConfig::new())
+        .await
+        .unwrap();
+    let (a, b) = two_nodes(&policy(
+        &pki,
+        &dns,
+        &sink,
+        Some(&redis),
+        "max_message_rate = 'local:10/s,max_burst=1',",
+    ));
+    tokio::join!(
+        inject_many(&a, "local", EACH),
+        inject_many(&b, "local", EACH)
+    );
+    wait_deliveries(&[&a, &b], 2 * EACH, Duration::from_secs(30)).await;
+    let at = arrivals(&sink.snapshot(), "local");
+    assert_eq!(at.len(), 2 * EACH);
+    let local = rate_of(&at);
+    eprintln!(
+        "local:10/s with Redis: {} messages over {:?}: {local:.2}/s",
+        at.len(),
+        at[at.len() - 1].duration_since(at[0])
+    );
+    assert_eq!(records_of(&a, "Delivery").len(), EACH);
+    assert_eq!(records_of(&b, "Delivery").len(), EACH);
+    assert!(
+        local >= 16.0,
+        "two nodes with a local:10/s each went at {local:.2}/s together"
+    );
 }
