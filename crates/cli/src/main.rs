@@ -2,6 +2,7 @@
 
 mod admin_backend;
 mod admin_cmd;
+mod check;
 mod cluster;
 mod dkim_cmd;
 mod log_hooks;
@@ -41,9 +42,13 @@ enum LogFormat {
 enum Commands {
     /// Run the MTA daemon.
     ///
-    /// With no --policy, runs the built-in default: SMTP on 127.0.0.1:2525,
-    /// relaying only for loopback, spool and logs under ./ironpost-data/.
+    /// With no --policy (and no /etc/ironpost/policy.lua), runs the built-in
+    /// default: SMTP on 127.0.0.1:2525, relaying only for loopback, spool
+    /// and logs under ./ironpost-data/.
     Serve(ServeArgs),
+    /// Check a policy without starting: run its `init`, load its helper
+    /// files and keysources, check directory modes; print every problem.
+    Check(check::CheckArgs),
     /// DKIM key tooling: generate keys and check their DNS records.
     Dkim(dkim_cmd::DkimArgs),
     /// Admin API client commands (queue summary, bounce, suspend, inspect).
@@ -53,7 +58,9 @@ enum Commands {
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Lua policy file (KumoMTA policy API). Defaults to the built-in policy.
+    /// Lua policy file (KumoMTA policy API). Defaults to
+    /// /etc/ironpost/policy.lua when it exists (an installed package), else
+    /// the built-in policy.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Drop all privileges to this user after binding listeners (when
@@ -141,6 +148,7 @@ fn main() -> std::process::ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command {
         Commands::Serve(args) => serve::run(args),
+        Commands::Check(args) => check::run(args),
         Commands::Dkim(args) => dkim_cmd::run(args),
         Commands::Admin(cmd) => admin_cmd::run(cmd),
     };
@@ -160,6 +168,58 @@ fn main() -> std::process::ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The man pages and shell completions the package installs
+    /// (packaging/man, packaging/completions) are generated from these
+    /// clap definitions; this fails when they are out of date, and
+    /// `IRONPOST_UPDATE_PACKAGING=1 cargo test -p ironpost packaging_files`
+    /// rewrites them.
+    #[test]
+    fn packaging_files_are_current() {
+        use clap::CommandFactory;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+        let cmd = Cli::command().version(env!("CARGO_PKG_VERSION"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone().name("ironpost"))
+            .section("8")
+            .render(&mut page)
+            .unwrap();
+        files.push((root.join("man/ironpost.8"), page));
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("ironpost-{}", sub.get_name());
+            let mut page = Vec::new();
+            clap_mangen::Man::new(sub.clone().name(&*Box::leak(name.clone().into_boxed_str())))
+                .section("8")
+                .render(&mut page)
+                .unwrap();
+            files.push((root.join(format!("man/{name}.8")), page));
+        }
+        for (shell, file) in [
+            (clap_complete::Shell::Bash, "ironpost.bash"),
+            (clap_complete::Shell::Zsh, "_ironpost"),
+            (clap_complete::Shell::Fish, "ironpost.fish"),
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd.clone(), "ironpost", &mut out);
+            files.push((root.join("completions").join(file), out));
+        }
+        let update = std::env::var_os("IRONPOST_UPDATE_PACKAGING").is_some();
+        let mut stale = Vec::new();
+        for (path, content) in &files {
+            if std::fs::read(path).ok().as_deref() != Some(content.as_slice()) {
+                if update {
+                    std::fs::write(path, content).unwrap();
+                } else {
+                    stale.push(path.display().to_string());
+                }
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "out of date (run IRONPOST_UPDATE_PACKAGING=1 cargo test -p ironpost packaging_files): {stale:?}"
+        );
+    }
 
     #[test]
     fn colour_only_on_a_terminal_without_no_color() {

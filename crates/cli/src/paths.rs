@@ -79,28 +79,82 @@ pub fn check_owner(dir: &Path, what: &str, user: &User) -> Result<()> {
     Ok(())
 }
 
-/// The policy directory must not be writable by anyone but its owner, and
-/// not by the user the daemon runs as: a compromised daemon must not be able
-/// to rewrite its own policy.
+/// The policy file and its directory must not be writable by other users,
+/// nor by the daemon's group: a compromised daemon must not be able to
+/// rewrite its own policy. Owned by the daemon's user itself (KumoMTA's
+/// documented layout: a kumod-owned 755 policy directory) they are
+/// accepted with a warning. `run_as`: the daemon's (uid, gid).
 pub fn check_policy_dir(policy: &Path, run_as_uid: Option<u32>) -> Result<()> {
-    let dir = policy
+    let file = policy
         .canonicalize()
-        .with_context(|| format!("cannot read policy {}", policy.display()))?
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let meta = std::fs::metadata(&dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+        .with_context(|| format!("cannot read policy {}", policy.display()))?;
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let gid = run_as_uid.and_then(|u| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
+            .ok()
+            .flatten()
+            .map(|u| u.gid.as_raw())
+    });
+    for (what, path) in [("policy directory", &dir), ("policy file", &file)] {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+        let mode = meta.mode() & 0o7777;
+        let fix = |how: &str| format!("fix: {how} {}", path.display());
+        if mode & 0o002 != 0 {
+            bail!(
+                "{what} {} has mode {mode:o} (owner uid {}): every user can write it; {}",
+                path.display(),
+                meta.uid(),
+                fix("chmod o-w")
+            );
+        }
+        let Some(uid) = run_as_uid.filter(|u| *u != 0) else {
+            continue;
+        };
+        if gid.is_some_and(|g| g == meta.gid()) && mode & 0o020 != 0 {
+            bail!(
+                "{what} {} has mode {mode:o} and the daemon's group (gid {}): the daemon can rewrite its own policy; {}",
+                path.display(),
+                meta.gid(),
+                fix("chmod g-w")
+            );
+        }
+        if meta.uid() == uid && mode & 0o200 != 0 {
+            tracing::warn!(
+                "{what} {} is owned by the daemon user (uid {uid}), which can rewrite it (KumoMTA's documented layout); safer: chown root {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A private key file (a TLS or DKIM key given as a file keysource): no
+/// access for other users, no writing by the group, and in a directory
+/// other users cannot write (or they could swap the file).
+pub fn check_key_file(path: &Path) -> Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mode = meta.mode() & 0o7777;
-    if mode & 0o002 != 0 {
+    if mode & 0o027 != 0 {
         bail!(
-            "policy directory {} has mode {mode:o}: it is writable by every user",
-            dir.display()
+            "key file {} has mode {mode:o} (owner uid {}, group gid {}): only its owner may write it and only its owner and group read it; fix: chmod 0640 {}",
+            path.display(),
+            meta.uid(),
+            meta.gid(),
+            path.display()
         );
     }
-    if let Some(uid) = run_as_uid {
-        if uid != 0 && (meta.uid() == uid && mode & 0o200 != 0) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let dmeta =
+            std::fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+        let dmode = dmeta.mode() & 0o7777;
+        if dmode & 0o002 != 0 && dmode & 0o1000 == 0 {
             bail!(
-                "policy directory {} is writable by the daemon user (uid {uid}); it should be owned by root or another account",
+                "key directory {} has mode {dmode:o} (owner uid {}): any user can replace the keys in it; fix: chmod o-w {}",
+                dir.display(),
+                dmeta.uid(),
                 dir.display()
             );
         }

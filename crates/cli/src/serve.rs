@@ -20,6 +20,16 @@ use ironpost_spool::{Spool, SpoolConfig};
 use std::io::Write;
 use std::sync::Arc;
 
+/// Where the package installs the policy: `serve` and `check` use it when
+/// no `--policy` is given and it exists.
+pub const INSTALLED_POLICY: &str = "/etc/ironpost/policy.lua";
+
+/// The installed policy, when there is one.
+pub fn installed_policy() -> Option<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(INSTALLED_POLICY);
+    p.exists().then_some(p)
+}
+
 pub fn run(args: ServeArgs) -> Result<()> {
     if args.print_default_policy {
         print!("{DEFAULT_POLICY}");
@@ -31,9 +41,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .unwrap_or_else(ironpost_server::budget::InflightBudget::default_limit);
 
     let user = args.user.as_deref().map(privileges::lookup).transpose()?;
-    let source = match &args.policy {
+    let policy = args.policy.clone().or_else(installed_policy);
+    let source = match &policy {
         Some(p) => {
-            paths::check_policy_dir(p, user.as_ref().map(|u| u.uid.as_raw()))?;
+            // The daemon's own user: --user's, or the one it runs as (under
+            // systemd's User=).
+            let run_as = user.as_ref().map(|u| u.uid.as_raw()).or_else(|| {
+                let me = nix::unistd::geteuid();
+                (!me.is_root()).then(|| me.as_raw())
+            });
+            paths::check_policy_dir(p, run_as)?;
             PolicySource::File(p.clone())
         }
         None => PolicySource::Builtin,
@@ -57,6 +74,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         i.end()?;
     }
     warn_inline_secrets(&init);
+    // A private key other users could read (or anyone but its owner
+    // replace) is refused before anything is served with it.
+    for l in &init.listeners {
+        if let Some(ironpost_keysource::KeySource::File(p)) = &l.tls_private_key {
+            paths::check_key_file(p)
+                .with_context(|| format!("listener {}: tls_private_key", l.listen))?;
+        }
+    }
 
     if init.listeners.is_empty() {
         bail!("the policy starts no listener: call kumo.start_esmtp_listener{{...}} in the 'init' event");
@@ -336,15 +361,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
             }
         }
         let shutdown = shutdown_signal()?;
+        reload_on_hangup()?;
         writeln!(out, "ready")?;
         out.flush()?;
         drop(out);
+        // systemd (Type=notify): listeners bound, spool recovered.
+        notify_systemd("READY=1");
         tracing::info!(
             recovered,
             truncated_bytes,
             "spool recovered {recovered} messages"
         );
         shutdown.await;
+        notify_systemd("STOPPING=1");
         tracing::info!("shutting down");
         queue.drain().await;
         logger.flush();
@@ -451,6 +480,47 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// SIGHUP (systemd's `ExecReload`): every listener re-reads its certificate
+/// and key at its next handshake, without dropping a connection. Shaping
+/// files reload by themselves when they change; the policy itself is read
+/// at start only.
+fn reload_on_hangup() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            ironpost_listen::tls::reload_now();
+            tracing::info!("SIGHUP: certificates will be re-read at the next handshake");
+        }
+    });
+    Ok(())
+}
+
+/// Tell systemd about the daemon's state (`NOTIFY_SOCKET`, set under
+/// `Type=notify`); nothing without it.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!("sd_notify: {e}"),
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let sent = match bytes.strip_prefix(b"@") {
+        // An abstract socket.
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+        }
+        None => sock.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify {state}: {e}");
+    }
 }
 
 fn dns_config(settings: Option<&ironpost_policy::ResolverSettings>) -> Result<DnsConfig> {

@@ -16,6 +16,21 @@ use std::time::{Duration, Instant};
 
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(300);
 
+/// Bumped by [`reload_now`]: every listener re-reads its certificate at
+/// its next handshake.
+static RELOAD_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Have every listener re-read its certificate and key at its next
+/// handshake (the daemon calls it on SIGHUP). Connections in progress keep
+/// the configuration they started with.
+pub fn reload_now() {
+    RELOAD_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn reload_epoch() -> u64 {
+    RELOAD_EPOCH.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("tls_certificate: {0}")]
@@ -216,6 +231,8 @@ struct Keys {
 
 struct Loaded {
     at: Instant,
+    /// The [`reload_now`] count it was loaded under.
+    epoch: u64,
     config: Arc<ServerConfig>,
 }
 
@@ -248,6 +265,7 @@ impl TlsSource {
             options,
             current: Mutex::new(Loaded {
                 at: Instant::now(),
+                epoch: reload_epoch(),
                 config,
             }),
         })
@@ -272,11 +290,13 @@ impl TlsSource {
     pub async fn config(self: &Arc<Self>) -> Arc<ServerConfig> {
         let config = {
             let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-            if self.keys.is_none() || cur.at.elapsed() < self.options.reload_interval {
+            let asked = cur.epoch != reload_epoch();
+            if self.keys.is_none() || (!asked && cur.at.elapsed() < self.options.reload_interval) {
                 return cur.config.clone();
             }
             // Claim this reload: concurrent handshakes do not start more.
             cur.at = Instant::now();
+            cur.epoch = reload_epoch();
             cur.config.clone()
         };
         let me = self.clone();

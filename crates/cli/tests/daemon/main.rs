@@ -7,6 +7,7 @@ mod common;
 mod delivery_common;
 
 mod auth_tenants;
+mod check_cmd;
 mod client_certs;
 mod cluster;
 mod crash_records;

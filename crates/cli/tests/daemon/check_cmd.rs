@@ -1,0 +1,132 @@
+//! `ironpost check`: a policy is loaded and its `init` run without serving;
+//! every problem is reported (not only the first), each naming its path,
+//! mode and fix; a clean policy passes. Also the key-file and policy
+//! ownership rules that `serve` applies at start.
+
+use crate::common::BIN;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn write(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn check(policy: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["check", "--policy"])
+        .arg(policy)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn policy(dir: &Path, listener_extra: &str) -> String {
+    format!(
+        "local kumo = require 'kumo'\nkumo.on('init', function()\n  \
+         kumo.define_spool {{ name = 'data', path = '{d}/spool' }}\n  \
+         kumo.configure_local_logs {{ log_dir = '{d}/logs' }}\n  \
+         kumo.start_esmtp_listener {{ listen = '127.0.0.1:0', {listener_extra} }}\nend)\n",
+        d = dir.display()
+    )
+}
+
+#[test]
+fn three_problems_are_three_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // 1: a spool other users can enter; 2: logs the same; 3: a key file
+    // that does not exist.
+    for sub in ["spool", "logs"] {
+        std::fs::create_dir(d.join(sub)).unwrap();
+        std::fs::set_permissions(d.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let p = d.join("policy.lua");
+    write(
+        &p,
+        &policy(
+            d,
+            &format!(
+                "tls_certificate = '{0}/cert.pem', tls_private_key = '{0}/missing-key.pem'",
+                d.display()
+            ),
+        ),
+        0o644,
+    );
+    write(&d.join("cert.pem"), "not a certificate", 0o644);
+    let (ok, out) = check(&p);
+    assert!(!ok, "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 3, "{out}");
+    assert!(
+        out.contains("spool 'data' directory") && out.contains("755"),
+        "{out}"
+    );
+    assert!(out.contains("chmod o-rwx"), "names the fix: {out}");
+    assert!(out.contains("log directory"), "{out}");
+    assert!(out.contains("missing-key.pem"), "{out}");
+    assert!(out.contains("3 problem(s)"), "{out}");
+}
+
+#[test]
+fn a_clean_policy_passes_and_a_lua_error_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = d.join("policy.lua");
+    write(&p, &policy(d, ""), 0o644);
+    let (ok, out) = check(&p);
+    assert!(ok, "{out}");
+    assert!(out.contains("no problems found"), "{out}");
+    assert!(!d.join("spool").exists(), "check opens no spool");
+    write(
+        &p,
+        "local kumo = require 'kumo'\nkumo.no_such_function()\n",
+        0o644,
+    );
+    let (ok, out) = check(&p);
+    assert!(!ok);
+    assert!(out.contains("policy.lua:2"), "{out}");
+}
+
+#[test]
+fn key_files_and_policies_open_to_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pki = crate::delivery_common::Pki::new();
+    let (cert, key) = pki.valid(&["localhost"]);
+    write(&d.join("cert.pem"), &cert, 0o644);
+    // Readable by every user: refused, naming mode and fix.
+    write(&d.join("key.pem"), &key, 0o644);
+    let p = d.join("policy.lua");
+    let tls = format!(
+        "tls_certificate = '{0}/cert.pem', tls_private_key = '{0}/key.pem'",
+        d.display()
+    );
+    write(&p, &policy(d, &tls), 0o644);
+    let (ok, out) = check(&p);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("key.pem") && out.contains("644") && out.contains("chmod 0640"),
+        "{out}"
+    );
+    // The safe layout (root:ironpost 0640 in packages): accepted.
+    write(&d.join("key.pem"), &key, 0o640);
+    let (ok, out) = check(&p);
+    assert!(ok, "{out}");
+    // A world-writable policy file is refused.
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (ok, out) = check(&p);
+    assert!(
+        !ok && out.contains("policy file") && out.contains("chmod o-w"),
+        "{out}"
+    );
+}

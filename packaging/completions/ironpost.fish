@@ -1,0 +1,179 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_ironpost_global_optspecs
+    string join \n log-format= h/help V/version
+end
+
+function __fish_ironpost_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_ironpost_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_ironpost_using_subcommand
+    set -l cmd (__fish_ironpost_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c ironpost -n "__fish_ironpost_needs_command" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_needs_command" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_needs_command" -s V -l version -d 'Print version'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "serve" -d 'Run the MTA daemon'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "check" -d 'Check a policy without starting: run its `init`, load its helper files and keysources, check directory modes; print every problem'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "dkim" -d 'DKIM key tooling: generate keys and check their DNS records'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "queue" -d 'Queues held by the daemon'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "bounce" -d 'Bounce queued messages for a destination domain and/or tenant now'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "suspend" -d 'Suspend delivery for a destination domain, tenant, campaign or egress source (kept across restarts)'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "suspend-list" -d 'List the suspensions in force'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "suspend-cancel" -d 'End a suspension early'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "automation-list" -d 'List what traffic-shaping automation holds: suspensions, egress path overrides and bounces, with their ids'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "automation-cancel" -d 'End an automation suspension, override or bounce early'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "inspect" -d 'Show a spooled message\'s envelope and metadata'
+complete -c ironpost -n "__fish_ironpost_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ironpost -n "__fish_ironpost_using_subcommand serve" -l policy -d 'Lua policy file (KumoMTA policy API). Defaults to /etc/ironpost/policy.lua when it exists (an installed package), else the built-in policy' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand serve" -l user -d 'Drop all privileges to this user after binding listeners (when started as root)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand serve" -l max-inflight-memory -d 'Memory for message content being received, across all connections (bytes, or "512MB", "2GiB"). Beyond it new transactions get `452 4.3.1`. Default: a quarter of the machine\'s memory' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand serve" -l sqlite-dir -d 'A directory, besides the policy\'s own, where the policy\'s `sqlite.open` may open databases. Repeatable' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand serve" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand serve" -l print-default-policy -d 'Print the built-in default policy and exit'
+complete -c ironpost -n "__fish_ironpost_using_subcommand serve" -l lua-unrestricted -d 'Give the policy the full Lua standard library (io, os, package) instead of the sandbox. Only for policies you fully trust'
+complete -c ironpost -n "__fish_ironpost_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ironpost -n "__fish_ironpost_using_subcommand check" -l policy -d 'The policy to check (default: the one `serve` would use)' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand check" -l user -d 'The user the daemon would drop to: its policy must not be writable by it' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand check" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand check" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and not __fish_seen_subcommand_from keygen verify-dns help" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and not __fish_seen_subcommand_from keygen verify-dns help" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and not __fish_seen_subcommand_from keygen verify-dns help" -f -a "keygen" -d 'Generate a private key and print the DNS TXT record to publish'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and not __fish_seen_subcommand_from keygen verify-dns help" -f -a "verify-dns" -d 'Check that the DKIM TXT record published for a selector matches a private key. Exits non-zero unless it matches'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and not __fish_seen_subcommand_from keygen verify-dns help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from keygen" -l domain -d 'Signing domain (d=)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from keygen" -l selector -d 'Selector (s=)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from keygen" -l algo -d 'Key algorithm: ed25519 or rsa' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from keygen" -l bits -d 'RSA modulus size in bits (2048 to 4096; default 2048). RSA only' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from keygen" -l out -d 'Directory that holds the keys, one subdirectory per domain' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from keygen" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from keygen" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from verify-dns" -l domain -d 'Signing domain (d=)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from verify-dns" -l selector -d 'Selector (s=)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from verify-dns" -l key -d 'Private key file (PEM or DER)' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from verify-dns" -l algo -d 'Key algorithm: ed25519 or rsa. Detected from the key when absent' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from verify-dns" -l txt -d 'Check this record text instead of looking it up in DNS (the value, or zone-file quoted strings)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from verify-dns" -l resolver -d 'Ask this DNS server (ip:port) instead of the system resolvers' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from verify-dns" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from verify-dns" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "keygen" -d 'Generate a private key and print the DNS TXT record to publish'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "verify-dns" -d 'Check that the DKIM TXT record published for a selector matches a private key. Exits non-zero unless it matches'
+complete -c ironpost -n "__fish_ironpost_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and not __fish_seen_subcommand_from summary help" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and not __fish_seen_subcommand_from summary help" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and not __fish_seen_subcommand_from summary help" -f -a "summary" -d 'Messages per scheduled queue'
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and not __fish_seen_subcommand_from summary help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from summary" -l endpoint -d 'Admin API base URL' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from summary" -l user -d 'User for HTTP Basic authorization (checked by the policy\'s http_server_validate_auth_basic). Not needed from a trusted host' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from summary" -l password-file -d 'File whose first line is the password; "-" reads standard input' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from summary" -l ca-file -d 'PEM certificate(s) to trust for an https endpoint' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from summary" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from summary" -l insecure -d 'Do not verify the https endpoint\'s certificate'
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from summary" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "summary" -d 'Messages per scheduled queue'
+complete -c ironpost -n "__fish_ironpost_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l domain -d 'Recipient domain' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l tenant -d 'Tenant' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l reason -d 'Reason recorded in the bounces' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l endpoint -d 'Admin API base URL' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l user -d 'User for HTTP Basic authorization (checked by the policy\'s http_server_validate_auth_basic). Not needed from a trusted host' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l password-file -d 'File whose first line is the password; "-" reads standard input' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l ca-file -d 'PEM certificate(s) to trust for an https endpoint' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -l insecure -d 'Do not verify the https endpoint\'s certificate'
+complete -c ironpost -n "__fish_ironpost_using_subcommand bounce" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l domain -d 'Recipient domain' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l tenant -d 'Tenant' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l campaign -d 'Campaign' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l source -d 'Egress source (its pools send from their other sources)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l reason -d 'Reason recorded for the suspension' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l duration -d 'How long, such as "30m" or "1h" (the daemon\'s default if absent)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l endpoint -d 'Admin API base URL' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l user -d 'User for HTTP Basic authorization (checked by the policy\'s http_server_validate_auth_basic). Not needed from a trusted host' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l password-file -d 'File whose first line is the password; "-" reads standard input' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l ca-file -d 'PEM certificate(s) to trust for an https endpoint' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -l insecure -d 'Do not verify the https endpoint\'s certificate'
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-list" -l endpoint -d 'Admin API base URL' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-list" -l user -d 'User for HTTP Basic authorization (checked by the policy\'s http_server_validate_auth_basic). Not needed from a trusted host' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-list" -l password-file -d 'File whose first line is the password; "-" reads standard input' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-list" -l ca-file -d 'PEM certificate(s) to trust for an https endpoint' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-list" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-list" -l insecure -d 'Do not verify the https endpoint\'s certificate'
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-list" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-cancel" -l id -d 'Its id (from suspend or suspend-list)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-cancel" -l endpoint -d 'Admin API base URL' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-cancel" -l user -d 'User for HTTP Basic authorization (checked by the policy\'s http_server_validate_auth_basic). Not needed from a trusted host' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-cancel" -l password-file -d 'File whose first line is the password; "-" reads standard input' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-cancel" -l ca-file -d 'PEM certificate(s) to trust for an https endpoint' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-cancel" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-cancel" -l insecure -d 'Do not verify the https endpoint\'s certificate'
+complete -c ironpost -n "__fish_ironpost_using_subcommand suspend-cancel" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-list" -l endpoint -d 'Admin API base URL' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-list" -l user -d 'User for HTTP Basic authorization (checked by the policy\'s http_server_validate_auth_basic). Not needed from a trusted host' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-list" -l password-file -d 'File whose first line is the password; "-" reads standard input' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-list" -l ca-file -d 'PEM certificate(s) to trust for an https endpoint' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-list" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-list" -l insecure -d 'Do not verify the https endpoint\'s certificate'
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-list" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-cancel" -l id -d 'Its id (from automation-list)' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-cancel" -l endpoint -d 'Admin API base URL' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-cancel" -l user -d 'User for HTTP Basic authorization (checked by the policy\'s http_server_validate_auth_basic). Not needed from a trusted host' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-cancel" -l password-file -d 'File whose first line is the password; "-" reads standard input' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-cancel" -l ca-file -d 'PEM certificate(s) to trust for an https endpoint' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-cancel" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-cancel" -l insecure -d 'Do not verify the https endpoint\'s certificate'
+complete -c ironpost -n "__fish_ironpost_using_subcommand automation-cancel" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand inspect" -l endpoint -d 'Admin API base URL' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand inspect" -l user -d 'User for HTTP Basic authorization (checked by the policy\'s http_server_validate_auth_basic). Not needed from a trusted host' -r
+complete -c ironpost -n "__fish_ironpost_using_subcommand inspect" -l password-file -d 'File whose first line is the password; "-" reads standard input' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand inspect" -l ca-file -d 'PEM certificate(s) to trust for an https endpoint' -r -F
+complete -c ironpost -n "__fish_ironpost_using_subcommand inspect" -l log-format -d 'How diagnostics are written to stderr: `text` (coloured only when stderr is a terminal and NO_COLOR is unset or empty) or `json` (one JSON object per line, with `timestamp`, `level` and `message`). IRONPOST_LOG sets the filter (default `info`)' -r -f -a "text\t''
+json\t''"
+complete -c ironpost -n "__fish_ironpost_using_subcommand inspect" -l insecure -d 'Do not verify the https endpoint\'s certificate'
+complete -c ironpost -n "__fish_ironpost_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "serve" -d 'Run the MTA daemon'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "check" -d 'Check a policy without starting: run its `init`, load its helper files and keysources, check directory modes; print every problem'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "dkim" -d 'DKIM key tooling: generate keys and check their DNS records'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "queue" -d 'Queues held by the daemon'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "bounce" -d 'Bounce queued messages for a destination domain and/or tenant now'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "suspend" -d 'Suspend delivery for a destination domain, tenant, campaign or egress source (kept across restarts)'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "suspend-list" -d 'List the suspensions in force'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "suspend-cancel" -d 'End a suspension early'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "automation-list" -d 'List what traffic-shaping automation holds: suspensions, egress path overrides and bounces, with their ids'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "automation-cancel" -d 'End an automation suspension, override or bounce early'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "inspect" -d 'Show a spooled message\'s envelope and metadata'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and not __fish_seen_subcommand_from serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "keygen" -d 'Generate a private key and print the DNS TXT record to publish'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "verify-dns" -d 'Check that the DKIM TXT record published for a selector matches a private key. Exits non-zero unless it matches'
+complete -c ironpost -n "__fish_ironpost_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "summary" -d 'Messages per scheduled queue'
