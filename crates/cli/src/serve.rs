@@ -20,6 +20,9 @@ use ironpost_spool::{Spool, SpoolConfig};
 use std::io::Write;
 use std::sync::Arc;
 
+/// How long a stop waits for messages being received.
+const RECEPTION_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where the package installs the policy: `serve` and `check` use it when
 /// no `--policy` is given and it exists.
 pub const INSTALLED_POLICY: &str = "/etc/ironpost/policy.lua";
@@ -375,6 +378,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         shutdown.await;
         notify_systemd("STOPPING=1");
         tracing::info!("shutting down");
+        // Messages being received get their answer (and their 250 is
+        // durable) before anything else stops.
+        ironpost_server::stop::close();
+        let left = ironpost_server::stop::wait_idle(RECEPTION_GRACE).await;
+        if left > 0 {
+            tracing::warn!("shutdown: {left} messages still being received are cut off");
+        }
         queue.drain().await;
         logger.flush();
         spool.shutdown();

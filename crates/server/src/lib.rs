@@ -12,6 +12,7 @@ pub mod reception;
 mod relay;
 mod session;
 pub mod spill;
+pub mod stop;
 pub mod tls;
 
 pub use listener::{BoundListener, PreparedListener, Services};

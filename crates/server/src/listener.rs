@@ -193,6 +193,11 @@ impl BoundListener {
     pub async fn serve(mut self) {
         loop {
             let (stream, peer) = match self.listener.accept().await {
+                Ok((stream, peer)) if crate::stop::closing() => {
+                    let reply = Reply::new(421, "4.3.2", "Shutting down, try again later");
+                    self.refuse(stream, peer, reply);
+                    continue;
+                }
                 Ok(x) => x,
                 Err(e) => {
                     let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));

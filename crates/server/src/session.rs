@@ -206,6 +206,11 @@ impl Driver {
         self.queue(&greeting);
         loop {
             let line = self.next_line("waiting for a command").await?;
+            if crate::stop::closing() {
+                return Err(self
+                    .close_with(Reply::new(421, "4.3.2", "Shutting down, try again later"))
+                    .await);
+            }
             match command::parse(&line) {
                 Ok(cmd) => self.dispatch(cmd).await?,
                 Err(reply) => self.protocol_error(reply).await?,
@@ -681,6 +686,8 @@ impl Driver {
     }
 
     async fn receive_data(&mut self) -> Result<(), End> {
+        // A stop waits for this message to be received and answered.
+        let _receiving = crate::stop::Receiving::begin();
         // RFC 2034 gives enhanced codes to 2xx, 4xx and 5xx replies only.
         self.out
             .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");

@@ -130,3 +130,45 @@ fn key_files_and_policies_open_to_others_are_refused() {
         "{out}"
     );
 }
+
+/// SIGTERM while a client is in the middle of DATA: the daemon stops taking
+/// connections and commands, but that message is received, answered 250
+/// and spooled before the daemon exits; a restart finds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_lets_a_message_being_received_finish() {
+    use ironpost_testkit::SmtpClient;
+    let mut d = crate::common::start_default();
+    let (mut c, _) = SmtpClient::connect(d.smtp_addr()).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    assert_eq!(c.cmd("MAIL FROM:<a@origin.test>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<b@example.test>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send_raw(b"Subject: during a stop\r\n\r\nfirst half\r\n")
+        .await
+        .unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGTERM) };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(d.is_running(), "exited with a message half received");
+    // A new connection is refused meanwhile.
+    if let Ok((_, greeting)) = SmtpClient::connect(d.smtp_addr()).await {
+        assert_eq!(greeting.code, 421, "{greeting}");
+    }
+    c.send_raw(b"second half\r\n.\r\n").await.unwrap();
+    let r = c.read_reply().await.unwrap();
+    assert_eq!(r.code, 250, "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while d.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not exit after the message"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let rec = d
+        .read_log_records()
+        .into_iter()
+        .filter(|r| r["type"] == "Reception")
+        .count();
+    assert_eq!(rec, 1, "the message was received and logged");
+}
