@@ -34,7 +34,8 @@ rm -rf target/debian
 if [ -n "${PACKAGE_BINARY:-}" ]; then
     mkdir -p target/release
     cp "$PACKAGE_BINARY" target/release/ironpost
-    cargo deb -p ironpost --no-build --no-strip -q
+    strip --strip-unneeded target/release/ironpost
+    cargo deb -p ironpost --no-build -q
 else
     cargo deb -p ironpost -q
 fi
@@ -78,7 +79,10 @@ awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }' || fail "exposure $sco
 
 say "serve as ExecStart does, and receive a message over STARTTLS"
 out=$(mktemp)
-as_daemon /usr/sbin/ironpost serve --policy /etc/ironpost/policy.lua >"$out" 2>"$out.err" &
+# setpriv itself (not a function: $! must be the daemon) execs the daemon.
+setpriv --reuid ironpost --regid ironpost --init-groups \
+    --inh-caps +net_bind_service --ambient-caps +net_bind_service \
+    /usr/sbin/ironpost serve --policy /etc/ironpost/policy.lua >"$out" 2>"$out.err" &
 pid=$!
 for _ in $(seq 1 100); do grep -q '^ready' "$out" && break; sleep 0.1; done
 grep -q '^ready' "$out" || { cat "$out.err"; fail "the installed daemon did not start"; }
@@ -87,7 +91,9 @@ swaks --server 127.0.0.1:25 --tls --from root@localhost --to someone@example.inv
 grep -q '250 2.0.0 OK' "$out.swaks" || { cat "$out.swaks"; fail "no 250 for the message"; }
 owners=$(find /var/spool/ironpost -type f -size +0 -printf '%u\n' | sort -u)
 [ "$owners" = ironpost ] || fail "spool files owned by '$owners', not ironpost"
-kill -TERM "$pid"; wait "$pid" || true
+kill -TERM "$pid"
+wait "$pid" || true
+! kill -0 "$pid" 2>/dev/null || fail "the daemon did not stop on SIGTERM"
 rm -f "$out" "$out.err" "$out.swaks"
 
 say "purge"
