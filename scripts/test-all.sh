@@ -41,6 +41,16 @@ echo "==> cargo test"
 cargo test --workspace
 echo "==> tests done; target directory: $(du -sh target | cut -f1)"
 
+# The Debian package, built from the test build's binary: lintian, install,
+# the service account and modes, ironpost check, a message over STARTTLS to
+# the installed binary, the unit's exposure score, purge.
+if [ "$(id -u)" -eq 0 ] && command -v dpkg >/dev/null; then
+  echo "==> Debian package"
+  PACKAGE_BINARY="$PWD/target/debug/ironpost" bash scripts/test-package.sh
+else
+  echo "==> Debian package: skipped (needs root on Debian)"
+fi
+
 # Every fuzz target runs for a while (stable Rust with RUSTC_BOOTSTRAP; see
 # scripts/fuzz.sh); a crash, timeout or out-of-memory fails the run.
 # IRONPOST_FREE_DISK=1 (set by .ci/run) drops the test build first, since
