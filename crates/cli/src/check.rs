@@ -72,7 +72,16 @@ pub fn run(args: CheckArgs) -> Result<()> {
     };
     match PolicyEngine::start(source, opts) {
         Err(e) => report.add(format!("policy: {e}")),
-        Ok((_engine, init)) => {
+        Ok((engine, init)) => {
+            for (helper, path) in engine.key_files() {
+                match paths::check_key_path(path) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        report.add(format!("{helper}: key {} does not exist", path.display()))
+                    }
+                    Err(e) => report.add(format!("{helper}: {e:#}")),
+                }
+            }
             for s in &init.spools {
                 report.check(existing_private_dir(
                     &s.path,

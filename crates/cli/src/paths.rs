@@ -102,7 +102,7 @@ pub fn check_policy_dir(policy: &Path, run_as_uid: Option<u32>) -> Result<()> {
         let fix = |how: &str| format!("fix: {how} {}", path.display());
         if mode & 0o002 != 0 {
             bail!(
-                "{what} {} has mode {mode:o} (owner uid {}): every user can write it; {}",
+                "{what} {} has mode {mode:o} (owner uid {}): it is writable by every user; {}",
                 path.display(),
                 meta.uid(),
                 fix("chmod o-w")
@@ -160,4 +160,32 @@ pub fn check_key_file(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A key directory: no access for other users (the seed's 2770 kumod
+/// layout and the package's 2750 root:ironpost both pass).
+pub fn check_key_dir(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        bail!(
+            "key directory {} has mode {mode:o} (owner uid {}, group gid {}): other users can reach the keys; fix: chmod o-rwx {}",
+            dir.display(),
+            meta.uid(),
+            meta.gid(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A key file or directory a helper named: checked as its kind. `Ok(false)`
+/// when it does not exist.
+pub fn check_key_path(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Ok(m) if m.is_dir() => check_key_dir(path).map(|_| true),
+        Ok(_) => check_key_file(path).map(|_| true),
+    }
 }

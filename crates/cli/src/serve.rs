@@ -79,6 +79,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     warn_inline_secrets(&init);
     // A private key other users could read (or anyone but its owner
     // replace) is refused before anything is served with it.
+    for (helper, path) in engine.key_files() {
+        paths::check_key_path(path).with_context(|| format!("{helper}"))?;
+    }
     for l in &init.listeners {
         if let Some(ironpost_keysource::KeySource::File(p)) = &l.tls_private_key {
             paths::check_key_file(p)

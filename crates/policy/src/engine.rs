@@ -57,6 +57,7 @@ struct Inner {
     handlers: HashSet<String>,
     shaping: Arc<crate::helpers::shaping::Registry>,
     throttles: Arc<crate::throttle_object::Throttles>,
+    key_files: Vec<(String, PathBuf)>,
 }
 
 #[derive(Clone)]
@@ -217,8 +218,19 @@ impl PolicyEngine {
             handlers,
             shaping: shared.shaping.clone(),
             throttles: shared.throttles.clone(),
+            key_files: shared
+                .key_files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }));
         Ok((engine, init))
+    }
+
+    /// Key files and key directories the policy's helpers named (DKIM
+    /// keys), with the helper that named each.
+    pub fn key_files(&self) -> &[(String, PathBuf)] {
+        &self.0.key_files
     }
 
     /// Share `kumo.make_throttle`'s throttles through Redis.

@@ -13,6 +13,9 @@ pub struct Shared {
     pub shaping: Arc<crate::helpers::shaping::Registry>,
     /// `kumo.make_throttle`'s throttles.
     pub throttles: Arc<crate::throttle_object::Throttles>,
+    /// Key files (and key directories) the helpers named, with the helper:
+    /// start-up checks who may read them.
+    pub key_files: Mutex<Vec<(String, PathBuf)>>,
 }
 
 pub struct StateCtx {

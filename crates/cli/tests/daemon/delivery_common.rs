@@ -58,9 +58,13 @@ impl Pki {
     }
 
     /// Writes `content` to a file in the PKI directory; returns its path.
+    /// Private to the owner (0600), as an operator keeps key files;
+    /// Ironpost refuses a private key other users can read.
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
         let p = self.dir.path().join(name);
         std::fs::write(&p, content).expect("write file");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         p
     }
 

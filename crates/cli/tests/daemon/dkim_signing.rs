@@ -22,6 +22,9 @@ fn write_key(
     let (pem, public) = generate(algo, 2048).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, &*pem).unwrap();
+    // A private key other users can read is refused at start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let rec = dns_record(domain, selector, algo, &public).unwrap();
     records.insert(rec.name.clone(), rec.txt_value());
     path

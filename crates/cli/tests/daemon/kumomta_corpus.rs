@@ -221,6 +221,19 @@ impl Prepared {
             }
             _ => {}
         }
+        // Private keys as an operator keeps them: only their owner reads
+        // them (Ironpost refuses one that other users can read).
+        for name in [
+            "key.pem",
+            "example-private-dkim-key.pem",
+            "example.com.key",
+            "myesp.com.key",
+        ] {
+            if at(name).exists() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(at(name), std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
         Prepared {
             policy: text.replace("{{DIR}}", &root),
             dir,

@@ -2,6 +2,7 @@
 //! certificates (files and inline `key_data`), state reset after TLS, and the
 //! cleartext command-injection class (CVE-2011-0411).
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,8 @@ fn write_pair(dir: &std::path::Path, cert: &str, key: &str) -> (String, String) 
     let key_path = dir.join("key.pem");
     std::fs::write(&cert_path, cert).unwrap();
     std::fs::write(&key_path, key).unwrap();
+    // Only its owner reads a private key (Ironpost refuses one others can).
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     (
         cert_path.display().to_string(),
         key_path.display().to_string(),

@@ -103,6 +103,8 @@ pub struct Compiled {
     base: Spec,
     domains: DomainMap<Spec>,
     signature: HashMap<String, Spec>,
+    /// Key files and directories named (see [`key_files_of`]).
+    pub key_files: Vec<PathBuf>,
 }
 
 const DEFAULT_KEY_DIR: &str = "/etc/ironpost/dkim";
@@ -413,11 +415,48 @@ fn load(sources: &[Source]) -> Result<Compiled, String> {
             ));
         }
     }
+    let key_files = key_files_of(&data);
     Ok(Compiled {
         domains,
         signature: data.signature,
         base: data.base,
+        key_files,
     })
+}
+
+/// The key files the data names (or implies: `key_dir/domain/selector.key`)
+/// and the key directories, so start-up can check who may read them. A
+/// wildcard block's files depend on the domain: its directory is checked.
+fn key_files_of(data: &DkimData) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let base = &data.base;
+    let named = data
+        .domain
+        .iter()
+        .map(|(d, s)| (Some(d.as_str()), s))
+        .chain(data.signature.values().map(|s| (s.domain.as_deref(), s)));
+    for (domain, s) in named {
+        if s.vault_mount.is_some() || base.vault_mount.is_some() {
+            continue;
+        }
+        if let Some(f) = &s.filename {
+            out.push(PathBuf::from(f));
+            continue;
+        }
+        let dir = s
+            .key_dir
+            .clone()
+            .or_else(|| base.key_dir.clone())
+            .unwrap_or_else(|| DEFAULT_KEY_DIR.into());
+        let selector = s.selector.as_ref().or(base.selector.as_ref());
+        match (domain.filter(|d| !d.contains('*')), selector) {
+            (Some(d), Some(sel)) => out.push(dir.join(d).join(format!("{sel}.key"))),
+            _ => out.push(dir),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The setup's data, read again when a file changes or is older than
@@ -581,6 +620,18 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             super::configure_once(lua, "dkim_sign")?;
             let sources = sources(lua, files).map_err(mlua::Error::RuntimeError)?;
             let data = Arc::new(load(&sources).map_err(mlua::Error::RuntimeError)?);
+            if let Some(ctx) = lua.app_data_ref::<crate::state::StateCtx>() {
+                let mut keys = ctx
+                    .shared
+                    .key_files
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                for f in &data.key_files {
+                    if !keys.iter().any(|(_, k)| k == f) {
+                        keys.push(("policy-extras.dkim_sign".into(), f.clone()));
+                    }
+                }
+            }
             let loader = Arc::new(Loader {
                 state: Mutex::new(Loaded {
                     data,
