@@ -80,7 +80,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // A private key other users could read (or anyone but its owner
     // replace) is refused before anything is served with it.
     for (helper, path) in engine.key_files() {
-        paths::check_key_path(path).with_context(|| format!("{helper}"))?;
+        paths::check_key_path(path).with_context(|| helper.clone())?;
     }
     for l in &init.listeners {
         if let Some(ironpost_keysource::KeySource::File(p)) = &l.tls_private_key {
