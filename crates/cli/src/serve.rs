@@ -320,6 +320,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let connection_metrics = metrics.clone();
         let inflight = ironpost_server::budget::InflightBudget::new(max_inflight);
         tokio::spawn(release_memory_after_peaks(inflight.clone()));
+        let reloadable = (engine.clone(), queue.clone());
         let services = Services {
             policy: engine,
             on_connection: Some(Arc::new(move || {
@@ -367,7 +368,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             }
         }
         let shutdown = shutdown_signal()?;
-        reload_on_hangup()?;
+        reload_on_hangup(reloadable.0, reloadable.1)?;
         writeln!(out, "ready")?;
         out.flush()?;
         drop(out);
@@ -496,16 +497,29 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 /// SIGHUP (systemd's `ExecReload`): every listener re-reads its certificate
-/// and key at its next handshake, without dropping a connection. Shaping
-/// files reload by themselves when they change; the policy itself is read
-/// at start only.
-fn reload_on_hangup() -> Result<()> {
+/// and key at its next handshake, without dropping a connection, and the
+/// policy file is loaded again for every event from then on (a policy that
+/// no longer loads leaves the running one in place, logged). `init` is not
+/// run again: listeners, spool and logs need a restart.
+fn reload_on_hangup(engine: PolicyEngine, queue: QueueManager) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             ironpost_listen::tls::reload_now();
-            tracing::info!("SIGHUP: certificates will be re-read at the next handshake");
+            let e = engine.clone();
+            match tokio::task::spawn_blocking(move || e.reload()).await {
+                Ok(Ok(())) => {
+                    queue.policy_reloaded();
+                    tracing::info!(
+                        "SIGHUP: policy reloaded; certificates will be re-read at the next handshake"
+                    )
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("SIGHUP: the policy did not load, the running one stays: {e}")
+                }
+                Err(e) => tracing::error!("SIGHUP: reload failed: {e}"),
+            }
         }
     });
     Ok(())

@@ -191,6 +191,16 @@ impl QueueManager {
         rr.next(&pool.entries).map(|i| pool.entries[i].name.clone())
     }
 
+    /// The policy was reloaded: forget every answer it gave (queue configs,
+    /// pools, sources, egress paths), so the next parts ask the new one.
+    pub fn policy_reloaded(&self) {
+        let e = &self.0.egress;
+        lock(&e.queue_cfgs).clear();
+        lock(&e.pools).clear();
+        lock(&e.sources).clear();
+        lock(&e.paths).clear();
+    }
+
     /// Forget the egress paths, so the next parts ask the policy again
     /// (an automation override began or ended).
     pub(crate) fn forget_paths(&self) {

@@ -54,7 +54,13 @@ impl Default for EngineOptions {
 struct Inner {
     idle: Mutex<Vec<Lua>>,
     returned: Condvar,
-    handlers: HashSet<String>,
+    handlers: std::sync::RwLock<HashSet<String>>,
+    /// Bumped by each reload; a state of an older one is dropped when it
+    /// comes back instead of rejoining the pool.
+    generation: std::sync::atomic::AtomicU64,
+    source: PolicySource,
+    opts: EngineOptions,
+    shared: Arc<Shared>,
     shaping: Arc<crate::helpers::shaping::Registry>,
     throttles: Arc<crate::throttle_object::Throttles>,
     key_files: Vec<(String, PathBuf)>,
@@ -62,6 +68,9 @@ struct Inner {
 
 #[derive(Clone)]
 pub struct PolicyEngine(Arc<Inner>);
+
+/// The reload a Lua state was made for (0: the start).
+struct Generation(u64);
 
 fn new_state(
     source: &PolicySource,
@@ -215,7 +224,11 @@ impl PolicyEngine {
         let engine = PolicyEngine(Arc::new(Inner {
             idle: Mutex::new(idle),
             returned: Condvar::new(),
-            handlers,
+            handlers: std::sync::RwLock::new(handlers),
+            generation: Default::default(),
+            source: source.clone(),
+            opts: opts.clone(),
+            shared: shared.clone(),
             shaping: shared.shaping.clone(),
             throttles: shared.throttles.clone(),
             key_files: shared
@@ -244,7 +257,50 @@ impl PolicyEngine {
     }
 
     pub fn has_handler(&self, event: &str) -> bool {
-        self.0.handlers.contains(event)
+        self.0
+            .handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(event)
+    }
+
+    /// Load the policy file again (SIGHUP) and use it for every event from
+    /// now on; calls in progress finish under the old one. `init` is not
+    /// run again: listeners, spool and logs need a restart. When the new
+    /// policy does not load, the old one stays, and the error is returned.
+    pub fn reload(&self) -> Result<(), PolicyError> {
+        let inner = &self.0;
+        let code = match &inner.source {
+            PolicySource::File(p) => std::fs::read_to_string(p).map_err(|e| PolicyError::Read {
+                path: p.clone(),
+                source: e,
+            })?,
+            PolicySource::Builtin => DEFAULT_POLICY.to_string(),
+        };
+        let generation = inner.generation.load(std::sync::atomic::Ordering::SeqCst) + 1;
+        let mut states = Vec::new();
+        for _ in 0..inner.opts.pool_size.max(1) {
+            let lua = new_state(&inner.source, &code, &inner.shared, &inner.opts)?;
+            lua.set_app_data(Generation(generation));
+            states.push(lua);
+        }
+        check_required_pools(&states[0]).map_err(|e| PolicyError::Lua(describe_lua_error(&e)))?;
+        let handlers: HashSet<String> = {
+            let t: Table = states[0]
+                .named_registry_value(HANDLERS_KEY)
+                .map_err(|e| PolicyError::Lua(describe_lua_error(&e)))?;
+            t.pairs::<String, Value>()
+                .filter_map(|kv| kv.ok().map(|(k, _)| k))
+                .collect()
+        };
+        let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .generation
+            .store(generation, std::sync::atomic::Ordering::SeqCst);
+        *inner.handlers.write().unwrap_or_else(|p| p.into_inner()) = handlers;
+        *idle = states;
+        inner.returned.notify_all();
+        Ok(())
     }
 
     fn checkout(&self) -> Lua {
@@ -262,12 +318,13 @@ impl PolicyEngine {
     }
 
     fn checkin(&self, lua: Lua) {
-        self.0
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(lua);
-        self.0.returned.notify_one();
+        let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.0.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let of = lua.app_data_ref::<Generation>().map_or(0, |g| g.0);
+        if of == current {
+            idle.push(lua);
+            self.0.returned.notify_one();
+        }
     }
 
     /// Run `f` with a pooled Lua state on the blocking pool.

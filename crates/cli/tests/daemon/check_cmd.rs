@@ -172,3 +172,48 @@ async fn a_stop_lets_a_message_being_received_finish() {
         .count();
     assert_eq!(rec, 1, "the message was received and logged");
 }
+
+/// The seed's KumoMTA layout, a policy directory owned by the daemon user
+/// at 755, is accepted with a warning; a policy the daemon's group may
+/// write is refused, naming the fix.
+#[test]
+fn the_seed_layout_passes_with_a_warning_and_group_write_is_refused() {
+    use std::os::unix::fs::chown;
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("nobody");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("policy");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = d.join("init.lua");
+    write(&p, &policy(dir.path(), ""), 0o644);
+    chown(&d, Some(nobody.uid.as_raw()), Some(nobody.gid.as_raw())).unwrap();
+    chown(&p, Some(nobody.uid.as_raw()), Some(nobody.gid.as_raw())).unwrap();
+    let run = || {
+        let out = Command::new(BIN)
+            .args(["check", "--user", "nobody", "--policy"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run();
+    assert!(ok, "{out}");
+    assert!(out.contains("owned by the daemon user"), "warned: {out}");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let (ok, out) = run();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("daemon's group") && out.contains("chmod g-w"),
+        "{out}"
+    );
+}

@@ -257,3 +257,64 @@ async fn failed_handshake_closes_only_that_connection() {
     )
     .await;
 }
+
+/// SIGHUP (systemd's reload): a replaced certificate is served from the
+/// next handshake on while a connection made before goes on working, and
+/// the policy file is loaded again (here, a new `smtp_server_mail_from`
+/// rule applies at once).
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_certificates_and_policy_without_dropping_connections() {
+    let ca = TestCa::new("Reload CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (old_cert, old_key) = ca.issue_server(&["mx.test"]);
+    let (cert_path, key_path) = write_pair(dir.path(), &old_cert, &old_key);
+    let listener = format!("tls_certificate = '{cert_path}', tls_private_key = '{key_path}',");
+    let work = tempfile::tempdir().unwrap();
+    let mut d = ironpost_testkit::Daemon::start(
+        ironpost_testkit::DaemonOptions::new(BIN)
+            .policy(policy(&listener, ""))
+            .workdir(work.path()),
+    )
+    .unwrap();
+    let trust = || TlsTrust::CaPem(ca.cert_pem.clone().into_bytes());
+    let served = |c: &SmtpClient| c.peer_certificates_der().unwrap()[0].clone();
+
+    let mut before = connect_ehlo(&d).await;
+    before.starttls("mx.test", trust()).await.unwrap();
+    before.ehlo("client.test").await.unwrap();
+    assert_eq!(
+        served(&before),
+        parse_certs(old_cert.as_bytes()).unwrap()[0].to_vec()
+    );
+
+    let (new_cert, new_key) = ca.issue_server(&["mx.test"]);
+    write_pair(dir.path(), &new_cert, &new_key);
+    let policy_file = work.path().join("policy.lua");
+    std::fs::write(
+        &policy_file,
+        policy(
+            &listener,
+            "kumo.on('smtp_server_mail_from', function(sender)\n  \
+             if tostring(sender):find('reloaded') then kumo.reject(550, '5.7.1 refused by the new policy') end\nend)\n",
+        ),
+    )
+    .unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(d.is_running(), "SIGHUP stopped the daemon");
+
+    let mut after = connect_ehlo(&d).await;
+    after.starttls("mx.test", trust()).await.unwrap();
+    after.ehlo("client.test").await.unwrap();
+    assert_eq!(
+        served(&after),
+        parse_certs(new_cert.as_bytes()).unwrap()[0].to_vec()
+    );
+    let r = after.cmd("MAIL FROM:<reloaded@origin.test>").await.unwrap();
+    assert_eq!(r.code, 550, "the reloaded policy applies: {r}");
+    // The connection made before the reload still works.
+    assert_eq!(before.cmd("NOOP").await.unwrap().code, 250);
+    let r = before.cmd("MAIL FROM:<a@origin.test>").await.unwrap();
+    assert_eq!(r.code, 250, "{r}");
+}
