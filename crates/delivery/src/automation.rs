@@ -57,6 +57,27 @@ impl Counts {
     }
 }
 
+impl QueueManager {
+    /// Count a match; whether the rule fires. With Redis, a threshold
+    /// counts the matches of every node (in a window that starts at the
+    /// first); when Redis cannot answer, this node's own count decides.
+    async fn fire(&self, m: &Matched, source: &str, site: &str) -> bool {
+        let local = self.0.automation.fire(m, source, site);
+        let (Trigger::Threshold(spec), Some(redis)) = (&m.rule.trigger, self.0.throttles.shared())
+        else {
+            return local;
+        };
+        let key = format!("automation:{}:{source}:{site}", m.rule.id);
+        match redis.count(&key, spec.period).await {
+            Ok(n) => n >= spec.limit,
+            Err(e) => {
+                tracing::warn!("automation threshold {}: {e}; counting this node's matches", m.rule.id);
+                local
+            }
+        }
+    }
+}
+
 /// The reply as one line, as the rules see it (and KumoMTA writes it):
 /// code, enhanced code, text. The recorded text may already start with the
 /// enhanced code; it is not repeated.
@@ -90,7 +111,7 @@ impl QueueManager {
         let internal = rec.response.code.is_none();
         let destination = part.queue().destination().to_string();
         for m in reg.match_rules(&destination, &site, &reply, internal) {
-            if !self.0.automation.fire(&m, source, &site) {
+            if !self.fire(&m, source, &site).await {
                 continue;
             }
             let until = Suspensions::until(m.rule.duration);

@@ -824,3 +824,70 @@ async fn a_local_rate_stays_per_node() {
         "two nodes with a local:10/s each went at {local:.2}/s together"
     );
 }
+
+/// A threshold counts the matches of every node: with
+/// `{Threshold = "2/h"}`, one `[TS04]` deferral on node A and one on node
+/// B suspend the path (each node alone has seen one, below the threshold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automation_thresholds_count_across_nodes() {
+    let redis = RedisServer::start();
+    let pki = Pki::new();
+    let dns = start_dns(TestZone::new()).await;
+    let sink = Sink::start(
+        any_port(LOCALHOST),
+        SinkConfig::new().rule(
+            Rule::new(
+                Stage::Mail,
+                "421 4.7.0 [TS04] Messages from 127.0.0.1 temporarily deferred",
+            )
+            .times(2),
+        ),
+    )
+    .await
+    .unwrap();
+    let file = pki.write(
+        "threshold.toml",
+        &format!(
+            r#"["default"]
+prohibited_hosts = []
+connect_timeout = "2s"
+banner_timeout = "5s"
+ehlo_timeout = "5s"
+mail_from_timeout = "5s"
+rcpt_to_timeout = "5s"
+data_timeout = "5s"
+data_dot_timeout = "5s"
+
+[["{DOMAIN}".automation]]
+regex = "\\[TS0?4\\]"
+action = "Suspend"
+trigger = {{ Threshold = "2/h" }}
+duration = "1h"
+"#
+        ),
+    );
+    let (a, b) = two_nodes(&shaping_policy(&dns, &sink, &redis, &file));
+    let first = inject(&a, "a@origin.test", &[&format!("first@{DOMAIN}")], "first").await;
+    wait_kind(&a, "TransientFailure", &first, Duration::from_secs(20)).await;
+    sleep(Duration::from_millis(500)).await;
+    assert!(
+        automation_suspensions(&a).is_empty(),
+        "one match, below the threshold"
+    );
+    let second = inject(
+        &b,
+        "a@origin.test",
+        &[&format!("second@{DOMAIN}")],
+        "second",
+    )
+    .await;
+    wait_kind(&b, "TransientFailure", &second, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while automation_suspensions(&a).is_empty() || automation_suspensions(&b).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the second match (on the other node) did not suspend"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
