@@ -71,7 +71,10 @@ impl QueueManager {
         match redis.count(&key, spec.period).await {
             Ok(n) => n >= spec.limit,
             Err(e) => {
-                tracing::warn!("automation threshold {}: {e}; counting this node's matches", m.rule.id);
+                tracing::warn!(
+                    "automation threshold {}: {e}; counting this node's matches",
+                    m.rule.id
+                );
                 local
             }
         }
