@@ -35,7 +35,7 @@ if [ -n "${PACKAGE_BINARY:-}" ]; then
     mkdir -p target/release
     cp "$PACKAGE_BINARY" target/release/ironpost
     strip --strip-unneeded target/release/ironpost
-    cargo deb -p ironpost --no-build -q
+    cargo deb -p ironpost --no-build --no-separate-debug-symbols -q
 else
     cargo deb -p ironpost -q
 fi
