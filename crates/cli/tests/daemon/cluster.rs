@@ -639,6 +639,32 @@ fn shaping_policy(dns: &TestDnsServer, sink: &Sink, redis: &RedisServer, file: &
 
 const AUTOMATION: &str = "/api/admin/automation/v1";
 
+/// A shaping file with short timeouts and a `Suspend` rule on Yahoo's
+/// `[TS04]` deferral for `cluster.test` (`trigger`: an extra rule line).
+fn suspend_rule(pki: &Pki, name: &str, trigger: &str) -> std::path::PathBuf {
+    pki.write(
+        name,
+        &format!(
+            r#"["default"]
+prohibited_hosts = []
+connect_timeout = "2s"
+banner_timeout = "5s"
+ehlo_timeout = "5s"
+mail_from_timeout = "5s"
+rcpt_to_timeout = "5s"
+data_timeout = "5s"
+data_dot_timeout = "5s"
+
+[["{DOMAIN}".automation]]
+regex = "\\[TS0?4\\]"
+action = "Suspend"
+{trigger}
+duration = "1h"
+"#
+        ),
+    )
+}
+
 /// The automation suspensions node `d` lists.
 fn automation_suspensions(d: &Daemon) -> Vec<Value> {
     let (status, v) = admin_get(d, AUTOMATION);
@@ -670,26 +696,7 @@ async fn an_automation_suspend_on_one_node_stops_the_other() {
     )
     .await
     .unwrap();
-    let file = pki.write(
-        "suspend.toml",
-        &format!(
-            r#"["default"]
-prohibited_hosts = []
-connect_timeout = "2s"
-banner_timeout = "5s"
-ehlo_timeout = "5s"
-mail_from_timeout = "5s"
-rcpt_to_timeout = "5s"
-data_timeout = "5s"
-data_dot_timeout = "5s"
-
-[["{DOMAIN}".automation]]
-regex = "\\[TS0?4\\]"
-action = "Suspend"
-duration = "1h"
-"#
-        ),
-    );
+    let file = suspend_rule(&pki, "suspend.toml", "");
     let (a, b) = two_nodes(&shaping_policy(&dns, &sink, &redis, &file));
     // The site of an `mx_list` route is named by its entries.
     let site = sink.addr().to_string();
@@ -845,27 +852,7 @@ async fn automation_thresholds_count_across_nodes() {
     )
     .await
     .unwrap();
-    let file = pki.write(
-        "threshold.toml",
-        &format!(
-            r#"["default"]
-prohibited_hosts = []
-connect_timeout = "2s"
-banner_timeout = "5s"
-ehlo_timeout = "5s"
-mail_from_timeout = "5s"
-rcpt_to_timeout = "5s"
-data_timeout = "5s"
-data_dot_timeout = "5s"
-
-[["{DOMAIN}".automation]]
-regex = "\\[TS0?4\\]"
-action = "Suspend"
-trigger = {{ Threshold = "2/h" }}
-duration = "1h"
-"#
-        ),
-    );
+    let file = suspend_rule(&pki, "threshold.toml", "trigger = { Threshold = \"2/h\" }");
     let (a, b) = two_nodes(&shaping_policy(&dns, &sink, &redis, &file));
     let first = inject(&a, "a@origin.test", &[&format!("first@{DOMAIN}")], "first").await;
     wait_kind(&a, "TransientFailure", &first, Duration::from_secs(20)).await;
