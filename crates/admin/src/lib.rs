@@ -18,6 +18,7 @@
 //! | `POST /api/admin/suspend/v1` | yes | [`SuspendRequest`] |
 //! | `GET /api/admin/inspect-message/v1?id=` | yes | message JSON or 404 |
 //! | `GET /api/admin/queue-summary/v1` | yes | backend JSON |
+//! | `GET /.well-known/mta-sts.txt` with `Host: mta-sts.<hosted domain>` | none | the MTA-STS policy ([`mta_sts`]; HTTPS only) |
 //!
 //! Authorization rules are in [`auth`]. Statuses: 400 bad request body,
 //! 401 not authorized, 413 body over `request_body_limit` (or a request
@@ -33,6 +34,7 @@ pub mod inject;
 pub mod listener;
 pub mod metrics;
 pub mod mime;
+pub mod mta_sts;
 pub mod template;
 mod tls;
 
@@ -42,3 +44,4 @@ pub use config::HttpListenerConfig;
 pub use inject::{InjectMessage, InjectOutcome, InjectRequest, InjectV1Request};
 pub use listener::{bind, serve, AdminError, BoundHttpListener};
 pub use metrics::Metrics;
+pub use mta_sts::{HostedPolicy, MtaStsHosting};

@@ -3,6 +3,7 @@
 use crate::api::{router, AdminBackend, AppState, ConnInfo};
 use crate::auth::{AuthThrottle, BasicAuthHook};
 use crate::config::HttpListenerConfig;
+use crate::mta_sts::MtaStsHosting;
 use crate::tls::TlsSource;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ironpost_policy::CidrSet;
@@ -42,6 +43,7 @@ pub struct BoundHttpListener {
     body_limit: usize,
     throttle: Arc<AuthThrottle>,
     hostname: Option<String>,
+    mta_sts: MtaStsHosting,
 }
 
 /// Bind with a deep accept backlog: std's 128 overflows when many clients
@@ -102,6 +104,7 @@ pub fn bind(cfg: HttpListenerConfig) -> Result<BoundHttpListener, AdminError> {
         body_limit: cfg.request_body_limit,
         throttle: Arc::default(),
         hostname: cfg.hostname.clone(),
+        mta_sts: MtaStsHosting::default(),
     })
 }
 
@@ -132,6 +135,18 @@ impl BoundHttpListener {
     /// otherwise.
     pub fn with_throttle(mut self, throttle: Arc<AuthThrottle>) -> Self {
         self.throttle = throttle;
+        self
+    }
+
+    /// Serve these MTA-STS policies (over TLS only) beside the admin API.
+    pub fn with_mta_sts(mut self, hosting: MtaStsHosting) -> Self {
+        if self.tls.is_none() && !hosting.is_empty() {
+            tracing::warn!(
+                "http listener {}: plain HTTP, so it serves no MTA-STS policy (RFC 8461 fetches over HTTPS; set use_tls = true)",
+                self.local
+            );
+        }
+        self.mta_sts = hosting;
         self
     }
 
@@ -171,27 +186,24 @@ impl BoundHttpListener {
             let _ = stream.set_nodelay(true);
             let app = app.clone();
             let tls = self.tls.clone();
+            let hosting = self.mta_sts.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                match tls {
-                    None => serve_connection(stream, ConnInfo { peer, tls: false }, app).await,
-                    Some(tls) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config().await);
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => {
-                                serve_connection(s, ConnInfo { peer, tls: true }, app).await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!("http listener: TLS handshake with {peer}: {e}")
-                            }
-                            Err(_) => {
-                                tracing::debug!(
-                                    "http listener: TLS handshake with {peer} timed out"
-                                )
-                            }
-                        }
+                let Some(tls) = tls else {
+                    let info = ConnInfo { peer, tls: false };
+                    return serve_connection(stream, info, app, hosting).await;
+                };
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake(stream, &tls, &hosting))
+                    .await
+                {
+                    Ok(Ok(s)) => {
+                        serve_connection(s, ConnInfo { peer, tls: true }, app, hosting).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("http listener: TLS handshake with {peer}: {e}")
+                    }
+                    Err(_) => {
+                        tracing::debug!("http listener: TLS handshake with {peer} timed out")
                     }
                 }
             });
@@ -199,14 +211,41 @@ impl BoundHttpListener {
     }
 }
 
-async fn serve_connection<S>(stream: S, info: ConnInfo, app: axum::Router)
+/// The TLS handshake, presenting the certificate of a hosted MTA-STS name
+/// when the client asks for one (SNI), the listener's otherwise.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    tls: &Arc<TlsSource>,
+    hosting: &MtaStsHosting,
+) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    if hosting.is_empty() {
+        return tokio_rustls::TlsAcceptor::from(tls.config().await)
+            .accept(stream)
+            .await;
+    }
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let source = hosting
+        .tls_for(start.client_hello().server_name())
+        .unwrap_or_else(|| tls.clone());
+    start.into_stream(source.config().await).await
+}
+
+async fn serve_connection<S>(stream: S, info: ConnInfo, app: axum::Router, hosting: MtaStsHosting)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let hosted = hosting.answer(&req, info.tls);
             req.extensions_mut().insert(info);
-            app.clone().oneshot(req)
+            let app = app.clone();
+            async move {
+                match hosted {
+                    Some(response) => Ok(response),
+                    None => app.oneshot(req).await,
+                }
+            }
         });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -5,6 +5,8 @@ mod admin_cmd;
 mod check;
 mod cluster;
 mod dkim_cmd;
+mod dns_cmd;
+mod hosting;
 mod log_hooks;
 mod paths;
 mod privileges;
@@ -51,6 +53,8 @@ enum Commands {
     Check(check::CheckArgs),
     /// DKIM key tooling: generate keys and check their DNS records.
     Dkim(dkim_cmd::DkimArgs),
+    /// The sending domain's DNS posture: records to publish, checks of what is live.
+    Dns(dns_cmd::DnsArgs),
     /// Admin API client commands (queue summary, bounce, suspend, inspect).
     #[command(flatten)]
     Admin(admin_cmd::AdminCommand),
@@ -150,6 +154,7 @@ fn main() -> std::process::ExitCode {
         Commands::Serve(args) => serve::run(args),
         Commands::Check(args) => check::run(args),
         Commands::Dkim(args) => dkim_cmd::run(args),
+        Commands::Dns(args) => dns_cmd::run(args),
         Commands::Admin(cmd) => admin_cmd::run(cmd),
     };
     match result {

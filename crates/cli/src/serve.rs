@@ -129,6 +129,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             ironpost_admin::bind(cfg).map_err(|e| anyhow::anyhow!("kumo.start_http_listener: {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    // Certificates for hosted MTA-STS names are read now, while privileged.
+    let hosting = crate::hosting::mta_sts_hosting(engine.posture_config().as_deref(), &init)?;
+    let http_listeners: Vec<_> = http_listeners
+        .into_iter()
+        .map(|l| l.with_mta_sts(hosting.clone()))
+        .collect();
 
     let mut created = Vec::new();
     created.extend(paths::ensure_private_dir(&spool_def.path, "spool")?);
@@ -550,7 +556,9 @@ fn notify_systemd(state: &str) {
     }
 }
 
-fn dns_config(settings: Option<&ironpost_policy::ResolverSettings>) -> Result<DnsConfig> {
+pub(crate) fn dns_config(
+    settings: Option<&ironpost_policy::ResolverSettings>,
+) -> Result<DnsConfig> {
     use ironpost_policy::delivery_config::{
         NameServerProtocol, ServerOrderingStrategy, UseHostsFile,
     };

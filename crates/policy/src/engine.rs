@@ -176,7 +176,7 @@ fn check_required_pools(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
+pub(crate) fn handler(lua: &Lua, event: &str) -> mlua::Result<Option<Function>> {
     let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
     handlers.get(event)
 }
@@ -254,6 +254,26 @@ impl PolicyEngine {
     /// The shaping helper's rules and state, for delivery's automation.
     pub fn shaping(&self) -> Arc<crate::helpers::shaping::Registry> {
         self.0.shaping.clone()
+    }
+
+    /// `policy-extras.posture`'s data, when the policy set it up.
+    pub fn posture_config(&self) -> Option<Arc<crate::helpers::posture::PostureConfig>> {
+        self.0
+            .shared
+            .posture
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every source `policy-extras.sources` defines.
+    pub fn defined_sources(&self) -> Vec<EgressSource> {
+        self.0
+            .shared
+            .defined_sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn has_handler(&self, event: &str) -> bool {

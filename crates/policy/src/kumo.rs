@@ -431,6 +431,7 @@ pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
         "sqlite" => Some(Value::Table(crate::sqlite::module(lua)?)),
         "policy-extras.passwords" => Some(Value::Table(crate::helpers::passwords::module(lua)?)),
         "policy-extras.dkim_sign" => Some(Value::Table(crate::helpers::dkim_sign::module(lua)?)),
+        "policy-extras.posture" => Some(Value::Table(crate::helpers::posture::module(lua)?)),
         other => {
             if let Some((_, why)) = UNSUPPORTED_HELPERS.iter().find(|(n, _)| *n == other) {
                 return Err(rt(format!(

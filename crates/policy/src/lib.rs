@@ -18,6 +18,7 @@ pub mod helpers;
 mod http;
 pub mod kumo;
 mod memoize;
+pub mod probe;
 pub mod message;
 mod queue_name;
 mod regex_set_map;

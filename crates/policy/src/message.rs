@@ -185,8 +185,12 @@ impl UserData for MessageHandle {
             m.with(|m| headers::remove_all(&mut m.data, &name));
             Ok(())
         });
-        methods.add_method("dkim_sign", |_, m, signer: mlua::AnyUserData| {
-            let signer = signer.borrow::<crate::dkim::DkimSignerValue>()?.0.clone();
+        methods.add_method("dkim_sign", |lua, m, signer: mlua::AnyUserData| {
+            let signer = {
+                let value = signer.borrow::<crate::dkim::DkimSignerValue>()?;
+                crate::probe::note_signer(lua, &value.0);
+                value.0.clone()
+            };
             m.with(|m| {
                 let header = crate::dkim::sign(&signer, &m.data).map_err(lua_err)?;
                 m.data.splice(0..0, header.into_bytes());

@@ -16,6 +16,10 @@ pub struct Shared {
     /// Key files (and key directories) the helpers named, with the helper:
     /// start-up checks who may read them.
     pub key_files: Mutex<Vec<(String, PathBuf)>>,
+    /// `policy-extras.posture`'s data.
+    pub posture: Mutex<Option<Arc<crate::helpers::posture::PostureConfig>>>,
+    /// Every source `policy-extras.sources` defines, for the SPF record.
+    pub defined_sources: Mutex<Vec<crate::egress_source::EgressSource>>,
 }
 
 pub struct StateCtx {

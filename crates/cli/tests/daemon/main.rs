@@ -39,6 +39,7 @@ mod log_hooks;
 mod open_relay;
 mod policy_errors;
 mod policy_routing;
+mod posture;
 mod privilege_drop;
 mod smtp_commands;
 mod smtp_events;

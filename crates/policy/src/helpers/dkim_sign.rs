@@ -551,7 +551,7 @@ impl Compiled {
     }
 }
 
-fn sign_message(data: &Compiled, handle: &MessageHandle) -> mlua::Result<()> {
+fn sign_message(lua: &Lua, data: &Compiled, handle: &MessageHandle) -> mlua::Result<()> {
     let mut guard = handle.0.lock().unwrap_or_else(|p| p.into_inner());
     let Some(from_domain) = from_domain(&guard.data).map_err(mlua::Error::RuntimeError)? else {
         return Err(mlua::Error::external(Rejection {
@@ -569,6 +569,7 @@ fn sign_message(data: &Compiled, handle: &MessageHandle) -> mlua::Result<()> {
                 params.domain, params.selector
             ))
         })?;
+        crate::probe::note_signer(lua, &signer);
         let header = sign(&signer, &guard.data).map_err(mlua::Error::RuntimeError)?;
         guard.data.splice(0..0, header.into_bytes());
     }
@@ -640,10 +641,10 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
                 }),
                 sources,
             });
-            lua.create_function(move |_, msg: AnyUserData| {
+            lua.create_function(move |lua, msg: AnyUserData| {
                 let handle = msg.borrow::<MessageHandle>()?.clone();
                 let data = loader.current().map_err(mlua::Error::RuntimeError)?;
-                sign_message(&data, &handle)
+                sign_message(lua, &data, &handle)
             })
         })?,
     )?;

@@ -5,6 +5,7 @@ pub mod dkim_sign;
 pub mod listener_domains;
 pub mod log_hooks;
 pub mod passwords;
+pub mod posture;
 pub mod queues;
 pub mod shaping;
 pub mod sources;

@@ -132,6 +132,12 @@ pub fn module(lua: &Lua) -> mlua::Result<Table> {
             let data = Arc::new(
                 load(&sources).map_err(|e| mlua::Error::RuntimeError(format!("{MODULE}: {e}")))?,
             );
+            if let Some(ctx) = lua.app_data_ref::<crate::state::StateCtx>() {
+                *ctx.shared
+                    .defined_sources
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = data.sources.values().cloned().collect();
+            }
             let d = data.clone();
             let get_source = lua.create_function(move |_, name: String| {
                 Ok(d.sources.get(&name).cloned().map(EgressSourceValue))
