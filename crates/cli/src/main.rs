@@ -11,6 +11,8 @@ mod log_hooks;
 mod paths;
 mod privileges;
 mod serve;
+mod tls_report_cmd;
+mod tls_reports;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -55,6 +57,9 @@ enum Commands {
     Dkim(dkim_cmd::DkimArgs),
     /// The sending domain's DNS posture: records to publish, checks of what is live.
     Dns(dns_cmd::DnsArgs),
+    /// Print a day's TLS report (RFC 8460) as sent or to be sent, with the
+    /// state of each destination.
+    TlsReport(tls_report_cmd::TlsReportArgs),
     /// Admin API client commands (queue summary, bounce, suspend, inspect).
     #[command(flatten)]
     Admin(admin_cmd::AdminCommand),
@@ -155,6 +160,7 @@ fn main() -> std::process::ExitCode {
         Commands::Check(args) => check::run(args),
         Commands::Dkim(args) => dkim_cmd::run(args),
         Commands::Dns(args) => dns_cmd::run(args),
+        Commands::TlsReport(args) => tls_report_cmd::run(args),
         Commands::Admin(cmd) => admin_cmd::run(cmd),
     };
     match result {

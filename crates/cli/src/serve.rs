@@ -261,11 +261,20 @@ pub fn run(args: ServeArgs) -> Result<()> {
         if let Some(r) = &shared {
             engine.share_throttles(r.clone());
         }
+        // RFC 8460 session counts: kept always, sent when the policy says.
+        let tls_report_cfg = engine
+            .posture_config()
+            .and_then(|p| p.tls_reports.clone())
+            .filter(|t| t.enable);
+        let tls_report_db = crate::tls_reports::db_path(spool.path());
+        let tls_reporter = crate::tls_reports::reporter(&tls_report_db, tls_report_cfg.as_ref())?;
+        let report_dns = Dns::new(&dns_cfg)?;
         let queue = QueueManager::new(
             spool.clone(),
             engine.clone(),
             logger.clone(),
             DeliveryOptions {
+                tls_reports: Some(tls_reporter.clone()),
                 hostname: hostname.clone(),
                 dns,
                 mta_sts: Some(sts),
@@ -307,6 +316,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
             log_headers: Arc::new(log_headers),
             queue: queue.clone(),
         };
+        if let Some(cfg) = tls_report_cfg {
+            tokio::spawn(crate::tls_reports::run(crate::tls_reports::Sender {
+                cfg,
+                db: tls_report_db.clone(),
+                dns: report_dns,
+                reception: reception.clone(),
+                hostname: hostname.clone(),
+            }));
+        }
         let backend = Arc::new(crate::admin_backend::Backend {
             reception: reception.clone(),
             queue: queue.clone(),
@@ -396,6 +414,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             tracing::warn!("shutdown: {left} messages still being received are cut off");
         }
         queue.drain().await;
+        let reporter = tls_reporter.clone();
+        let _ = tokio::task::spawn_blocking(move || reporter.flush()).await;
         logger.flush();
         spool.shutdown();
         Ok::<(), anyhow::Error>(())

@@ -270,7 +270,9 @@ pub async fn connect(
     ctx: &Context,
     site: &Site,
     path: &Arc<EgressPath>,
+    sender: &str,
 ) -> Result<Connection, Attempt> {
+    let reporter = ctx.tls_reports.as_ref().filter(|r| !r.exempt(sender));
     let tls = material(path)
         .await
         .map_err(|e| Attempt::local(&format!("egress path TLS setup: {e}")))?;
@@ -303,7 +305,15 @@ pub async fn connect(
                     Attempt::at(&target.host, ip).because(format!("{ip} is in prohibited_hosts"));
                 continue;
             }
-            match try_host(ctx, target, SocketAddr::new(ip, port), path, &tls).await {
+            let result = try_host(ctx, target, SocketAddr::new(ip, port), path, &tls).await;
+            if let Some(r) = reporter {
+                let attempt = match &result {
+                    Ok(c) => &c.attempt,
+                    Err(a) => a,
+                };
+                r.session(site, target, attempt, path.source.source_address);
+            }
+            match result {
                 Ok(c) => return Ok(c),
                 Err(a) => {
                     tracing::debug!(host = %target.host, %ip, "connection failed: {}", a.describe());

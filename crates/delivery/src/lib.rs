@@ -26,6 +26,7 @@ mod shared_holds;
 pub mod suspensions;
 mod throttle;
 pub mod tls_policy;
+pub mod tls_reports;
 
 pub use admin::Inspection;
 pub use bounce::build_dsn;

@@ -44,6 +44,8 @@ pub struct DeliveryOptions {
     pub suspensions: Suspensions,
     /// Redis, when the policy shares rates, limits and holds between nodes.
     pub shared: Option<ironpost_cluster::Redis>,
+    /// Where RFC 8460 session counts go (`None`: not kept).
+    pub tls_reports: Option<Arc<crate::tls_reports::TlsReporter>>,
 }
 
 /// What a delivery attempt needs from the daemon, and no more: the
@@ -58,6 +60,8 @@ pub(crate) struct Context {
     /// For `smtp_client_rewrite_delivery_status`.
     pub policy: PolicyEngine,
     pub broken_tls: crate::dispatch::BrokenTls,
+    /// RFC 8460 session counts, when the daemon keeps them.
+    pub tls_reports: Option<Arc<crate::tls_reports::TlsReporter>>,
 }
 
 pub(crate) struct Inner {
@@ -155,6 +159,7 @@ impl QueueManager {
                 hostname: opts.hostname,
                 policy: policy.clone(),
                 broken_tls: Default::default(),
+                tls_reports: opts.tls_reports,
             },
             policy,
             logger,

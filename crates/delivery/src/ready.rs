@@ -561,7 +561,7 @@ impl QueueManager {
                         self.0.path_stats.throttled(g.key());
                     }
                 }
-                match dispatch::connect(ctx, &site, &path).await {
+                match dispatch::connect(ctx, &site, &path, &part.msg.sender).await {
                     Ok(c) => {
                         ready.connected(&key);
                         g.set(true);
@@ -651,7 +651,7 @@ impl QueueManager {
                 if permits.is_empty() {
                     permits = acquire(&path.limits).await;
                 }
-                match dispatch::connect(ctx, &site, &path).await {
+                match dispatch::connect(ctx, &site, &path, &part.msg.sender).await {
                     Ok(mut c) => {
                         conn_path = Some(path.clone());
                         sent_on_conn = 1;

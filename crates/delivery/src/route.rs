@@ -5,6 +5,7 @@ use crate::tls_policy::HostPolicy;
 use ironpost_dns::{Dns, DnsError, MxAnswer};
 use ironpost_policy::{MxEntry, QueueConfig};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -44,6 +45,11 @@ pub struct Site {
     /// RFC 8460 result type and detail (e.g. an MTA-STS fetch failure while
     /// a cached policy is in force).
     pub discovery_failure: Option<(&'static str, String)>,
+    /// The domain whose MX these hosts are, for TLS reports (`None` for
+    /// configured hosts: no domain's policy applies to them).
+    pub report_domain: Option<String>,
+    /// The MTA-STS policy that applied, as TLS reports describe it.
+    pub sts_report: Option<Arc<ironpost_tls_report::SessionPolicy>>,
 }
 
 impl Site {
@@ -54,6 +60,8 @@ impl Site {
             mx_secure,
             configured,
             discovery_failure: None,
+            report_domain: None,
+            sts_report: None,
         }
     }
 }

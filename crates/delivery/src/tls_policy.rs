@@ -122,6 +122,7 @@ pub(crate) async fn apply(
     if site.configured {
         return Ok(site);
     }
+    site.report_domain = Some(domain.to_string());
     let cfg = &path.cfg;
     if cfg.enable_dane {
         if !ctx.dns.validating() {
@@ -132,7 +133,12 @@ pub(crate) async fn apply(
                 );
             }
         } else if site.mx_secure {
-            dane_hosts(ctx, domain, &mut site, cfg.smtp_port).await?;
+            if let Err(e) = dane_hosts(ctx, domain, &mut site, cfg.smtp_port).await {
+                if let (Some(r), RouteError::Policy { result, reason, .. }) = (&ctx.tls_reports, &e) {
+                    r.refused(domain, &site, result, reason);
+                }
+                return Err(e);
+            }
         }
     }
     if cfg.enable_mta_sts {
@@ -143,6 +149,7 @@ pub(crate) async fn apply(
                 site.discovery_failure = Some((f.kind.result_type(), f.detail.clone()));
             }
             if let Some(policy) = out.policy {
+                site.sts_report = Some(crate::tls_reports::sts_policy(domain, &policy));
                 // Usable TLSA records take precedence over MTA-STS. Unusable
                 // ones don't: a host that publishes only PKIX records still
                 // has to satisfy an enforce policy.
@@ -163,14 +170,18 @@ pub(crate) async fn apply(
                             }
                         });
                         if site.hosts.is_empty() {
+                            let reason = format!(
+                                "MTA-STS policy of {domain} (enforce) allows mx {} but the MX hosts are {}",
+                                policy.mx.join(", "),
+                                before.join(", ")
+                            );
+                            if let Some(r) = &ctx.tls_reports {
+                                r.refused(domain, &site, "validation-failure", &reason);
+                            }
                             return Err(RouteError::Policy {
                                 policy: "mta-sts-enforce",
                                 result: "validation-failure",
-                                reason: format!(
-                                    "MTA-STS policy of {domain} (enforce) allows mx {} but the MX hosts are {}",
-                                    policy.mx.join(", "),
-                                    before.join(", ")
-                                ),
+                                reason,
                             });
                         }
                     }
