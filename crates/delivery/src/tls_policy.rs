@@ -134,7 +134,8 @@ pub(crate) async fn apply(
             }
         } else if site.mx_secure {
             if let Err(e) = dane_hosts(ctx, domain, &mut site, cfg.smtp_port).await {
-                if let (Some(r), RouteError::Policy { result, reason, .. }) = (&ctx.tls_reports, &e) {
+                if let (Some(r), RouteError::Policy { result, reason, .. }) = (&ctx.tls_reports, &e)
+                {
                     r.refused(domain, &site, result, reason);
                 }
                 return Err(e);
