@@ -25,6 +25,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# Independent judges for the posture and TLS report tests, in a venv of
+# their own: checkdmarc (SPF, DMARC), dkimpy (DKIM key records), jsonschema
+# (RFC 8460 reports). The tests fail, never skip, without them.
+if ! .venv-tests/bin/python -c 'import checkdmarc, dkim, nacl, jsonschema' 2>/dev/null; then
+  echo "==> Python judges (checkdmarc, dkimpy, jsonschema) in .venv-tests"
+  python3 -m venv .venv-tests
+  .venv-tests/bin/pip install -q checkdmarc dkimpy pynacl jsonschema
+fi
+export IRONPOST_PYTHON="$PWD/.venv-tests/bin/python"
+
 echo "==> Vault-compatible test server (rusty_vault)"
 export IRONPOST_RVAULT="$(bash scripts/install-rvault.sh)"
 
