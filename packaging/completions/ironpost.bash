@@ -31,6 +31,9 @@ _ironpost() {
             ironpost,dkim)
                 cmd="ironpost__subcmd__dkim"
                 ;;
+            ironpost,dns)
+                cmd="ironpost__subcmd__dns"
+                ;;
             ironpost,help)
                 cmd="ironpost__subcmd__help"
                 ;;
@@ -52,6 +55,9 @@ _ironpost() {
             ironpost,suspend-list)
                 cmd="ironpost__subcmd__suspend__subcmd__list"
                 ;;
+            ironpost,tls-report)
+                cmd="ironpost__subcmd__tls__subcmd__report"
+                ;;
             ironpost__subcmd__dkim,help)
                 cmd="ironpost__subcmd__dkim__subcmd__help"
                 ;;
@@ -70,6 +76,24 @@ _ironpost() {
             ironpost__subcmd__dkim__subcmd__help,verify-dns)
                 cmd="ironpost__subcmd__dkim__subcmd__help__subcmd__verify__subcmd__dns"
                 ;;
+            ironpost__subcmd__dns,check)
+                cmd="ironpost__subcmd__dns__subcmd__check"
+                ;;
+            ironpost__subcmd__dns,help)
+                cmd="ironpost__subcmd__dns__subcmd__help"
+                ;;
+            ironpost__subcmd__dns,records)
+                cmd="ironpost__subcmd__dns__subcmd__records"
+                ;;
+            ironpost__subcmd__dns__subcmd__help,check)
+                cmd="ironpost__subcmd__dns__subcmd__help__subcmd__check"
+                ;;
+            ironpost__subcmd__dns__subcmd__help,help)
+                cmd="ironpost__subcmd__dns__subcmd__help__subcmd__help"
+                ;;
+            ironpost__subcmd__dns__subcmd__help,records)
+                cmd="ironpost__subcmd__dns__subcmd__help__subcmd__records"
+                ;;
             ironpost__subcmd__help,automation-cancel)
                 cmd="ironpost__subcmd__help__subcmd__automation__subcmd__cancel"
                 ;;
@@ -84,6 +108,9 @@ _ironpost() {
                 ;;
             ironpost__subcmd__help,dkim)
                 cmd="ironpost__subcmd__help__subcmd__dkim"
+                ;;
+            ironpost__subcmd__help,dns)
+                cmd="ironpost__subcmd__help__subcmd__dns"
                 ;;
             ironpost__subcmd__help,help)
                 cmd="ironpost__subcmd__help__subcmd__help"
@@ -106,11 +133,20 @@ _ironpost() {
             ironpost__subcmd__help,suspend-list)
                 cmd="ironpost__subcmd__help__subcmd__suspend__subcmd__list"
                 ;;
+            ironpost__subcmd__help,tls-report)
+                cmd="ironpost__subcmd__help__subcmd__tls__subcmd__report"
+                ;;
             ironpost__subcmd__help__subcmd__dkim,keygen)
                 cmd="ironpost__subcmd__help__subcmd__dkim__subcmd__keygen"
                 ;;
             ironpost__subcmd__help__subcmd__dkim,verify-dns)
                 cmd="ironpost__subcmd__help__subcmd__dkim__subcmd__verify__subcmd__dns"
+                ;;
+            ironpost__subcmd__help__subcmd__dns,check)
+                cmd="ironpost__subcmd__help__subcmd__dns__subcmd__check"
+                ;;
+            ironpost__subcmd__help__subcmd__dns,records)
+                cmd="ironpost__subcmd__help__subcmd__dns__subcmd__records"
                 ;;
             ironpost__subcmd__help__subcmd__queue,summary)
                 cmd="ironpost__subcmd__help__subcmd__queue__subcmd__summary"
@@ -134,7 +170,7 @@ _ironpost() {
 
     case "${cmd}" in
         ironpost)
-            opts="-h -V --log-format --help --version serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
+            opts="-h -V --log-format --help --version serve check dkim dns tls-report queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -449,8 +485,142 @@ _ironpost() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ironpost__subcmd__dns)
+            opts="-h --log-format --help records check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__dns__subcmd__check)
+            opts="-h --domain --policy --json --resolver --trust-anchor --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resolver)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust-anchor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__dns__subcmd__help)
+            opts="records check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__dns__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__dns__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__dns__subcmd__help__subcmd__records)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__dns__subcmd__records)
+            opts="-h --domain --policy --json --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ironpost__subcmd__help)
-            opts="serve check dkim queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
+            opts="serve check dkim dns tls-report queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -548,6 +718,48 @@ _ironpost() {
             return 0
             ;;
         ironpost__subcmd__help__subcmd__dkim__subcmd__verify__subcmd__dns)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__help__subcmd__dns)
+            opts="records check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__help__subcmd__dns__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__help__subcmd__dns__subcmd__records)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -660,6 +872,20 @@ _ironpost() {
             return 0
             ;;
         ironpost__subcmd__help__subcmd__suspend__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__help__subcmd__tls__subcmd__report)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -951,6 +1177,36 @@ _ironpost() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__tls__subcmd__report)
+            opts="-h --day --domain --policy --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --day)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

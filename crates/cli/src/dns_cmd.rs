@@ -204,6 +204,45 @@ fn records(t: Target) -> Result<()> {
 }
 
 fn check(c: CheckTarget) -> Result<()> {
-    let _ = c;
-    bail!("dns check: not built yet")
+    let domain = normalise(&c.target.domain)?;
+    let (engine, init) = engine(c.target.policy)?;
+    // The policy's resolver, or the one named; validating either way:
+    // the DNSSEC and TLSA verdicts mean nothing otherwise.
+    let mut dns_cfg = crate::serve::dns_config(init.resolver.as_ref())?;
+    if let Some(addr) = c.resolver {
+        dns_cfg.name_servers = vec![addr.into()];
+    }
+    dns_cfg.validate = true;
+    if let Some(anchor) = c.trust_anchor {
+        dns_cfg.trust_anchor_file = Some(anchor);
+    }
+    let mut fetch = ironpost_mta_sts::FetchConfig::default();
+    // The same test-only switches as the daemon's fetcher, as loud.
+    if let Ok(port) = std::env::var("IRONPOST_TEST_MTA_STS_PORT") {
+        fetch.https_port = port.parse().context("IRONPOST_TEST_MTA_STS_PORT")?;
+        eprintln!("TEST MODE: MTA-STS policies are fetched from port {port}, not 443");
+    }
+    if let Ok(path) = std::env::var("IRONPOST_TEST_MTA_STS_CA") {
+        fetch.extra_ca_pem = Some(std::fs::read(&path).with_context(|| path.clone())?);
+        eprintln!("TEST MODE: MTA-STS policy hosts may present certificates from {path}");
+    }
+    let report = runtime()?.block_on(async {
+        let dns = ironpost_dns::Dns::new(&dns_cfg)?;
+        let (posture, notes) = posture(&engine, &init, &domain).await;
+        for n in &notes {
+            eprintln!("note: {n}");
+        }
+        let mut opts = ironpost_posture::check::CheckOptions::new(dns);
+        opts.mta_sts_fetch = fetch;
+        anyhow::Ok(ironpost_posture::check::check(&posture, &opts).await)
+    })?;
+    if c.target.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    if report.failed() {
+        bail!("{domain}: some checks failed");
+    }
+    Ok(())
 }

@@ -734,6 +734,31 @@ impl Dns {
         }
         Ok(texts)
     }
+
+    /// [`txt`](Self::txt) with its DNSSEC status, for judging whether a
+    /// zone is signed. As for [`tlsa`](Self::tlsa), no such name or no TXT
+    /// records is an empty list, and `secure` then says whether that
+    /// absence was proven; a Bogus answer is an error.
+    pub async fn txt_secure(&self, name: &str) -> Result<Secured<Vec<String>>, DnsError> {
+        match self.query(name, RecordType::TXT).await? {
+            Answer::Records { records, secure } => Ok(Secured {
+                value: records
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::TXT(t) => {
+                            Some(String::from_utf8_lossy(&t.txt_data.concat()).into_owned())
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                secure,
+            }),
+            Answer::NoData { secure, .. } | Answer::NxDomain { secure, .. } => Ok(Secured {
+                value: Vec::new(),
+                secure,
+            }),
+        }
+    }
 }
 
 fn implicit(domain: &str) -> MxAnswer {

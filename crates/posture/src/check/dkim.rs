@@ -2,7 +2,7 @@
 //! with publishes the signer's public key, unrevoked, long enough.
 
 use super::report::{Check, Findings, Item};
-use super::tags::{clip, get, normalize, tag_list};
+use super::tags::{absence, clip, get, normalize, tag_list};
 use crate::{DkimKey, Posture};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -72,7 +72,7 @@ pub(crate) fn rsa_numbers(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
         }
     }
     match RSAPublicKey::from_der(der) {
-        Ok((rest, rsa)) if rest.is_empty() => Some((strip(rsa.modulus), strip(rsa.exponent))),
+        Ok(([], rsa)) => Some((strip(rsa.modulus), strip(rsa.exponent))),
         _ => None,
     }
 }
@@ -90,10 +90,7 @@ pub(crate) fn grade(domain: &str, key: &DkimKey, txts: &[String]) -> Item {
     let name = format!("{}._domainkey.{domain}", key.selector);
     let mut f = Findings::new();
     // Other TXT records may share the name; the key record has p=.
-    let records: Vec<&String> = txts
-        .iter()
-        .filter(|t| t.contains("p="))
-        .collect();
+    let records: Vec<&String> = txts.iter().filter(|t| t.contains("p=")).collect();
     let text = match records.as_slice() {
         [one] => *one,
         [] => {
@@ -117,10 +114,7 @@ pub(crate) fn grade(domain: &str, key: &DkimKey, txts: &[String]) -> Item {
     };
     let local_type = key.key_type.to_ascii_lowercase();
     if rec.k != local_type {
-        f.fail(format!(
-            "k={} but the signer uses {local_type}",
-            rec.k
-        ));
+        f.fail(format!("k={} but the signer uses {local_type}", rec.k));
     }
     if rec.p.is_empty() {
         f.fail(format!("{name} is revoked (empty p=)"));
@@ -143,7 +137,9 @@ pub(crate) fn grade(domain: &str, key: &DkimKey, txts: &[String]) -> Item {
             Some((modulus, _)) => {
                 let bits = modulus_bits(&modulus);
                 if bits < 1024 {
-                    f.fail(format!("RSA {bits} bits: verifiers ignore keys under 1024 bits"));
+                    f.fail(format!(
+                        "RSA {bits} bits: verifiers ignore keys under 1024 bits"
+                    ));
                 } else if bits < 2048 {
                     f.warn(format!("RSA {bits} bits: use 2048 bits or more"));
                 } else {
@@ -153,15 +149,15 @@ pub(crate) fn grade(domain: &str, key: &DkimKey, txts: &[String]) -> Item {
             None => f.fail("p= is not an RSA public key"),
         },
         "ed25519" if rec.p.len() == 32 => f.pass("Ed25519"),
-        "ed25519" => f.fail(format!(
-            "p= is {} bytes; an Ed25519 key is 32",
-            rec.p.len()
-        )),
+        "ed25519" => f.fail(format!("p= is {} bytes; an Ed25519 key is 32", rec.p.len())),
         other => f.fail(format!("unknown key type k={other}")),
     }
     if let Some(h) = &rec.h {
         if !h.iter().any(|a| a == "sha256") {
-            f.fail(format!("h={} excludes sha256, which the signer uses", h.join(":")));
+            f.fail(format!(
+                "h={} excludes sha256, which the signer uses",
+                h.join(":")
+            ));
         }
     }
     if let Some(s) = &rec.s {
@@ -185,7 +181,7 @@ pub(crate) async fn check(posture: &Posture, dns: &Dns) -> Vec<Item> {
             Err(e) => {
                 let mut f = Findings::new();
                 if e.is_permanent() {
-                    f.fail(format!("no DKIM key record at {name} ({e})"));
+                    f.fail(format!("no DKIM key record at {name} ({})", absence(&e)));
                 } else {
                     f.fail(e.to_string());
                 }
@@ -223,15 +219,15 @@ mod tests {
     pub(crate) fn rsa_spki(bits: usize, fill: u8) -> Vec<u8> {
         let mut modulus = vec![0u8];
         modulus.push(0x80);
-        modulus.extend(std::iter::repeat(fill).take(bits / 8 - 1));
-        let pkcs1 = tlv(
-            0x30,
-            &[tlv(0x02, &modulus), tlv(0x02, &[1, 0, 1])].concat(),
-        );
+        modulus.extend(std::iter::repeat_n(fill, bits / 8 - 1));
+        let pkcs1 = tlv(0x30, &[tlv(0x02, &modulus), tlv(0x02, &[1, 0, 1])].concat());
         let alg = tlv(
             0x30,
             &[
-                tlv(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]),
+                tlv(
+                    0x06,
+                    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+                ),
                 vec![0x05, 0x00],
             ]
             .concat(),

@@ -268,11 +268,7 @@ pub(crate) fn grade(
         Check::Dmarc,
         "alignment",
         Verdict::Pass,
-        format!(
-            "adkim={}, aspf={}",
-            mode(d.strict_dkim),
-            mode(d.strict_spf)
-        ),
+        format!("adkim={}, aspf={}", mode(d.strict_dkim), mode(d.strict_spf)),
     );
     vec![
         record.item(Check::Dmarc, "record"),
@@ -418,9 +414,12 @@ mod tests {
         assert!(items[1].detail.contains("pct=10"));
         assert_eq!(items[2].verdict, Verdict::Warn);
         assert!(items[2].detail.contains("no rua="));
-        assert!(items[2].detail.contains("mailto:d@example.test (from the policy)"));
+        assert!(items[2]
+            .detail
+            .contains("mailto:d@example.test (from the policy)"));
 
-        let text = "v=DMARC1; p=quarantine; sp=none; rua=mailto:d@example.test,mailto:x@vendor.test";
+        let text =
+            "v=DMARC1; p=quarantine; sp=none; rua=mailto:d@example.test,mailto:x@vendor.test";
         let authorised = [("vendor.test".to_string(), Ok(false))];
         let items = grade(&posture, text, &parse(text).unwrap(), &authorised);
         assert_eq!(items[1].verdict, Verdict::Warn);

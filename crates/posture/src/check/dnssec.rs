@@ -80,7 +80,10 @@ mod tests {
         assert_eq!(grade(&p, false, ans(true)).verdict, Verdict::Warn);
         let bogus = Err(DnsError::Bogus("example.test".into(), "bad".into()));
         assert_eq!(g(&p, bogus), Verdict::Fail);
-        let temp = Err(DnsError::Temporary("example.test".into(), "SERVFAIL".into()));
+        let temp = Err(DnsError::Temporary(
+            "example.test".into(),
+            "SERVFAIL".into(),
+        ));
         assert_eq!(g(&p, temp), Verdict::Fail);
         p.listener_certs.push(ListenerCert {
             hostname: "mx.example.test".into(),

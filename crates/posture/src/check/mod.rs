@@ -80,11 +80,7 @@ pub async fn check(posture: &Posture, opts: &CheckOptions) -> Report {
 }
 
 /// A check's items, or one `Fail` item if it did not finish in time.
-async fn bounded(
-    check: Check,
-    limit: Duration,
-    run: impl Future<Output = Vec<Item>>,
-) -> Vec<Item> {
+async fn bounded(check: Check, limit: Duration, run: impl Future<Output = Vec<Item>>) -> Vec<Item> {
     match tokio::time::timeout(limit, run).await {
         Ok(items) => items,
         Err(_) => vec![Item::new(

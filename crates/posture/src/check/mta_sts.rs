@@ -74,26 +74,25 @@ pub(crate) fn grade_mx(policy: &Policy, mx: &MxAnswer) -> Item {
                 names.iter().partition(|h| policy.matches_mx(h));
             if !missing.is_empty() {
                 let what = format!(
-                    "{} {} not in the policy's mx: ({})",
+                    "{} {} not in the policy's mx ({})",
                     missing.join(", "),
                     if missing.len() == 1 { "is" } else { "are" },
                     policy.mx.join(", ")
                 );
                 match policy.mode {
-                    Mode::Enforce => f.fail(format!("{what}: enforcing senders will not deliver there")),
+                    Mode::Enforce => {
+                        f.fail(format!("{what}: enforcing senders will not deliver there"))
+                    }
                     Mode::Testing => f.warn(format!("{what}: senders will report failures")),
                     Mode::None => f.pass(format!("{what}; no matter in mode none")),
                 }
             }
             if !ok.is_empty() {
                 f.pass(format!(
-                    "{} {}",
+                    "{}{} {} the policy",
                     ok.join(", "),
-                    if *implicit {
-                        "(implicit MX) matches"
-                    } else {
-                        "match"
-                    }
+                    if *implicit { " (implicit MX)" } else { "" },
+                    if ok.len() == 1 { "matches" } else { "match" }
                 ));
             }
         }
@@ -189,10 +188,7 @@ pub(crate) async fn check(posture: &Posture, dns: &Dns, fetch: &FetchConfig) -> 
     let id = match parse_txt(&txts) {
         TxtOutcome::Id(id) => id,
         TxtOutcome::Invalid(e) => {
-            return record(
-                Verdict::Fail,
-                format!("{name}: {e}: senders ignore it"),
-            )
+            return record(Verdict::Fail, format!("{name}: {e}: senders ignore it"))
         }
         TxtOutcome::NoPolicy => {
             let n = txts.iter().filter(|t| t.starts_with("v=STSv1")).count();
@@ -281,7 +277,9 @@ mod tests {
         assert_eq!(item.verdict, Verdict::Pass, "{item:?}");
         let item = grade_mx(&p, &hosts(&["mx.example.test", "mx2.example.test"]));
         assert_eq!(item.verdict, Verdict::Fail);
-        assert!(item.detail.starts_with("mx2.example.test is not in the policy's mx"));
+        assert!(item
+            .detail
+            .starts_with("mx2.example.test is not in the policy's mx"));
         let testing = policy(&ENFORCE.replace("enforce", "testing"));
         assert_eq!(
             grade_mx(&testing, &hosts(&["mx2.example.test"])).verdict,

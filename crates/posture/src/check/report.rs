@@ -229,7 +229,7 @@ impl Findings {
     pub(crate) fn item(mut self, check: Check, subject: impl Into<String>) -> Item {
         let verdict = self.verdict();
         // Stable: notes of one severity keep their order.
-        self.notes.sort_by(|a, b| b.0.cmp(&a.0));
+        self.notes.sort_by_key(|n| std::cmp::Reverse(n.0));
         let detail = self
             .notes
             .into_iter()
@@ -273,11 +273,27 @@ mod tests {
         let t = report.table();
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "DNS posture of example.test");
-        assert!(lines[2].starts_with("CHECK    SUBJECT  VERDICT  DETAIL"), "{t}");
-        assert!(lines[3].starts_with("spf      record   PASS     v=spf1 -all"), "{t}");
-        assert!(lines[4].starts_with("mta-sts  mx       FAIL     word"), "{t}");
+        assert!(
+            lines[2].starts_with("CHECK    SUBJECT  VERDICT  DETAIL"),
+            "{t}"
+        );
+        assert!(
+            lines[3].starts_with("spf      record   PASS     v=spf1 -all"),
+            "{t}"
+        );
+        assert!(
+            lines[4].starts_with("mta-sts  mx       FAIL     word"),
+            "{t}"
+        );
         // Continuation lines start under the detail column.
-        assert!(lines[5].starts_with(&" ".repeat(27)) && lines[5].contains("end"));
+        assert!(
+            lines[5].starts_with(&format!("{}word", " ".repeat(27))),
+            "{t}"
+        );
+        assert!(
+            lines[6].starts_with(&" ".repeat(27)) && lines[6].ends_with("end"),
+            "{t}"
+        );
         assert!(t.ends_with("1 pass, 0 warn, 1 fail\n"));
         assert!(report.failed());
         assert_eq!(report.worst(), Verdict::Fail);

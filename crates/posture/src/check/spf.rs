@@ -8,7 +8,7 @@
 //! address, as a receiver would.
 
 use super::report::{Check, Findings, Item, Verdict};
-use super::tags::{clip, is_domain, normalize};
+use super::tags::{absence, clip, is_domain, normalize};
 use crate::Posture;
 use ironpost_dns::{Dns, DnsError, MxAnswer};
 use std::collections::HashMap;
@@ -132,7 +132,10 @@ pub(crate) fn parse(text: &str) -> Result<SpfRecord, String> {
         return Err("non-ASCII characters".into());
     }
     let mut terms = text.split(' ').filter(|t| !t.is_empty());
-    if !terms.next().is_some_and(|v| v.eq_ignore_ascii_case("v=spf1")) {
+    if !terms
+        .next()
+        .is_some_and(|v| v.eq_ignore_ascii_case("v=spf1"))
+    {
         return Err("does not start with v=spf1".into());
     }
     let mut rec = SpfRecord::default();
@@ -259,7 +262,9 @@ fn prefix_len(len: &str, max: u8) -> Result<u8, String> {
     if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("bad prefix length /{len}"));
     }
-    let n: u8 = len.parse().map_err(|_| format!("bad prefix length /{len}"))?;
+    let n: u8 = len
+        .parse()
+        .map_err(|_| format!("bad prefix length /{len}"))?;
     if n > max {
         return Err(format!("prefix length /{n} is over {max}"));
     }
@@ -381,7 +386,7 @@ pub(crate) enum Fetched<T> {
 }
 
 /// An `mx` mechanism's hosts' addresses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct MxIps {
     pub hosts: usize,
     pub ips: Vec<IpAddr>,
@@ -512,10 +517,7 @@ pub(crate) async fn walk(dns: &Dns, domain: &str, root: SpfRecord, data: &mut Sp
             }
             let t = normalize(&spec.text);
             if chain.contains(&t) {
-                w.problem(format!(
-                    "loop: {} -> {t} (permerror)",
-                    chain.join(" -> ")
-                ));
+                w.problem(format!("loop: {} -> {t} (permerror)", chain.join(" -> ")));
                 continue;
             }
             if !data.records.contains_key(&t) {
@@ -693,10 +695,7 @@ impl Eval<'_> {
             if d.mechanism.counts() {
                 self.lookups += 1;
                 if self.lookups > LOOKUP_LIMIT {
-                    return (
-                        Outcome::PermError("more than 10 DNS lookups".into()),
-                        at(),
-                    );
+                    return (Outcome::PermError("more than 10 DNS lookups".into()), at());
                 }
             }
             match self.matches(&d.mechanism, &domain, chain) {
@@ -727,10 +726,7 @@ impl Eval<'_> {
             let (o, why) = self.eval(chain);
             chain.pop();
             return match o {
-                Outcome::None => (
-                    Outcome::PermError(format!("{t} has no SPF record")),
-                    at,
-                ),
+                Outcome::None => (Outcome::PermError(format!("{t} has no SPF record")), at),
                 o => (o, why),
             };
         }
@@ -752,12 +748,20 @@ impl Eval<'_> {
             Mechanism::All => Ok(Some(None)),
             Mechanism::Ip4(net, len) => Ok(hit(in_net(self.ip, IpAddr::V4(*net), *len))),
             Mechanism::Ip6(net, len) => Ok(hit(in_net(self.ip, IpAddr::V6(*net), *len))),
-            Mechanism::A { domain: spec, v4, v6 } => {
+            Mechanism::A {
+                domain: spec,
+                v4,
+                v6,
+            } => {
                 let t = target(spec.as_ref(), domain).ok_or_else(unknown)?;
                 let ips = self.lookup(self.data.addrs.get(&t))?;
                 Ok(hit(ips.iter().any(|ip| self.in_prefix(*ip, *v4, *v6))))
             }
-            Mechanism::Mx { domain: spec, v4, v6 } => {
+            Mechanism::Mx {
+                domain: spec,
+                v4,
+                v6,
+            } => {
                 let t = target(spec.as_ref(), domain).ok_or_else(unknown)?;
                 let mx = self.lookup(self.data.mx.get(&t))?;
                 if mx.hosts > MX_HOST_LIMIT {
@@ -803,9 +807,7 @@ impl Eval<'_> {
             Some(Fetched::Void) => {
                 self.voids += 1;
                 if self.voids > VOID_LIMIT {
-                    return Err(Outcome::PermError(
-                        "more than 2 void DNS lookups".into(),
-                    ));
+                    return Err(Outcome::PermError("more than 2 void DNS lookups".into()));
                 }
                 Ok(std::borrow::Cow::Owned(T::default()))
             }
@@ -817,15 +819,6 @@ impl Eval<'_> {
     fn in_prefix(&self, addr: IpAddr, v4: u8, v6: u8) -> bool {
         let len = if addr.is_ipv4() { v4 } else { v6 };
         in_net(self.ip, addr, len)
-    }
-}
-
-impl Default for MxIps {
-    fn default() -> Self {
-        MxIps {
-            hosts: 0,
-            ips: Vec::new(),
-        }
     }
 }
 
@@ -887,10 +880,7 @@ fn grade(posture: &Posture, text: &str, data: &SpfData, walk: &Walk) -> Vec<Item
              counted through includes): receivers may return permerror"
         ));
     } else {
-        lookups.pass(format!(
-            "{} of {LOOKUP_LIMIT} DNS lookups",
-            walk.lookups
-        ));
+        lookups.pass(format!("{} of {LOOKUP_LIMIT} DNS lookups", walk.lookups));
     }
     if walk.voids > VOID_LIMIT {
         lookups.fail(format!(
@@ -971,7 +961,8 @@ pub(crate) async fn check(posture: &Posture, dns: &Dns) -> Vec<Item> {
         Ok(t) => t,
         Err(e) if e.is_permanent() => {
             return fail(format!(
-                "no SPF record at {domain} ({e}): receivers get SPF none"
+                "no SPF record at {domain} ({}): receivers get SPF none",
+                absence(&e)
             ))
         }
         Err(e) => return fail(e.to_string()),
@@ -1213,7 +1204,10 @@ mod tests {
         assert_eq!(eval("203.0.113.1").0, Outcome::Pass);
         let (o, why) = eval("2001:db8::1");
         assert_eq!(o, Outcome::Pass);
-        assert!(why.contains("ip6:2001:db8::/32 in _spf.example.test"), "{why}");
+        assert!(
+            why.contains("ip6:2001:db8::/32 in _spf.example.test"),
+            "{why}"
+        );
         assert!(why.contains("via include:_spf.example.test"), "{why}");
         let (o, why) = eval("198.51.100.8");
         assert_eq!(o, Outcome::SoftFail);
@@ -1347,7 +1341,9 @@ mod tests {
         );
         let items = grade(&posture(&["192.0.2.1", "198.51.100.1"], true), text, &d, &w);
         assert_eq!(items[2].verdict, Verdict::Fail);
-        assert!(items[2].detail.starts_with("198.51.100.1 is not authorised: softfail"));
+        assert!(items[2]
+            .detail
+            .starts_with("198.51.100.1 is not authorised: softfail"));
 
         for (text, verdict) in [
             ("v=spf1 ip4:192.0.2.0/24 +all", Verdict::Fail),
@@ -1377,7 +1373,15 @@ mod tests {
         };
         let items = grade(&posture(&["192.0.2.1"], true), text, &d, &w);
         assert_eq!(items[1].verdict, Verdict::Fail);
-        assert!(items[1].detail.contains("more than 10"), "{}", items[1].detail);
-        assert!(items[1].detail.contains("3 void lookups"), "{}", items[1].detail);
+        assert!(
+            items[1].detail.contains("more than 10"),
+            "{}",
+            items[1].detail
+        );
+        assert!(
+            items[1].detail.contains("3 void lookups"),
+            "{}",
+            items[1].detail
+        );
     }
 }

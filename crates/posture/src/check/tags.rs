@@ -19,8 +19,10 @@ pub(crate) fn tag_list(text: &str) -> Result<Vec<(String, String)>, String> {
         let name = name.trim_matches(is_fws);
         let value = value.trim_matches(is_fws);
         let mut chars = name.chars();
-        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        // DKIM's ALPHA *(ALPHA / DIGIT / "_"), widened to TLS-RPT's
+        // extension names, which may also hold "-" and ".".
+        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !well_formed {
             return Err(format!("bad tag name {:?}", clip(name, 40)));
         }
@@ -138,6 +140,16 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// Why a lookup found nothing, briefly (the error's text repeats the
+/// name the detail already gives).
+pub(crate) fn absence(e: &ironpost_dns::DnsError) -> String {
+    match e {
+        ironpost_dns::DnsError::NxDomain(_) => "NXDOMAIN".into(),
+        ironpost_dns::DnsError::NoRecords(_, t) => format!("no {t} records"),
+        e => e.to_string(),
+    }
+}
+
 /// Lower case, no trailing dot.
 pub(crate) fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
@@ -163,7 +175,8 @@ mod tests {
         assert_eq!(tag_list("p=").unwrap(), vec![("p".into(), "".into())]);
         assert!(tag_list("p=a; p=b").unwrap_err().contains("twice"));
         assert!(tag_list("v=DKIM1; junk").is_err());
-        assert!(tag_list("1x=a").is_err());
+        assert!(tag_list("_x=a").is_err());
+        assert_eq!(tag_list("v=TLSRPTv1; x-ext.1=a").unwrap().len(), 2);
         assert!(tag_list("a b=c").is_err());
         assert!(tag_list("a=b\u{1}").is_err());
         assert!(tag_list("").unwrap().is_empty());
@@ -171,7 +184,12 @@ mod tests {
 
     #[test]
     fn domains() {
-        for ok in ["example.com", "_spf.example.com.", "a-b.c", "xn--bcher-kva.de"] {
+        for ok in [
+            "example.com",
+            "_spf.example.com.",
+            "a-b.c",
+            "xn--bcher-kva.de",
+        ] {
             assert!(is_domain(ok), "{ok}");
         }
         for bad in ["", ".", "a..b", "-a.b", "a-.b", "a b.c", "1.2.3.4", "é.fr"] {
@@ -182,14 +200,26 @@ mod tests {
 
     #[test]
     fn uris() {
-        assert_eq!(mailto("mailto:d@Rua.Example", false).unwrap(), "rua.example");
+        assert_eq!(
+            mailto("mailto:d@Rua.Example", false).unwrap(),
+            "rua.example"
+        );
         assert_eq!(mailto("MAILTO:d@x.test!10m", true).unwrap(), "x.test");
         assert!(mailto("mailto:d@x.test!10m", false).is_err());
         assert!(mailto("mailto:d@x.test!m", true).is_err());
-        for bad in ["d@x.test", "mailto:", "mailto:x.test", "mailto:@x.test", "mailto:a@"] {
+        for bad in [
+            "d@x.test",
+            "mailto:",
+            "mailto:x.test",
+            "mailto:@x.test",
+            "mailto:a@",
+        ] {
             assert!(mailto(bad, true).is_err(), "{bad}");
         }
-        assert_eq!(https_url("https://Logo.Example/b.svg").unwrap(), "logo.example");
+        assert_eq!(
+            https_url("https://Logo.Example/b.svg").unwrap(),
+            "logo.example"
+        );
         assert_eq!(https_url("https://h.test:8443").unwrap(), "h.test");
         for bad in [
             "http://h.test/",

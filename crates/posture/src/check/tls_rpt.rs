@@ -28,7 +28,10 @@ pub(crate) fn parse(text: &str) -> Result<Vec<String>, String> {
         return Err("rua= is empty".into());
     }
     for u in &uris {
-        let ok = if u.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("mailto:")) {
+        let ok = if u
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("mailto:"))
+        {
             mailto(u, false).map(drop)
         } else {
             https_url(u).map(drop)
@@ -136,7 +139,9 @@ mod tests {
         assert_eq!(grade(&p, &[]).verdict, Verdict::Fail);
         let item = grade(&p, &ok);
         assert_eq!(item.verdict, Verdict::Warn);
-        assert!(item.detail.contains("mailto:other@example.test (from the policy)"));
+        assert!(item
+            .detail
+            .contains("mailto:other@example.test (from the policy)"));
         assert_eq!(
             grade(&p, &[ok[0].clone(), ok[0].clone()]).verdict,
             Verdict::Fail

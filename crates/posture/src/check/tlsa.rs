@@ -63,7 +63,11 @@ pub(crate) fn grade(
     validating: bool,
     answer: Result<Secured<Vec<TlsaRecord>>, DnsError>,
 ) -> Item {
-    let name = format!("_{}._tcp.{}", cert.port, cert.hostname.trim_end_matches('.'));
+    let name = format!(
+        "_{}._tcp.{}",
+        cert.port,
+        cert.hostname.trim_end_matches('.')
+    );
     let mut f = Findings::new();
     let publish = match tlsa_311(&cert.cert_der) {
         Ok(hex) => format!("publish \"{name}. IN TLSA 3 1 1 {hex}\""),
@@ -164,15 +168,33 @@ mod tests {
         let der = cert();
         let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
         let spki = c.tbs_certificate.subject_pki.raw.to_vec();
-        assert_eq!(compare(&rec(3, 1, 1, Sha256::digest(&spki).to_vec()), &der), Match::Yes);
-        assert_eq!(compare(&rec(3, 0, 1, Sha256::digest(&der).to_vec()), &der), Match::Yes);
-        assert_eq!(compare(&rec(3, 1, 2, Sha512::digest(&spki).to_vec()), &der), Match::Yes);
+        assert_eq!(
+            compare(&rec(3, 1, 1, Sha256::digest(&spki).to_vec()), &der),
+            Match::Yes
+        );
+        assert_eq!(
+            compare(&rec(3, 0, 1, Sha256::digest(&der).to_vec()), &der),
+            Match::Yes
+        );
+        assert_eq!(
+            compare(&rec(3, 1, 2, Sha512::digest(&spki).to_vec()), &der),
+            Match::Yes
+        );
         assert_eq!(compare(&rec(3, 0, 0, der.clone()), &der), Match::Yes);
         assert_eq!(compare(&rec(3, 1, 1, vec![0; 32]), &der), Match::No);
         assert_eq!(compare(&rec(2, 0, 1, vec![0; 32]), &der), Match::Unchecked);
-        assert!(matches!(compare(&rec(1, 1, 1, vec![]), &der), Match::Unusable(_)));
-        assert!(matches!(compare(&rec(3, 2, 1, vec![]), &der), Match::Unusable(_)));
-        assert!(matches!(compare(&rec(3, 1, 3, vec![]), &der), Match::Unusable(_)));
+        assert!(matches!(
+            compare(&rec(1, 1, 1, vec![]), &der),
+            Match::Unusable(_)
+        ));
+        assert!(matches!(
+            compare(&rec(3, 2, 1, vec![]), &der),
+            Match::Unusable(_)
+        ));
+        assert!(matches!(
+            compare(&rec(3, 1, 3, vec![]), &der),
+            Match::Unusable(_)
+        ));
         assert_eq!(hex_of(&Sha256::digest(&spki)), tlsa_311(&der).unwrap());
     }
 
@@ -189,7 +211,12 @@ mod tests {
             cert_der: der.clone(),
         };
         let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let good = rec(3, 1, 1, Sha256::digest(c.tbs_certificate.subject_pki.raw).to_vec());
+        let good = rec(
+            3,
+            1,
+            1,
+            Sha256::digest(c.tbs_certificate.subject_pki.raw).to_vec(),
+        );
         let ans = |v: Vec<TlsaRecord>, secure| Ok(Secured { value: v, secure });
         let item = grade(&listener, true, ans(vec![good.clone()], true));
         assert_eq!(item.verdict, Verdict::Pass, "{item:?}");
