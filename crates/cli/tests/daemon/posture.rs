@@ -69,7 +69,9 @@ fn records_policy(dir: &Path) -> String {
     let keys = dir.join("keys");
     keygen(&keys, "s2048", "rsa");
     keygen(&keys, "ed1", "ed25519");
-    let (cert, key) = TestCa::new("posture ca").issue_server(&["mx.example.com"]);
+    let ca = TestCa::new("posture ca");
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
+    let (cert, key) = ca.issue_server(&["mx.example.com", "mta-sts.example.com"]);
     std::fs::write(dir.join("mx.crt"), cert).unwrap();
     write_private(&dir.join("mx.key"), &key);
     let keys = keys.join("example.com");
@@ -100,6 +102,7 @@ kumo.on('init', function()
   kumo.define_spool {{ name = 'data', path = '{dir}/spool' }}
   kumo.start_esmtp_listener {{ listen = '127.0.0.1:0', hostname = 'mx.example.com',
     tls_certificate = '{dir}/mx.crt', tls_private_key = '{dir}/mx.key' }}
+  kumo.start_http_listener {{ listen = '127.0.0.1:0', use_tls = true, trusted_hosts = {{ '127.0.0.1' }} }}
 end)
 kumo.on('smtp_server_message_received', function(msg) sign(msg) end)
 kumo.on('get_queue_config', function() return kumo.make_queue_config {{ egress_pool = 'main' }} end)
@@ -362,4 +365,148 @@ fn an_mta_sts_policy_that_does_not_cover_our_listeners_refuses_the_start() {
             && stderr.contains("smtp.elsewhere.test"),
         "{stderr}"
     );
+}
+
+/// The whole loop: what `dns records` prints is published in a signed
+/// loopback zone, the daemon hosts the MTA-STS policy, and `dns check`
+/// (validating resolver, the real fetcher) passes every item. Then one
+/// record is broken and the check fails, naming it.
+#[test]
+fn dns_check_passes_what_dns_records_publishes_and_fails_a_broken_record() {
+    use ironpost_testkit::dns::{TestDnsServer, TestZone};
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.lua");
+    let lua = records_policy(dir.path());
+    std::fs::write(&policy, &lua).unwrap();
+    let d = Daemon::start(DaemonOptions::new(bin()).policy(lua).workdir(dir.path())).unwrap();
+    let out = dns(&["records", "--domain", "example.com", "--json"], &policy);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let zone = TestZone::signed();
+    zone.mx("example.com", 10, "mx.example.com")
+        .ip("mx.example.com", "127.0.0.1".parse().unwrap())
+        .ip("mta-sts.example.com", "127.0.0.1".parse().unwrap());
+    for r in v["records"].as_array().unwrap() {
+        let (name, value) = (r["name"].as_str().unwrap(), r["value"].as_str().unwrap());
+        match r["type"].as_str().unwrap() {
+            "TXT" => {
+                let parts: Vec<&str> = value
+                    .as_bytes()
+                    .chunks(255)
+                    .map(|c| std::str::from_utf8(c).unwrap())
+                    .collect();
+                zone.txt_strings(name, &parts);
+            }
+            "TLSA" => {
+                let f: Vec<&str> = value.split(' ').collect();
+                let data: Vec<u8> = (0..f[3].len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&f[3][i..i + 2], 16).unwrap())
+                    .collect();
+                zone.tlsa(
+                    name,
+                    f[0].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                    &data,
+                );
+            }
+            other => panic!("unexpected record type {other}"),
+        }
+    }
+    let anchor = dir.path().join("anchor.txt");
+    std::fs::write(&anchor, zone.trust_anchor()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestDnsServer::start(zone.clone())).unwrap();
+    let check = || {
+        Command::new(bin())
+            .args([
+                "dns",
+                "check",
+                "--domain",
+                "example.com",
+                "--json",
+                "--resolver",
+            ])
+            .arg(server.addr.to_string())
+            .arg("--trust-anchor")
+            .arg(&anchor)
+            .arg("--policy")
+            .arg(&policy)
+            .env("IRONPOST_TEST_MTA_STS_PORT", d.http[0].port().to_string())
+            .env("IRONPOST_TEST_MTA_STS_CA", dir.path().join("ca.pem"))
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let not_passed: Vec<_> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["verdict"] != "pass")
+        .collect();
+    // DMARC at p=none is a warning by design: it is the first step.
+    assert!(
+        not_passed
+            .iter()
+            .all(|i| i["check"] == "dmarc" && i["verdict"] == "warn"),
+        "{report:#}"
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "spf", "dkim", "mta-sts", "tls-rpt", "bimi", "dnssec", "tlsa",
+    ] {
+        assert!(
+            report["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["check"] == check),
+            "no {check} item: {report:#}"
+        );
+    }
+
+    // The same for people: a table (printed; see it with --nocapture).
+    let table = Command::new(bin())
+        .args(["dns", "check", "--domain", "example.com", "--resolver"])
+        .arg(server.addr.to_string())
+        .arg("--trust-anchor")
+        .arg(&anchor)
+        .arg("--policy")
+        .arg(&policy)
+        .env("IRONPOST_TEST_MTA_STS_PORT", d.http[0].port().to_string())
+        .env("IRONPOST_TEST_MTA_STS_CA", dir.path().join("ca.pem"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("DNS posture of example.com"), "{table}");
+    println!("{table}");
+
+    // An SPF record that no longer covers the sources fails the run.
+    zone.remove("example.com");
+    zone.mx("example.com", 10, "mx.example.com")
+        .txt("example.com", "v=spf1 ip4:192.0.2.10 +all");
+    let out = check();
+    assert!(!out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["check"] == "spf" && i["verdict"] == "fail" && i["subject"] == "all"),
+        "{report:#}"
+    );
+    drop(d);
 }
