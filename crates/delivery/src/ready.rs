@@ -406,13 +406,23 @@ impl QueueManager {
         parts: Vec<QueuedPart>,
         qcfg: &QueueConfig,
     ) {
-        let site = match crate::tls_policy::apply(&self.0.ctx, domain, site.clone(), &path).await {
-            Ok(site) => Arc::new(site),
-            Err(e) => {
-                self.defer_all(parts, e, qcfg).await;
-                return;
-            }
-        };
+        // Our own TLS reports are not counted in TLS reports.
+        let reports_only = self
+            .0
+            .ctx
+            .tls_reports
+            .as_ref()
+            .is_some_and(|r| parts.iter().all(|p| r.exempt(&p.msg.sender)));
+        let site =
+            match crate::tls_policy::apply(&self.0.ctx, domain, site.clone(), &path, !reports_only)
+                .await
+            {
+                Ok(site) => Arc::new(site),
+                Err(e) => {
+                    self.defer_all(parts, e, qcfg).await;
+                    return;
+                }
+            };
         let (key, workers, over) = self.0.ready.join(domain, site, &path, parts);
         for p in over {
             let jitter = Duration::from_millis(rand_below(60_000));

@@ -118,7 +118,9 @@ pub(crate) async fn apply(
     domain: &str,
     mut site: Site,
     path: &EgressPath,
+    count_refusals: bool,
 ) -> Result<Site, RouteError> {
+    let reporter = ctx.tls_reports.as_ref().filter(|_| count_refusals);
     if site.configured {
         return Ok(site);
     }
@@ -134,8 +136,7 @@ pub(crate) async fn apply(
             }
         } else if site.mx_secure {
             if let Err(e) = dane_hosts(ctx, domain, &mut site, cfg.smtp_port).await {
-                if let (Some(r), RouteError::Policy { result, reason, .. }) = (&ctx.tls_reports, &e)
-                {
+                if let (Some(r), RouteError::Policy { result, reason, .. }) = (reporter, &e) {
                     r.refused(domain, &site, result, reason);
                 }
                 return Err(e);
@@ -176,7 +177,7 @@ pub(crate) async fn apply(
                                 policy.mx.join(", "),
                                 before.join(", ")
                             );
-                            if let Some(r) = &ctx.tls_reports {
+                            if let Some(r) = reporter {
                                 r.refused(domain, &site, "validation-failure", &reason);
                             }
                             return Err(RouteError::Policy {

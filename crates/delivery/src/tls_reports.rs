@@ -144,16 +144,10 @@ fn session_policy(domain: &str, site: &Site, policy: &HostPolicy) -> SessionPoli
             .as_deref()
             .cloned()
             .unwrap_or_else(|| no_policy(domain)),
-        HostPolicy::None => match &site.discovery_failure {
-            // The domain announced a policy we could not get.
-            Some((r, _)) if r.starts_with("sts-") => SessionPolicy {
-                policy_type: PolicyType::Sts,
-                policy_domain: domain.to_string(),
-                policy_strings: Vec::new(),
-                mx_host: Vec::new(),
-            },
-            _ => no_policy(domain),
-        },
+        // A policy that could not be fetched is no policy: the session
+        // went ahead without one, and its failure says why
+        // (`sts-policy-fetch-error`).
+        HostPolicy::None => no_policy(domain),
     }
 }
 

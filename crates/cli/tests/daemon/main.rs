@@ -46,4 +46,5 @@ mod smtp_events;
 mod smuggling;
 mod spool_compat;
 mod starttls;
+mod tls_reports;
 mod vault_seeds;
