@@ -885,7 +885,6 @@ fn serve(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> std::io::Result<R
             at = data + size + 2;
         }
     }
-    drop(more);
     tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
     tls.conn.send_close_notify();
     tls.flush()?;
