@@ -28,10 +28,10 @@ fi
 # Independent judges for the posture and TLS report tests, in a venv of
 # their own: checkdmarc (SPF, DMARC), dkimpy (DKIM key records), jsonschema
 # (RFC 8460 reports). The tests fail, never skip, without them.
-if ! .venv-tests/bin/python -c 'import checkdmarc, dkim, nacl, jsonschema' 2>/dev/null; then
-  echo "==> Python judges (checkdmarc, dkimpy, jsonschema) in .venv-tests"
+if ! .venv-tests/bin/python -c 'import checkdmarc, dkim, nacl, jsonschema, authres' 2>/dev/null; then
+  echo "==> Python judges (checkdmarc, dkimpy, jsonschema, authres) in .venv-tests"
   python3 -m venv .venv-tests
-  .venv-tests/bin/pip install -q checkdmarc dkimpy pynacl jsonschema
+  .venv-tests/bin/pip install -q checkdmarc dkimpy pynacl jsonschema authres
 fi
 export IRONPOST_PYTHON="$PWD/.venv-tests/bin/python"
 

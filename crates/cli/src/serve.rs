@@ -249,6 +249,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let dns = Dns::new(&dns_cfg)?;
+        // The policy's inbound checks (kumo.spf, msg:dkim_verify, ...)
+        // resolve through the same resolver as delivery.
+        engine.set_authenticator(ironpost_authn::Authenticator::new(
+            &dns,
+            ironpost_authn::Limits::default(),
+        ));
         let hostname = init
             .listeners
             .first()

@@ -15,6 +15,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod arc;
 mod error;
 mod headers;
 mod key;
@@ -23,6 +24,7 @@ mod pem;
 mod signer;
 mod tooling;
 
+pub use arc::{ArcCv, ARC_MAX_INSTANCE};
 pub use error::{DkimError, Result};
 pub use key::{public_key_from_private, Algorithm, SigningKey};
 pub use signer::{Canon, Signer, SignerConfig, DEFAULT_HEADERS};

@@ -438,6 +438,13 @@ impl Dns {
     }
 
     /// Whether answers are DNSSEC-validated (and `secure` can be true).
+    /// The underlying hickory resolver, for libraries that take one
+    /// (`mail-auth`): their lookups then use this configuration, its
+    /// name servers, timeouts and cache.
+    pub fn hickory(&self) -> TokioResolver {
+        self.resolver.clone()
+    }
+
     pub fn validating(&self) -> bool {
         self.validate
     }

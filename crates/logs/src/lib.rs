@@ -14,8 +14,8 @@ pub mod classify;
 mod record;
 
 pub use record::{
-    name_matches, AttemptRecord, AuthRecord, DiscoveryFailure, Inbound, MessageRecord, PeerAddress,
-    Record, Response,
+    name_matches, AttemptRecord, AuthRecord, AuthenticationResult, DiscoveryFailure, Inbound,
+    MessageRecord, PeerAddress, Record, Response,
 };
 
 use std::collections::HashMap;

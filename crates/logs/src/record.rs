@@ -179,11 +179,28 @@ pub struct MessageRecord {
     /// policy's own, so it stays JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<Box<RawValue>>,
+    /// What `msg:add_authentication_results` (or `mail_auth.check`) put in
+    /// Authentication-Results, so DMARC failures can be counted from logs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authentication_results: Vec<AuthenticationResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Response>,
     /// The reply text again, for refusals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// One RFC 8601 result as the Reception record carries it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AuthenticationResult {
+    #[serde(default)]
+    pub serv_id: String,
+    pub method: String,
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub props: BTreeMap<String, String>,
 }
 
 /// RFC 8460 outcome of a failed MTA-STS policy discovery.

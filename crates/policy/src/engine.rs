@@ -266,6 +266,12 @@ impl PolicyEngine {
             .clone()
     }
 
+    /// Give the policy's inbound checks (`kumo.spf`, `msg:dkim_verify`,
+    /// ...) their resolver; set once.
+    pub fn set_authenticator(&self, a: ironpost_authn::Authenticator) {
+        let _ = self.0.shared.authn.set(a);
+    }
+
     /// Every source `policy-extras.sources` defines.
     pub fn defined_sources(&self) -> Vec<EgressSource> {
         self.0

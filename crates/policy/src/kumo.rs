@@ -373,6 +373,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Table> {
         )?;
     }
     kumo.set("dns", dns)?;
+    crate::authn::install(lua, &kumo)?;
 
     kumo.set(
         "reject",
@@ -432,6 +433,7 @@ pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
         "policy-extras.passwords" => Some(Value::Table(crate::helpers::passwords::module(lua)?)),
         "policy-extras.dkim_sign" => Some(Value::Table(crate::helpers::dkim_sign::module(lua)?)),
         "policy-extras.posture" => Some(Value::Table(crate::helpers::posture::module(lua)?)),
+        "policy-extras.mail_auth" => Some(Value::Table(crate::authn::mail_auth_module(lua)?)),
         other => {
             if let Some((_, why)) = UNSUPPORTED_HELPERS.iter().find(|(n, _)| *n == other) {
                 return Err(rt(format!(
@@ -446,14 +448,6 @@ pub fn builtin_module(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
 /// KumoMTA's shipped helpers that Ironpost does not provide yet: refused by
 /// name rather than reported as an unknown module.
 const UNSUPPORTED_HELPERS: &[(&str, &str)] = &[
-    (
-        "policy-extras.log_hooks",
-        "webhooks for log records are not implemented",
-    ),
-    (
-        "policy-extras.mail_auth",
-        "inbound SPF, DKIM and DMARC checks are not implemented",
-    ),
     (
         "policy-extras.rollup",
         "MX rollup configuration is not implemented",

@@ -1,6 +1,7 @@
 //! The policy engine: Lua 5.4 policies written against the KumoMTA policy
 //! API, run in a sandbox on a pool of interpreters.
 
+mod authn;
 pub mod cidr;
 pub mod config;
 pub mod conformance;
@@ -30,6 +31,7 @@ pub mod throttle;
 mod throttle_object;
 mod unsupported;
 
+pub use authn::META_KEY as AUTHENTICATION_RESULTS_META;
 pub use cidr::CidrSet;
 pub use config::{
     ClientCertMode, EsmtpListenerConfig, HelperLogHook, InitConfig, LineEndingPolicy,

@@ -91,6 +91,11 @@ impl MessageHandle {
         f(&mut guard)
     }
 
+    /// A copy of the message as it is now.
+    pub fn snapshot(&self) -> Message {
+        self.with(|m| m.clone())
+    }
+
     pub fn into_message(self) -> Message {
         match Arc::try_unwrap(self.0) {
             Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
@@ -197,6 +202,56 @@ impl UserData for MessageHandle {
                 Ok(())
             })
         });
+        methods.add_method("dkim_verify", |lua, m, resolver: Value| {
+            const F: &str = "msg:dkim_verify";
+            crate::authn::no_resolver_name(F, &resolver)?;
+            let auth = crate::authn::authenticator(lua, F)?;
+            let data = m.with(|m| m.data.clone());
+            let results = crate::authn::block_on(F, auth.dkim_verify(&data))?;
+            let t = lua.create_table()?;
+            for r in &results {
+                t.push(crate::authn::to_lua(lua, r)?)?;
+            }
+            Ok(t)
+        });
+        methods.add_method("arc_verify", |lua, m, resolver: Value| {
+            const F: &str = "msg:arc_verify";
+            crate::authn::no_resolver_name(F, &resolver)?;
+            let auth = crate::authn::authenticator(lua, F)?;
+            let data = m.with(|m| m.data.clone());
+            let r = crate::authn::block_on(F, auth.arc_verify(&data))?;
+            crate::authn::to_lua(lua, &r)
+        });
+        methods.add_method(
+            "arc_seal",
+            |lua, m, (signer, serv_id, results, resolver): (mlua::AnyUserData, String, Value, Value)| {
+                const F: &str = "msg:arc_seal";
+                crate::authn::no_resolver_name(F, &resolver)?;
+                let auth = crate::authn::authenticator(lua, F)?;
+                let signer = signer.borrow::<crate::dkim::DkimSignerValue>()?.0.clone();
+                let results = crate::authn::results_from_lua(lua, F, results)?;
+                let data = m.with(|m| m.data.clone());
+                let sealed =
+                    crate::authn::block_on(F, auth.arc_seal(&data, &signer, &serv_id, &results))?
+                        .map_err(|e| lua_err(format!("{F}: {e}")))?;
+                if let Some(headers) = sealed {
+                    m.with(|m| {
+                        m.data.splice(0..0, headers);
+                    });
+                }
+                Ok(())
+            },
+        );
+        methods.add_method(
+            "add_authentication_results",
+            |lua, m, (serv_id, results): (String, Value)| {
+                const F: &str = "msg:add_authentication_results";
+                let results = crate::authn::results_from_lua(lua, F, results)?;
+                m.with(|m| crate::authn::add_results(m, &serv_id, &results))
+                    .map_err(lua_err)?;
+                Ok(())
+            },
+        );
         methods.add_method("recipient_list", |_, m, ()| {
             Ok(m.with(|m| {
                 m.recipients

@@ -18,6 +18,8 @@ pub struct Shared {
     pub key_files: Mutex<Vec<(String, PathBuf)>>,
     /// `policy-extras.posture`'s data.
     pub posture: Mutex<Option<Arc<crate::helpers::posture::PostureConfig>>>,
+    /// The inbound checks' resolver, once the daemon has one.
+    pub authn: std::sync::OnceLock<ironpost_authn::Authenticator>,
     /// Every source `policy-extras.sources` defines, for the SPF record.
     pub defined_sources: Mutex<Vec<crate::egress_source::EgressSource>>,
 }

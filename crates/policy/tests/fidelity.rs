@@ -111,7 +111,7 @@ assert(utils.dumps({{ k = 'v' }}):find('k = "v"'))
 
 #[test]
 fn unsupported_kumomta_helpers_are_refused_by_name() {
-    for helper in ["policy-extras.mail_auth", "policy-extras.rollup"] {
+    for helper in ["policy-extras.docker_utils", "policy-extras.rollup"] {
         let err = init(&format!(
             "local kumo = require 'kumo'\nlocal h = require '{helper}'\n"
         ))

@@ -276,6 +276,7 @@ impl Reception {
             meta: meta_text
                 .clone()
                 .and_then(|t| serde_json::value::RawValue::from_string(t).ok()),
+            authentication_results: authentication_results(&msg.meta),
             ..Default::default()
         };
         let spool_meta = SpoolMeta::new(
@@ -359,4 +360,32 @@ impl Reception {
         }
         Some(out)
     }
+}
+
+/// The results `msg:add_authentication_results` recorded in the meta
+/// (`[{serv_id, results: [...]}, ...]`), flattened for the Reception record.
+fn authentication_results(
+    meta: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<ironpost_logs::AuthenticationResult> {
+    let Some(serde_json::Value::Array(entries)) =
+        meta.get(ironpost_policy::AUTHENTICATION_RESULTS_META)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let serv_id = e.get("serv_id").and_then(|v| v.as_str()).unwrap_or("");
+        let Some(results) = e.get("results").and_then(|r| r.as_array()) else {
+            continue;
+        };
+        for r in results {
+            if let Ok(mut r) =
+                serde_json::from_value::<ironpost_logs::AuthenticationResult>(r.clone())
+            {
+                r.serv_id = serv_id.to_string();
+                out.push(r);
+            }
+        }
+    }
+    out
 }

@@ -19,7 +19,7 @@ use hickory_proto::dnssec::rdata::{DNSSECRData, SigInput, DNSKEY, NSEC, RRSIG};
 use hickory_proto::dnssec::{Algorithm, SigningKey, TBS};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TLSA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, TLSA, TXT};
 pub use hickory_proto::rr::RecordType;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, SerialNumber};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -50,6 +50,9 @@ struct Zone {
     /// TTL of unsigned answers (default [`TTL`]); tests that change records
     /// while a daemon runs lower it so its resolver cache lets go quickly.
     ttl: Option<u32>,
+    /// (name, type) queries answered with SERVFAIL (other types at the
+    /// name are answered as usual).
+    servfail_types: HashSet<(String, RecordType)>,
 }
 
 #[derive(Clone, Default)]
@@ -279,6 +282,28 @@ impl TestZone {
         self
     }
 
+    /// Any record at `name` (for types without a method of their own).
+    pub fn record(&self, name: &str, data: RData) -> &Self {
+        let t = data.record_type();
+        self.add(name, t, data)
+    }
+
+    /// A PTR record at `name` (e.g. `4.3.2.1.in-addr.arpa`) for `target`.
+    pub fn ptr(&self, name: &str, target: &str) -> &Self {
+        let target =
+            Name::from_str(&format!("{}.", target.trim_end_matches('.'))).expect("valid name");
+        self.add(name, RecordType::PTR, RData::PTR(PTR(target)))
+    }
+
+    /// Queries for `rtype` at `name` get SERVFAIL (as a resolver reports a
+    /// timeout upstream); other types at `name` are answered as usual.
+    pub fn servfail_type(&self, name: &str, rtype: RecordType) -> &Self {
+        let mut z = self.0.lock().unwrap();
+        z.names.insert(key(name));
+        z.servfail_types.insert((key(name), rtype));
+        self
+    }
+
     /// Signed zones only: make `apex` an unsigned child zone. Its names
     /// (added as usual) are answered without signatures, and the root
     /// proves with NSEC that there is no DS for it, so validators see them
@@ -317,7 +342,8 @@ impl TestZone {
         resp.add_query(q.clone());
         let name = key(&q.name().to_ascii());
         let z = self.0.lock().unwrap();
-        if z.servfail.contains(&name) {
+        if z.servfail.contains(&name) || z.servfail_types.contains(&(name.clone(), q.query_type()))
+        {
             resp.metadata.response_code = ResponseCode::ServFail;
         } else if let Some(k) = &z.key {
             let dnssec_ok = query.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);

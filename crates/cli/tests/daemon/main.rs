@@ -32,6 +32,7 @@ mod diagnostics;
 mod dkim_cli;
 mod dkim_signing;
 mod http_admin;
+mod inbound_auth;
 mod inflight_memory;
 mod kumomta_corpus;
 mod limits;
