@@ -11,6 +11,7 @@ mod log_hooks;
 mod paths;
 mod privileges;
 mod serve;
+mod signing;
 mod tls_report_cmd;
 mod tls_reports;
 
@@ -50,6 +51,9 @@ enum Commands {
     /// default: SMTP on 127.0.0.1:2525, relaying only for loopback, spool
     /// and logs under ./ironpost-data/.
     Serve(ServeArgs),
+    /// Internal: the signer process `serve` starts (not for direct use).
+    #[command(hide = true)]
+    SignerSupervisor(signing::SupervisorArgs),
     /// Check a policy without starting: run its `init`, load its helper
     /// files and keysources, check directory modes; print every problem.
     Check(check::CheckArgs),
@@ -92,6 +96,20 @@ pub struct ServeArgs {
     /// `sqlite.open` may open databases. Repeatable.
     #[arg(long, value_name = "DIR", value_parser = existing_dir)]
     sqlite_dir: Vec<PathBuf>,
+    /// The user the signer process (which holds the DKIM keys) runs as.
+    /// Default: --user. A user of its own keeps the keys from the network
+    /// process even if that process is taken over.
+    #[arg(long, value_name = "USER")]
+    signer_user: Option<String>,
+    /// With --signer-user: a directory under which the signer reads DKIM
+    /// key files; keys elsewhere are refused. Repeatable. Default: the
+    /// policy's directory, /etc/ironpost/dkim and /opt/kumomta/etc/dkim.
+    #[arg(long, value_name = "DIR")]
+    signer_key_dir: Vec<PathBuf>,
+    /// Load DKIM keys in the network process, with no signer process and
+    /// no seccomp filter (as KumoMTA does). Weaker; for comparison only.
+    #[arg(long)]
+    in_process_signing: bool,
 }
 
 /// A directory that exists, as its canonical path (so that `..` and links
@@ -157,6 +175,7 @@ fn main() -> std::process::ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command {
         Commands::Serve(args) => serve::run(args),
+        Commands::SignerSupervisor(args) => signing::supervise(args),
         Commands::Check(args) => check::run(args),
         Commands::Dkim(args) => dkim_cmd::run(args),
         Commands::Dns(args) => dns_cmd::run(args),

@@ -45,6 +45,23 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     let user = args.user.as_deref().map(privileges::lookup).transpose()?;
     let policy = args.policy.clone().or_else(installed_policy);
+    // The signer starts first, while this process has one thread (the
+    // Vault token is taken out of its environment) and its privileges.
+    let sandboxed = !args.in_process_signing;
+    let _signer = if args.in_process_signing {
+        tracing::warn!(
+            "--in-process-signing: DKIM keys and the Vault token are in the network process"
+        );
+        None
+    } else {
+        let token = crate::signing::take_vault_token();
+        let dirs = crate::signing::key_dirs(&args.signer_key_dir, policy.as_deref());
+        let signer_user = args.signer_user.as_deref().or(args.user.as_deref());
+        let own_user = args.signer_user.is_some() && args.signer_user != args.user;
+        let (client, child) = crate::signing::start(&dirs, signer_user, own_user, token)?;
+        ironpost_policy::dkim::set_key_backend(Arc::new(crate::signing::SignerBackend(client)));
+        Some(child)
+    };
     let source = match &policy {
         Some(p) => {
             // The daemon's own user: --user's, or the one it runs as (under
@@ -399,6 +416,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
         let shutdown = shutdown_signal()?;
         reload_on_hangup(reloadable.0, reloadable.1)?;
+        // Start-up is over: from here this process runs no other program,
+        // traces nothing and changes no identity.
+        if sandboxed {
+            ironpost_signer::sandbox::apply_network_filter()
+                .context("cannot apply the network process's seccomp filter")?;
+        }
+        exec_probe();
         writeln!(out, "ready")?;
         out.flush()?;
         drop(out);
@@ -559,6 +583,22 @@ fn reload_on_hangup(engine: PolicyEngine, queue: QueueManager) -> Result<()> {
 
 /// Tell systemd about the daemon's state (`NOTIFY_SOCKET`, set under
 /// `Type=notify`); nothing without it.
+/// Test builds only: with `IRONPOST_TEST_EXEC_PROBE` set, try to run a
+/// program once the sandbox is on and report what happened on stderr, so
+/// a test can see `execve` refused. Not compiled into release builds.
+#[cfg(debug_assertions)]
+fn exec_probe() {
+    if let Some(program) = std::env::var_os("IRONPOST_TEST_EXEC_PROBE") {
+        match std::process::Command::new(program).status() {
+            Ok(s) => eprintln!("exec probe: ran, {s}"),
+            Err(e) => eprintln!("exec probe: refused: {e}"),
+        }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn exec_probe() {}
+
 fn notify_systemd(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;

@@ -21,12 +21,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use mail_auth::common::crypto::{HashAlgorithm, SigningKey as _};
+use mail_auth::common::crypto::HashAlgorithm;
 use mail_auth::dkim::Canonicalization;
 use mail_auth::AuthenticatedMessage;
 
 use crate::error::{DkimError, Result};
-use crate::key::KeyPair;
 use crate::signer::Signer;
 
 /// RFC 8617 section 4.2.1: an instance above 50 is invalid, so a chain of
@@ -130,7 +129,6 @@ impl Signer {
         }
 
         let config = self.config();
-        let key = &self.key().inner;
         let a_tag = self.algorithm().a_tag();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -194,7 +192,7 @@ impl Signer {
             std::iter::once((AMS.as_bytes(), unsigned.as_bytes())),
             &mut input,
         );
-        let b = sign(key, &input)?;
+        let b = self.key().sign_bytes(&input)?;
         ams.base64(&STANDARD.encode(b));
         let ams_value = ams.finish()?;
 
@@ -231,7 +229,7 @@ impl Signer {
             .into_iter(),
             &mut input,
         );
-        let b = sign(key, &input)?;
+        let b = self.key().sign_bytes(&input)?;
         seal.base64(&STANDARD.encode(b));
         let seal_value = seal.finish()?;
 
@@ -384,23 +382,6 @@ fn validate_resinfo(r: &str) -> Result<()> {
             "invalid authentication result text {:?}",
             r.escape_debug().to_string()
         )))
-    }
-}
-
-fn sign(key: &KeyPair, data: &[u8]) -> Result<Vec<u8>> {
-    match key {
-        KeyPair::Rsa(key) => {
-            let mut signature = vec![0; key.public_modulus_len()];
-            key.sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                data,
-                &mut signature,
-            )
-            .map_err(|_| DkimError::Sign("RSA signing failed".into()))?;
-            Ok(signature)
-        }
-        KeyPair::Ed25519(key) => key.sign(data).map_err(|e| DkimError::Sign(e.to_string())),
     }
 }
 

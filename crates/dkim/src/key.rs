@@ -98,6 +98,40 @@ impl fmt::Debug for SigningKey {
 pub(crate) enum KeyPair {
     Rsa(RsaKeyPair),
     Ed25519(Ed25519Key),
+    /// Held by another process (the signer); only its answers come here.
+    Remote(Arc<dyn RemoteSign>),
+}
+
+/// A key that lives elsewhere: it is handed the exact bytes DKIM or ARC
+/// signs (for Ed25519, before the SHA-256 that RFC 8463 applies) and
+/// returns the signature. Whoever implements it never gives out the key.
+pub trait RemoteSign: Send + Sync {
+    /// The signature over `data`, or why there is none. The reason is
+    /// logged and the message deferred, so it must not contain secrets.
+    fn sign(&self, algorithm: Algorithm, data: &[u8]) -> std::result::Result<Vec<u8>, String>;
+}
+
+impl KeyPair {
+    /// Signs `data` as DKIM does: RSASSA-PKCS1-v1_5 over SHA-256 of it, or
+    /// Ed25519 over SHA-256 of it.
+    pub(crate) fn sign(&self, algorithm: Algorithm, data: &[u8]) -> Result<Vec<u8>> {
+        use mail_auth::common::crypto::SigningKey as _;
+        match self {
+            KeyPair::Rsa(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    data,
+                    &mut signature,
+                )
+                .map_err(|_| DkimError::Sign("RSA signing failed".into()))?;
+                Ok(signature)
+            }
+            KeyPair::Ed25519(key) => key.sign(data).map_err(|e| DkimError::Sign(e.to_string())),
+            KeyPair::Remote(remote) => remote.sign(algorithm, data).map_err(DkimError::Sign),
+        }
+    }
 }
 
 /// What the DER bytes turned out to be.
@@ -352,6 +386,7 @@ impl SigningKey {
                 Arc::from(spki.as_bytes())
             }
             KeyPair::Ed25519(key) => Arc::from(key.public_key()),
+            KeyPair::Remote(_) => unreachable!("parsed keys are local"),
         };
 
         Ok(SigningKey {
@@ -359,6 +394,28 @@ impl SigningKey {
             inner: Arc::new(inner),
             public_key,
         })
+    }
+
+    /// A key held by another process: signatures come from `remote`, and
+    /// this side has no key material (its public key is unknown here, so
+    /// [`SigningKey::public_key_der`] is empty).
+    pub fn remote(algorithm: Algorithm, remote: Arc<dyn RemoteSign>) -> SigningKey {
+        SigningKey {
+            algorithm,
+            inner: Arc::new(KeyPair::Remote(remote)),
+            public_key: Arc::from(&[][..]),
+        }
+    }
+
+    /// Whether the key material is held elsewhere.
+    pub fn is_remote(&self) -> bool {
+        matches!(*self.inner, KeyPair::Remote(_))
+    }
+
+    /// The signature over `data`, exactly as a DKIM or ARC signer would
+    /// compute it: what the signer process answers a request with.
+    pub fn sign_bytes(&self, data: &[u8]) -> Result<Vec<u8>> {
+        self.inner.sign(self.algorithm, data)
     }
 
     /// The algorithm this key signs with.

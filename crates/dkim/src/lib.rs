@@ -26,7 +26,7 @@ mod tooling;
 
 pub use arc::{ArcCv, ARC_MAX_INSTANCE};
 pub use error::{DkimError, Result};
-pub use key::{public_key_from_private, Algorithm, SigningKey};
+pub use key::{public_key_from_private, Algorithm, RemoteSign, SigningKey};
 pub use signer::{Canon, Signer, SignerConfig, DEFAULT_HEADERS};
 pub use tooling::{
     check_record, dns_record, generate, record_matches, write_key_file, DnsRecord, RecordCheck,

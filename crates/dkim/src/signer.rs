@@ -119,38 +119,31 @@ pub struct Signer {
 }
 
 /// Adapter so a shared key can be used by a per-message mail-auth signer.
-struct SharedKey(Arc<KeyPair>);
+struct SharedKey(Arc<KeyPair>, Algorithm);
 
 impl MailAuthSigningKey for SharedKey {
     type Hasher = Sha256;
 
     fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
         match &*self.0 {
-            KeyPair::Rsa(key) => {
+            // Streams into the hash; no copy of the signed headers.
+            KeyPair::Ed25519(key) => key.sign(input),
+            key => {
                 let mut data = Vec::with_capacity(512);
                 input.write(&mut data);
-                let mut signature = vec![0; key.public_modulus_len()];
-                key.sign(
-                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                    &aws_lc_rs::rand::SystemRandom::new(),
-                    &data,
-                    &mut signature,
-                )
-                .map_err(|_| {
+                key.sign(self.1, &data).map_err(|e| {
                     mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(
-                        "RSA signing failed".to_string(),
+                        e.to_string(),
                     ))
-                })?;
-                Ok(signature)
+                })
             }
-            KeyPair::Ed25519(key) => key.sign(input),
         }
     }
 
     fn algorithm(&self) -> MailAuthAlgorithm {
-        match &*self.0 {
-            KeyPair::Rsa(_) => MailAuthAlgorithm::RsaSha256,
-            KeyPair::Ed25519(_) => MailAuthAlgorithm::Ed25519Sha256,
+        match self.1 {
+            Algorithm::RsaSha256 => MailAuthAlgorithm::RsaSha256,
+            Algorithm::Ed25519Sha256 => MailAuthAlgorithm::Ed25519Sha256,
         }
     }
 }
@@ -258,7 +251,7 @@ impl Signer {
     /// folded, ready to prepend.
     pub fn sign(&self, message: &[u8]) -> Result<String> {
         let template = self.header_template(message)?;
-        let signer = DkimSigner::from_key(SharedKey(self.key.inner.clone()))
+        let signer = DkimSigner::from_key(SharedKey(self.key.inner.clone(), self.key.algorithm()))
             .domain(self.config.domain.as_str())
             .selector(self.config.selector.as_str())
             .headers(template)

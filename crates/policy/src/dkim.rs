@@ -65,6 +65,34 @@ fn parse_canon(what: &str, v: &str) -> Result<Canon, String> {
         .map_err(|_| format!("{what}: expected \"Relaxed\" or \"Simple\", got {v:?}"))
 }
 
+/// Where signing keys are. By default the policy loads them itself (the
+/// CLI's tools); `ironpost serve` installs one that gives back keys held
+/// by the signer process, so the network process never has key material.
+pub trait KeyBackend: Send + Sync {
+    fn key(&self, algo: Algorithm, source: &KeySource, ttl: Duration)
+        -> Result<SigningKey, String>;
+}
+
+static KEY_BACKEND: OnceLock<Arc<dyn KeyBackend>> = OnceLock::new();
+
+/// Installs the process's key backend; once, before the first signer.
+pub fn set_key_backend(backend: Arc<dyn KeyBackend>) {
+    let _ = KEY_BACKEND.set(backend);
+}
+
+fn load_key(algo: Algorithm, p: &SignerParams) -> Result<SigningKey, String> {
+    // A key written in the policy is in this process anyway.
+    if let (Some(backend), false) = (KEY_BACKEND.get(), p.key.is_inline()) {
+        return backend.key(algo, &p.key, p.ttl);
+    }
+    let material = p
+        .key
+        .load()
+        .map_err(|e| format!("DKIM key for {}/{}: {e}", p.domain, p.selector))?;
+    SigningKey::from_bytes(algo, material.expose())
+        .map_err(|e| format!("DKIM key {}: {e}", p.key.describe()))
+}
+
 /// Build (or reuse, within `ttl`) a signer.
 pub fn make_signer(algo: Algorithm, p: &SignerParams) -> Result<Arc<Signer>, String> {
     let key = format!(
@@ -86,12 +114,7 @@ pub fn make_signer(algo: Algorithm, p: &SignerParams) -> Result<Arc<Signer>, Str
             return Ok(v.signer.clone());
         }
     }
-    let material = p
-        .key
-        .load()
-        .map_err(|e| format!("DKIM key for {}/{}: {e}", p.domain, p.selector))?;
-    let signing_key = SigningKey::from_bytes(algo, material.expose())
-        .map_err(|e| format!("DKIM key {}: {e}", p.key.describe()))?;
+    let signing_key = load_key(algo, p)?;
     let mut cfg = SignerConfig::new(p.domain.clone(), p.selector.clone());
     if !p.headers.is_empty() {
         cfg.headers = p.headers.clone();

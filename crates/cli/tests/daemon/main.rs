@@ -42,6 +42,7 @@ mod policy_errors;
 mod policy_routing;
 mod posture;
 mod privilege_drop;
+mod signer_process;
 mod smtp_commands;
 mod smtp_events;
 mod smuggling;
