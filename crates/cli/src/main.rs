@@ -174,7 +174,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {
-        Commands::Serve(args) => serve::run(args),
+        Commands::Serve(args) => serve::run(args, cli.log_format == LogFormat::Json),
         Commands::SignerSupervisor(args) => signing::supervise(args),
         Commands::Check(args) => check::run(args),
         Commands::Dkim(args) => dkim_cmd::run(args),

@@ -33,7 +33,7 @@ pub fn installed_policy() -> Option<std::path::PathBuf> {
     p.exists().then_some(p)
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
+pub fn run(args: ServeArgs, json_logs: bool) -> Result<()> {
     if args.print_default_policy {
         print!("{DEFAULT_POLICY}");
         return Ok(());
@@ -58,7 +58,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let dirs = crate::signing::key_dirs(&args.signer_key_dir, policy.as_deref());
         let signer_user = args.signer_user.as_deref().or(args.user.as_deref());
         let own_user = args.signer_user.is_some() && args.signer_user != args.user;
-        let (client, child) = crate::signing::start(&dirs, signer_user, own_user, token)?;
+        let (client, child) =
+            crate::signing::start(&dirs, signer_user, own_user, json_logs, token)?;
         ironpost_policy::dkim::set_key_backend(Arc::new(crate::signing::SignerBackend(client)));
         Some(child)
     };

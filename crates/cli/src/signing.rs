@@ -114,10 +114,15 @@ pub fn start(
     key_dirs: &[PathBuf],
     user: Option<&str>,
     confine_key_files: bool,
+    json_logs: bool,
     vault_token: Option<Zeroizing<Vec<u8>>>,
 ) -> Result<(Arc<SignerClient>, std::process::Child)> {
     let exe = std::env::current_exe().context("the signer: cannot find this program")?;
-    let mut args: Vec<OsString> = vec!["signer-supervisor".into()];
+    let mut args: Vec<OsString> = Vec::new();
+    if json_logs {
+        args.extend(["--log-format".into(), "json".into()]);
+    }
+    args.push("signer-supervisor".into());
     for d in key_dirs {
         args.push("--key-dir".into());
         args.push(d.into());

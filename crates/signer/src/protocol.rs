@@ -100,9 +100,13 @@ impl fmt::Debug for KeyRef {
 
 impl KeyRef {
     /// From a policy keysource; `None` for inline data, which stays local.
+    /// A relative file path is made absolute here, against this process's
+    /// directory, as the policy meant it.
     pub fn from_source(source: &KeySource) -> Option<KeyRef> {
         match source {
-            KeySource::File(p) => Some(KeyRef::File(p.clone())),
+            KeySource::File(p) => Some(KeyRef::File(
+                std::path::absolute(p).unwrap_or_else(|_| p.clone()),
+            )),
             KeySource::Data(_) => None,
             KeySource::Vault(v) => Some(KeyRef::Vault(VaultRef {
                 mount: v.vault_mount.clone(),

@@ -59,15 +59,17 @@ pub fn run(mut control: UnixStream, mut policy: KeyPolicy) -> Result<(), SignerE
     if policy.vault_addr.is_none() {
         policy.vault_addr = std::env::var("VAULT_ADDR").ok();
     }
-    tracing::info!(
-        "signer: serving keys under {}",
-        policy
-            .key_dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    if policy.confine_files {
+        tracing::info!(
+            "signer: serving key files under {}",
+            policy
+                .key_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     while let Some(conn) = receive_socket(&control)? {
         // SAFETY: this process has one thread; the child only runs the
         // signer loop and exits.

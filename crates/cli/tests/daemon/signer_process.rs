@@ -355,11 +355,21 @@ async fn a_killed_signer_is_restarted_and_nothing_leaves_unsigned() {
         .collect();
     assert_eq!(delivered.len(), accepted);
     verify_with_dkimpy(&records, &delivered, 2);
-    assert!(
-        d.stderr().contains("starting another signer"),
-        "{}",
-        d.stderr()
-    );
+    let err = stderr_with(&d, "starting another signer");
+    assert!(err.contains("starting another signer"), "{err}");
+}
+
+/// The daemon's stderr once it contains `needle` (it is read by another
+/// thread, so it can lag behind `ready`), or after 10 s.
+fn stderr_with(d: &Daemon, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let err = d.stderr();
+        if err.contains(needle) || start.elapsed() > Duration::from_secs(10) {
+            return err;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -377,7 +387,7 @@ end)
             .env("IRONPOST_TEST_EXEC_PROBE", "/bin/true"),
     )
     .unwrap();
-    let err = d.stderr();
+    let err = stderr_with(&d, "exec probe:");
     assert!(err.contains("exec probe: refused"), "{err}");
     assert!(err.contains("Operation not permitted"), "{err}");
     // The hook itself works: without the sandbox the program runs.
@@ -388,6 +398,6 @@ end)
             .env("IRONPOST_TEST_EXEC_PROBE", "/bin/true"),
     )
     .unwrap();
-    let err = d.stderr();
+    let err = stderr_with(&d, "exec probe:");
     assert!(err.contains("exec probe: ran"), "{err}");
 }
