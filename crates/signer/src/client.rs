@@ -109,8 +109,13 @@ impl SignerClient {
         Ok(ours)
     }
 
-    fn exchange(&self, conn: &mut UnixStream, req: &Request) -> Result<Response, SignerError> {
-        protocol::write_frame(conn, &protocol::encode(req)?)?;
+    fn exchange(
+        &self,
+        conn: &mut UnixStream,
+        req: &Request,
+        frame: &[u8],
+    ) -> Result<Response, SignerError> {
+        protocol::write_frame(conn, frame)?;
         let payload = protocol::read_frame(conn)?
             .ok_or_else(|| SignerError::Protocol("the signer closed the connection".into()))?;
         let resp: Response = protocol::decode(&payload)?;
@@ -130,6 +135,8 @@ impl SignerClient {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             op,
         };
+        // A request that cannot be framed fails now, not after retries.
+        let frame = protocol::encode(&req)?;
         let deadline = Instant::now() + self.patience;
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut last = None;
@@ -146,7 +153,7 @@ impl SignerClient {
                     }
                 },
             };
-            match self.exchange(c, &req) {
+            match self.exchange(c, &req, &frame) {
                 Ok(resp) => return Ok(resp.reply),
                 Err(e) => {
                     tracing::warn!("signer connection lost ({e}); starting another signer");

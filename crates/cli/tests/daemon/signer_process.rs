@@ -8,6 +8,8 @@
 //!   restarted, and every message that got a 250 arrives signed (dkimpy).
 //! - Under the network process's seccomp filter, `execve` fails (a hook
 //!   compiled into debug builds only).
+//! - With `--signer-user`, the signer runs as that user and serves key
+//!   files only under `--signer-key-dir`.
 
 use base64::Engine;
 use ironpost_dkim::{dns_record, generate, Algorithm};
@@ -400,4 +402,116 @@ end)
     .unwrap();
     let err = stderr_with(&d, "exec probe:");
     assert!(err.contains("exec probe: ran"), "{err}");
+}
+
+fn status_field(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .map(|l| l[name.len()..].trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `--signer-user`: the signer runs as its own user, with keys the network
+/// process's user cannot read, and serves key files only under
+/// `--signer-key-dir`; a key elsewhere is refused and the message waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signer_of_its_own_serves_only_its_key_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let signer_user = nix::unistd::User::from_name("daemon")
+        .unwrap()
+        .expect("user daemon");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let mut records = HashMap::new();
+    let mut keys_in = |sub: &str| {
+        let d = dir.path().join(sub);
+        std::fs::create_dir(&d).unwrap();
+        let k = key(&d, "ed.key", Algorithm::Ed25519Sha256, &mut records);
+        for p in [&d, &k.path] {
+            nix::unistd::chown(p.as_path(), Some(signer_user.uid), Some(signer_user.gid)).unwrap();
+        }
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        k
+    };
+    let allowed = keys_in("keys");
+    let outside = keys_in("elsewhere");
+    let policy = format!(
+        r#"
+kumo.on('init', function()
+  kumo.define_spool {{ name = 'data', path = './ironpost-data/spool' }}
+  kumo.configure_local_logs {{ log_dir = './ironpost-data/logs' }}
+  kumo.start_esmtp_listener {{ listen = '127.0.0.1:0', relay_hosts = {{ '127.0.0.1' }} }}
+end)
+kumo.on('smtp_server_message_received', function(msg)
+  local key = '{allowed}'
+  if msg:from_header().domain == 'outside.test' then key = '{outside}' end
+  msg:dkim_sign(kumo.dkim.ed25519_signer {{ domain = 'signer.test', selector = 'ed', key = key }})
+end)
+kumo.on('get_queue_config', function()
+  return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:9' }} }} }}, retry_interval = '1h' }}
+end)
+"#,
+        allowed = allowed.path.display(),
+        outside = outside.path.display(),
+    );
+    let d = Daemon::start(
+        DaemonOptions::new(BIN)
+            .policy(policy)
+            .workdir(dir.path())
+            .arg("--user")
+            .arg("nobody")
+            .arg("--signer-user")
+            .arg("daemon")
+            .arg("--signer-key-dir")
+            .arg(dir.path().join("keys").display().to_string()),
+    )
+    .unwrap();
+    let (mut c, _) = SmtpClient::connect(d.smtp_addr()).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    let r = c
+        .send_message("ann@signer.test", &["bob@dest.test"], &mail(1))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 250, "{r}\n{}", d.stderr());
+    let other = String::from_utf8(mail(2))
+        .unwrap()
+        .replace("ann@signer.test", "eve@outside.test");
+    let r = c
+        .send_message("eve@outside.test", &["bob@dest.test"], other.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.code, r.enhanced().as_deref()),
+        (451, Some("4.3.0")),
+        "{r}"
+    );
+    let _ = c.quit().await;
+    let err = stderr_with(&d, "outside the signer's key directories");
+    assert!(
+        err.contains("outside the signer's key directories"),
+        "{err}"
+    );
+
+    let signer = signer_pid(d.pid()).expect("a signer");
+    let uid = |pid| {
+        status_field(pid, "Uid:")
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(uid(signer), vec![signer_user.uid.to_string(); 4]);
+    assert_eq!(uid(d.pid()), vec![nobody.uid.to_string(); 4]);
+    for pid in [signer, d.pid()] {
+        assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+        assert_eq!(status_field(pid, "Seccomp:"), "2", "seccomp filter mode");
+    }
 }
