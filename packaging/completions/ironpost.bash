@@ -46,6 +46,9 @@ _ironpost() {
             ironpost,serve)
                 cmd="ironpost__subcmd__serve"
                 ;;
+            ironpost,signer-supervisor)
+                cmd="ironpost__subcmd__signer__subcmd__supervisor"
+                ;;
             ironpost,suspend)
                 cmd="ironpost__subcmd__suspend"
                 ;;
@@ -124,6 +127,9 @@ _ironpost() {
             ironpost__subcmd__help,serve)
                 cmd="ironpost__subcmd__help__subcmd__serve"
                 ;;
+            ironpost__subcmd__help,signer-supervisor)
+                cmd="ironpost__subcmd__help__subcmd__signer__subcmd__supervisor"
+                ;;
             ironpost__subcmd__help,suspend)
                 cmd="ironpost__subcmd__help__subcmd__suspend"
                 ;;
@@ -170,7 +176,7 @@ _ironpost() {
 
     case "${cmd}" in
         ironpost)
-            opts="-h -V --log-format --help --version serve check dkim dns tls-report queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
+            opts="-h -V --log-format --help --version serve signer-supervisor check dkim dns tls-report queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -620,7 +626,7 @@ _ironpost() {
             return 0
             ;;
         ironpost__subcmd__help)
-            opts="serve check dkim dns tls-report queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
+            opts="serve signer-supervisor check dkim dns tls-report queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -843,6 +849,20 @@ _ironpost() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ironpost__subcmd__help__subcmd__signer__subcmd__supervisor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ironpost__subcmd__help__subcmd__suspend)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1028,7 +1048,7 @@ _ironpost() {
             return 0
             ;;
         ironpost__subcmd__serve)
-            opts="-h --policy --user --print-default-policy --lua-unrestricted --max-inflight-memory --sqlite-dir --log-format --help"
+            opts="-h --policy --user --print-default-policy --lua-unrestricted --max-inflight-memory --sqlite-dir --signer-user --signer-key-dir --in-process-signing --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1047,6 +1067,40 @@ _ironpost() {
                     return 0
                     ;;
                 --sqlite-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --signer-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --signer-key-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__signer__subcmd__supervisor)
+            opts="-h --key-dir --user --confine-key-files --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
