@@ -15,7 +15,10 @@
 #   SIZE=10240            smtp-source -l payload bytes
 #   VARIANT=plain         Ironpost policy: plain (bench/policies/e2e.lua),
 #                         ed25519 (e2e_dkim_ed25519.lua: one Ed25519 DKIM
-#                         signature), both (e2e_dkim_both.lua: RSA-2048 + Ed25519),
+#                         signature, made by the signer process),
+#                         ed25519_inproc (the same, signed in the network
+#                         process: serve --in-process-signing),
+#                         both (e2e_dkim_both.lua: RSA-2048 + Ed25519),
 #                         shaped (e2e_shaped.lua: a pool of two loopback sources,
 #                         policy-extras.shaping with limits that do not bind and
 #                         an automation rule; its connection limits are in
@@ -61,16 +64,26 @@ die() { log "ERROR: $*"; exit 1; }
 [[ $N =~ ^[0-9]+$ && $N -gt 0 && $R =~ ^[0-9]+$ && $R -gt 0 ]] || die "N and R must be positive integers"
 [ "$(id -u)" -eq 0 ] || die "run as root (private Postfix instance, smtp-sink -u root)"
 for v in $VARIANTS; do
-    case $v in plain|ed25519|both|shaped) ;; *) die "unknown variant $v (plain, ed25519, both, shaped)" ;; esac
+    case $v in plain|ed25519|ed25519_inproc|both|shaped) ;; *) die "unknown variant $v (plain, ed25519, ed25519_inproc, both, shaped)" ;; esac
 done
 policy_for() {
     case $1 in
         plain) echo "$REPO/bench/policies/e2e.lua" ;;
-        ed25519) echo "$REPO/bench/policies/e2e_dkim_ed25519.lua" ;;
+        ed25519|ed25519_inproc) echo "$REPO/bench/policies/e2e_dkim_ed25519.lua" ;;
         both) echo "$REPO/bench/policies/e2e_dkim_both.lua" ;;
         shaped) echo "$REPO/bench/policies/e2e_shaped.lua" ;;
     esac
 }
+
+# Extra `serve` options per variant: ed25519_inproc signs in the network
+# process (no signer process), the way every build before the signer did.
+args_for() {
+    case $1 in
+        ed25519_inproc) echo "--in-process-signing" ;;
+        *) echo "" ;;
+    esac
+}
+IP_ARGS=""
 
 # ---------------------------------------------------------------- set-up ----
 
@@ -184,7 +197,7 @@ start_ironpost() { # DIR POLICY CONN_LIMIT
     IP_OUT=$IP_DATA.stdout
     IRONPOST_E2E_LISTEN=127.0.0.1:$IRONPOST_PORT IRONPOST_E2E_SINK=127.0.0.1:$SINK_PORT \
         IRONPOST_E2E_DATA=$IP_DATA IRONPOST_E2E_SHAPING=$REPO/bench/policies/e2e_shaping.toml IRONPOST_E2E_CONN_LIMIT=$3 IRONPOST_E2E_DKIM_DIR=$DKIM_DIR \
-        "$BIN" serve --policy "$2" >"$IP_OUT" 2>>"$IP_DATA.stderr" &
+        "$BIN" serve --policy "$2" $IP_ARGS >"$IP_OUT" 2>>"$IP_DATA.stderr" &
     IP_PID=$!
     local i
     for i in $(seq 1 300); do
@@ -202,7 +215,19 @@ stop_ironpost() {
     [ "$rc" -eq 0 ] || { tail -20 "$IP_DATA.stderr" >&2; die "ironpost exited with status $rc on SIGTERM"; }
 }
 ip_records() { cat "$IP_DATA"/logs/* 2>/dev/null | grep -c "\"type\":\"$1\"" || true; }
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat"; }
+# cpu_seconds PID: user + system CPU of PID and its live descendants (the
+# signer's supervisor and signer), so signing is counted where it runs.
+cpu_seconds() {
+    local pids=$1 frontier=$1 next p
+    while [ -n "$frontier" ]; do
+        next=""
+        for p in $frontier; do next="$next $(cat /proc/"$p"/task/*/children 2>/dev/null)"; done
+        frontier=$(echo $next)
+        pids="$pids $frontier"
+    done
+    for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done |
+        awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f\n", t / hz }'
+}
 
 # latency LOGDIR: per message, seconds from its Reception record (written
 # when the 250 is sent) to its Delivery record; prints
@@ -361,6 +386,7 @@ bench_ironpost() { # VARIANT CONN_LIMIT C REP COUNT
     local variant=$1 cl=$2 c=$3 rep=$4 count=$5 dir rss="-" cpu="-" check="-" lat p50="-" p99="-" pmax="-" nrec ndlv nuniq extra recovered nfail
     RUN_NO=$((RUN_NO + 1))
     dir=$BENCH_DIR/ironpost/run-$RUN_NO
+    IP_ARGS=$(args_for "$variant")
     start_ironpost "$dir" "$(policy_for "$variant")" "$cl"
     settle
     if timed_run "$IRONPOST_PORT" "$c" "$count" "$IP_PID"; then
@@ -408,7 +434,7 @@ bench_postfix() { # C REP COUNT
 # DKIM keys for the signing variants, made by the tool operators use.
 mkdir -p "$DKIM_DIR"
 chmod 700 "$DKIM_DIR"
-if [[ " $VARIANTS " == *" ed25519 "* || " $VARIANTS " == *" both "* ]]; then
+if [[ " $VARIANTS " == *" ed25519 "* || " $VARIANTS " == *" ed25519_inproc "* || " $VARIANTS " == *" both "* ]]; then
     "$BIN" dkim keygen --domain example.test --selector ed --algo ed25519 --out "$DKIM_DIR" >/dev/null
 fi
 if [[ " $VARIANTS " == *" both "* ]]; then
