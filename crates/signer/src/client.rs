@@ -1,8 +1,10 @@
 //! The network process's side: start the supervisor, and sign through it.
 //!
-//! Requests go one at a time over one connection (the mutex is the queue).
-//! When the signer has died, the connection fails; the client asks the
-//! supervisor for a new signer and sends the request again, for up to
+//! Requests go over a few connections, each to its own signer process (one
+//! per core, so signatures are made in parallel); on each, one request at
+//! a time (its mutex is the queue). When a signer has died, its connection
+//! fails; the client asks the supervisor for a new signer and sends the
+//! request again, for up to
 //! [`SignerClient::patience`]. Past that the signing fails, and the
 //! message waits (`451 4.3.0`): it is never sent unsigned.
 
@@ -36,7 +38,8 @@ pub enum SignFailure {
 
 pub struct SignerClient {
     control: Mutex<UnixStream>,
-    conn: Mutex<Option<UnixStream>>,
+    conns: Vec<Mutex<Option<UnixStream>>>,
+    next_conn: AtomicU64,
     next_id: AtomicU64,
     /// How long one answer may take.
     pub timeout: Duration,
@@ -84,11 +87,26 @@ impl SignerClient {
     pub fn new(control: UnixStream) -> SignerClient {
         SignerClient {
             control: Mutex::new(control),
-            conn: Mutex::new(None),
+            conns: (0..connections()).map(|_| Mutex::new(None)).collect(),
+            next_conn: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             timeout: Duration::from_secs(10),
             patience: Duration::from_secs(30),
         }
+    }
+
+    /// A free connection if there is one, else the next in turn.
+    fn pick(&self) -> std::sync::MutexGuard<'_, Option<UnixStream>> {
+        let start = self.next_conn.fetch_add(1, Ordering::Relaxed) as usize;
+        let n = self.conns.len();
+        for i in 0..n {
+            if let Ok(guard) = self.conns[(start + i) % n].try_lock() {
+                return guard;
+            }
+        }
+        self.conns[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new connection to a freshly forked signer.
@@ -138,7 +156,7 @@ impl SignerClient {
         // A request that cannot be framed fails now, not after retries.
         let frame = protocol::encode(&req)?;
         let deadline = Instant::now() + self.patience;
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.pick();
         let mut last = None;
         while Instant::now() < deadline {
             let c = match conn.as_mut() {
@@ -200,6 +218,14 @@ impl SignerClient {
             Reply::Healthy => Err(SignFailure::Failed("unexpected answer".into())),
         }
     }
+}
+
+/// Signer connections: one per core, two to eight.
+fn connections() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
 }
 
 /// A key held by the signer, for `ironpost_dkim::SigningKey::remote`.
