@@ -22,7 +22,14 @@
 #                         shaped (e2e_shaped.lua: a pool of two loopback sources,
 #                         policy-extras.shaping with limits that do not bind and
 #                         an automation rule; its connection limits are in
-#                         e2e_shaping.toml: 16 per source, 32 in all)
+#                         e2e_shaping.toml: 16 per source, 32 in all),
+#                         authn (e2e_authn.lua: mail_auth.check(msg) on every
+#                         message, refusing nothing: DKIM (none: unsigned), SPF,
+#                         iprev, DMARC, ARC, Authentication-Results; its DNS is
+#                         a loopback server started by this script,
+#                         crates/testkit/examples/e2e_dns.rs, serving SPF, DMARC,
+#                         PTR and A for bench@example.test from 127.0.0.1. While
+#                         it runs, every variant's resolver points at it)
 #   VARIANTS="$VARIANT"   several of the above, interleaved in the same run
 #   CONN_LIMITS=32        Ironpost egress connection_limit value(s), e.g. "32 64"
 #   POSTFIX=1             also run Postfix (0: Ironpost only). Postfix never signs.
@@ -35,6 +42,7 @@
 #   POLL=0.02             seconds between polls of the sink's count
 #   CARGO_TARGET_DIR=/tmp/target-e2e
 #   IRONPOST_BIN=path     use this binary instead of building one
+#   E2E_DNS_BIN=path      authn: this e2e_dns binary instead of building the example
 # Needs root (private Postfix instance; smtp-sink -u root). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +72,7 @@ die() { log "ERROR: $*"; exit 1; }
 [[ $N =~ ^[0-9]+$ && $N -gt 0 && $R =~ ^[0-9]+$ && $R -gt 0 ]] || die "N and R must be positive integers"
 [ "$(id -u)" -eq 0 ] || die "run as root (private Postfix instance, smtp-sink -u root)"
 for v in $VARIANTS; do
-    case $v in plain|ed25519|ed25519_inproc|both|shaped) ;; *) die "unknown variant $v (plain, ed25519, ed25519_inproc, both, shaped)" ;; esac
+    case $v in plain|ed25519|ed25519_inproc|both|shaped|authn) ;; *) die "unknown variant $v (plain, ed25519, ed25519_inproc, both, shaped, authn)" ;; esac
 done
 policy_for() {
     case $1 in
@@ -72,6 +80,7 @@ policy_for() {
         ed25519|ed25519_inproc) echo "$REPO/bench/policies/e2e_dkim_ed25519.lua" ;;
         both) echo "$REPO/bench/policies/e2e_dkim_both.lua" ;;
         shaped) echo "$REPO/bench/policies/e2e_shaped.lua" ;;
+        authn) echo "$REPO/bench/policies/e2e_authn.lua" ;;
     esac
 }
 
@@ -113,6 +122,16 @@ else
 fi
 BIN=$BENCH_DIR/ironpost-bin
 cp "$src_bin" "$BIN"
+DNS_BIN=""
+if [[ " $VARIANTS " == *" authn "* ]]; then
+    if [ -n "${E2E_DNS_BIN:-}" ]; then
+        DNS_BIN=$E2E_DNS_BIN
+    else
+        log "building the loopback DNS server (cargo build --release -p ironpost-testkit --example e2e_dns)"
+        cargo build --release -q -p ironpost-testkit --example e2e_dns || die "cargo build of e2e_dns failed"
+        DNS_BIN=$CARGO_TARGET_DIR/release/examples/e2e_dns
+    fi
+fi
 
 TAKEN=" "
 free_port() {
@@ -135,6 +154,8 @@ SINK_PORT=$(free_port "${SINK_PORT:-3600}")
 
 IP_PID=""
 SINK_PID=""
+DNS_PID=""
+E2E_DNS=""
 PF_CONF=$BENCH_DIR/postfix/etc
 PF_QUEUE=$BENCH_DIR/postfix/spool
 PF_DATA=$BENCH_DIR/postfix/lib
@@ -151,6 +172,7 @@ cleanup() {
         postfix -c "$PF_CONF" stop >/dev/null 2>&1
     fi
     if [ -n "$SINK_PID" ]; then kill -TERM "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null; fi
+    if [ -n "$DNS_PID" ]; then kill -TERM "$DNS_PID" 2>/dev/null; wait "$DNS_PID" 2>/dev/null; fi
     if [ "$KEEP" = 1 ]; then
         rm -rf "$BENCH_DIR/ironpost" "$BENCH_DIR/postfix/spool"
         log "kept $BENCH_DIR"
@@ -186,6 +208,23 @@ sink_count() {
     echo "${n:-0}"
 }
 
+# ------------------------------------------------------------------ dns ----
+
+# The authn variant's DNS: one loopback server for the whole benchmark
+# (crates/testkit/examples/e2e_dns.rs); it prints 127.0.0.1:PORT when ready.
+start_dns() {
+    local out=$BENCH_DIR/dns.out i
+    "$DNS_BIN" >"$out" 2>&1 &
+    DNS_PID=$!
+    for i in $(seq 1 50); do
+        E2E_DNS=$(sed -n 's/^\(127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$out" | head -1)
+        [ -n "$E2E_DNS" ] && return 0
+        kill -0 "$DNS_PID" 2>/dev/null || { cat "$out" >&2; DNS_PID=""; die "the loopback DNS server exited"; }
+        sleep 0.1
+    done
+    die "the loopback DNS server did not start"
+}
+
 # ------------------------------------------------------------- ironpost ----
 
 IP_DATA=""
@@ -197,7 +236,7 @@ start_ironpost() { # DIR POLICY CONN_LIMIT
     IP_OUT=$IP_DATA.stdout
     IRONPOST_E2E_LISTEN=127.0.0.1:$IRONPOST_PORT IRONPOST_E2E_SINK=127.0.0.1:$SINK_PORT \
         IRONPOST_E2E_DATA=$IP_DATA IRONPOST_E2E_SHAPING=$REPO/bench/policies/e2e_shaping.toml IRONPOST_E2E_CONN_LIMIT=$3 IRONPOST_E2E_DKIM_DIR=$DKIM_DIR \
-        "$BIN" serve --policy "$2" $IP_ARGS >"$IP_OUT" 2>>"$IP_DATA.stderr" &
+        IRONPOST_E2E_DNS=${E2E_DNS:-127.0.0.1:1} "$BIN" serve --policy "$2" $IP_ARGS >"$IP_OUT" 2>>"$IP_DATA.stderr" &
     IP_PID=$!
     local i
     for i in $(seq 1 300); do
@@ -259,6 +298,28 @@ lat = sorted(dlv[i] - rec[i] for i in dlv if i in rec)
 def pct(p):
     return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float('nan')
 print('%.0f %.0f %.0f %d %d %d' % (pct(0.50), pct(0.99), (lat[-1] * 1000 if lat else float('nan')), len(rec), ndlv, len(dlv)))
+EOF
+}
+
+# authn_passes LOGDIR: Reception records whose authentication_results say
+# spf, iprev and dmarc pass: the authn variant's checks really ran and found
+# their records (SPF and DMARC can only come from the loopback DNS server).
+authn_passes() {
+    python3 - "$1" <<'EOF'
+import glob, json, sys
+n = 0
+for f in sorted(glob.glob(sys.argv[1] + '/*')):
+    with open(f) as fh:
+        for line in fh:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if r.get('type') != 'Reception':
+                continue
+            got = {a.get('method'): a.get('result') for a in r.get('authentication_results') or []}
+            n += all(got.get(m) == 'pass' for m in ('spf', 'iprev', 'dmarc'))
+print(n)
 EOF
 }
 
@@ -383,7 +444,7 @@ RUN_NO=0
 fail() { log "FAILED: $*"; FAILURES=$((FAILURES + 1)); }
 
 bench_ironpost() { # VARIANT CONN_LIMIT C REP COUNT
-    local variant=$1 cl=$2 c=$3 rep=$4 count=$5 dir rss="-" cpu="-" check="-" lat p50="-" p99="-" pmax="-" nrec ndlv nuniq extra recovered nfail
+    local variant=$1 cl=$2 c=$3 rep=$4 count=$5 dir rss="-" cpu="-" check="-" lat p50="-" p99="-" pmax="-" nrec ndlv nuniq extra recovered nfail npass
     RUN_NO=$((RUN_NO + 1))
     dir=$BENCH_DIR/ironpost/run-$RUN_NO
     IP_ARGS=$(args_for "$variant")
@@ -405,8 +466,13 @@ bench_ironpost() { # VARIANT CONN_LIMIT C REP COUNT
     recovered=$(sed -n 's/^spool: .* (recovered \([0-9]*\) messages)$/\1/p' "$IP_OUT")
     stop_ironpost
     check="received=$nrec,delivered=$ndlv,unique=$nuniq,failures=$nfail,sink_extra=$extra,recovered=$recovered"
+    npass=$count
+    if [ "$variant" = authn ]; then
+        npass=$(authn_passes "$dir/logs")
+        check+=",authn_pass=$npass"
+    fi
     [ "$nrec" = "$count" ] && [ "$ndlv" = "$count" ] && [ "$nuniq" = "$count" ] && [ "$nfail" = 0 ] \
-        && [ "$extra" = 0 ] && [ "$recovered" = 0 ] || { fail "ironpost $variant cl=$cl C=$c rep=$rep: $check"; cp -a "$dir.stderr" "$BENCH_DIR/failed-run-$RUN_NO.stderr" 2>/dev/null || true; }
+        && [ "$extra" = 0 ] && [ "$recovered" = 0 ] && [ "$npass" = "$count" ] || { fail "ironpost $variant cl=$cl C=$c rep=$rep: $check"; cp -a "$dir.stderr" "$BENCH_DIR/failed-run-$RUN_NO.stderr" 2>/dev/null || true; }
     rm -rf "$dir" "$dir".*
     [ "$rep" = warmup ] || printf 'ironpost\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$variant" "$cl" "$c" "$rep" "$count" \
         "$ACCEPT_SECS" "$E2E_SECS" "$(rate "$count" "$E2E_SECS")" "$rss" "$cpu" "$p50" "$p99" "$pmax" "$check" "$LOAD" >>"$RESULTS"
@@ -442,10 +508,12 @@ if [[ " $VARIANTS " == *" both "* ]]; then
 fi
 
 start_sink
+[ -z "$DNS_BIN" ] || start_dns
 [ "$POSTFIX" = 1 ] && setup_postfix
 log "ironpost ($BUILT_FROM) on 127.0.0.1:$IRONPOST_PORT; variants [$VARIANTS]; connection_limit [$CONN_LIMITS]"
 [ "$POSTFIX" = 1 ] && log "postfix ($(postconf -d -h mail_version 2>/dev/null)) on 127.0.0.1:$POSTFIX_PORT relaying to the sink"
 log "smtp-sink on 127.0.0.1:$SINK_PORT; N=$N R=$R C=[$CONCURRENCY] SIZE=$SIZE; work area $BENCH_DIR ($fstype)"
+[ -z "$E2E_DNS" ] || log "loopback DNS for the inbound checks on $E2E_DNS (every variant's resolver)"
 
 # Every Ironpost configuration is "variant/conn_limit".
 CONFIGS=""
@@ -503,6 +571,26 @@ for c in $CONCURRENCY; do
         printf "$fmt" postfix - 50 "$c" "$pe" "$(runs postfix - - "$c" 9)" "" "$(fmt0 "$pa")" "" "" ""
     fi
 done
+# Every variant against plain, when plain ran: the cost of what it adds.
+if [[ " $VARIANTS " == *" plain "* && "$(echo $VARIANTS)" != plain ]]; then
+    echo
+    echo "Against plain (same C and connection_limit; medians over the runs; CPU = the daemon's and its descendants' user+system per message):"
+    cpums() { col ironpost "$1" "$2" "$3" 11 | awk -v n="$N" '{ print $1 * 1000 / n }' | median; }
+    for c in $CONCURRENCY; do
+        for cl in $CONN_LIMITS; do
+            pe=$(col ironpost plain "$cl" "$c" 9 | median)
+            pc=$(cpums plain "$cl" "$c")
+            for v in $VARIANTS; do
+                [ "$v" = plain ] && continue
+                ve=$(col ironpost "$v" "$cl" "$c" 9 | median)
+                vc=$(cpums "$v" "$cl" "$c")
+                printf '  C=%s conns=%s: %-14s %8s msg/s vs plain %8s msg/s = %6s; CPU %s vs %s ms/msg (%s ms)\n' \
+                    "$c" "$cl" "$v" "$ve" "$pe" "$(ratio "$ve" "$pe")" "$(awk -v x="$vc" 'BEGIN { printf "%.3f", x }')" \
+                    "$(awk -v x="$pc" 'BEGIN { printf "%.3f", x }')" "$(awk -v a="$vc" -v b="$pc" 'BEGIN { printf "%+.3f", a - b }')"
+            done
+        done
+    done
+fi
 if [ "$KEEP" = 1 ]; then echo "Per-run data: $RESULTS"; else echo; echo "Per-run data:"; cat "$RESULTS"; fi
 if [ "$FAILURES" -gt 0 ]; then
     echo "WARNING: $FAILURES check(s) failed; see the log above."

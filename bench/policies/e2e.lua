@@ -7,7 +7,8 @@
 -- Reception and Delivery records). Every destination domain is routed to the
 -- benchmark's smtp-sink (mx_list), loopback is allowed as a destination, no
 -- TLS. DNS points at a loopback port where nothing answers, so nothing can
--- leave the machine.
+-- leave the machine (the authn variant points it at the harness's loopback
+-- DNS server instead).
 --
 -- The harness passes addresses and paths through the environment (the sandbox
 -- allows os.getenv); the defaults make the file usable by hand:
@@ -15,14 +16,18 @@
 --   IRONPOST_E2E_SINK        smtp-sink address       (127.0.0.1:3600)
 --   IRONPOST_E2E_DATA        spool/log parent        (./e2e-data; real disk)
 --   IRONPOST_E2E_CONN_LIMIT  egress connection_limit (32)
+--   IRONPOST_E2E_DNS         the resolver's name server (127.0.0.1:1, where
+--                            nothing answers; a loopback server for authn)
 --
--- The DKIM variants (e2e_dkim_*.lua) require this file and add signing.
+-- The DKIM variants (e2e_dkim_*.lua) require this file and add signing;
+-- e2e_authn.lua adds the inbound checks (mail_auth.check).
 local kumo = require 'kumo'
 
 local listen = os.getenv('IRONPOST_E2E_LISTEN') or '127.0.0.1:3525'
 local sink = os.getenv('IRONPOST_E2E_SINK') or '127.0.0.1:3600'
 local data = os.getenv('IRONPOST_E2E_DATA') or './e2e-data'
 local conn_limit = tonumber(os.getenv('IRONPOST_E2E_CONN_LIMIT') or '32')
+local dns = os.getenv('IRONPOST_E2E_DNS') or '127.0.0.1:1'
 
 kumo.on('init', function()
   kumo.define_spool {
@@ -41,10 +46,11 @@ kumo.on('init', function()
     relay_hosts = { '127.0.0.1', '::1' },
   }
 
-  -- Nothing needs DNS (mx_list is an address); if anything asks anyway, it
-  -- fails on loopback instead of querying the real resolver.
+  -- Delivery needs no DNS (mx_list is an address); if anything asks anyway,
+  -- it fails on loopback instead of querying the real resolver. The authn
+  -- variant's checks ask the harness's loopback server (IRONPOST_E2E_DNS).
   kumo.dns.configure_resolver {
-    name_servers = { '127.0.0.1:1' },
+    name_servers = { dns },
     options = { timeout = '1s', attempts = 1 },
   }
 end)
