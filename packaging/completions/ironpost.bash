@@ -61,6 +61,9 @@ _ironpost() {
             ironpost,tls-report)
                 cmd="ironpost__subcmd__tls__subcmd__report"
                 ;;
+            ironpost,traffic-gen)
+                cmd="ironpost__subcmd__traffic__subcmd__gen"
+                ;;
             ironpost__subcmd__dkim,help)
                 cmd="ironpost__subcmd__dkim__subcmd__help"
                 ;;
@@ -142,6 +145,9 @@ _ironpost() {
             ironpost__subcmd__help,tls-report)
                 cmd="ironpost__subcmd__help__subcmd__tls__subcmd__report"
                 ;;
+            ironpost__subcmd__help,traffic-gen)
+                cmd="ironpost__subcmd__help__subcmd__traffic__subcmd__gen"
+                ;;
             ironpost__subcmd__help__subcmd__dkim,keygen)
                 cmd="ironpost__subcmd__help__subcmd__dkim__subcmd__keygen"
                 ;;
@@ -157,6 +163,9 @@ _ironpost() {
             ironpost__subcmd__help__subcmd__queue,summary)
                 cmd="ironpost__subcmd__help__subcmd__queue__subcmd__summary"
                 ;;
+            ironpost__subcmd__help__subcmd__traffic__subcmd__gen,sink)
+                cmd="ironpost__subcmd__help__subcmd__traffic__subcmd__gen__subcmd__sink"
+                ;;
             ironpost__subcmd__queue,help)
                 cmd="ironpost__subcmd__queue__subcmd__help"
                 ;;
@@ -169,6 +178,18 @@ _ironpost() {
             ironpost__subcmd__queue__subcmd__help,summary)
                 cmd="ironpost__subcmd__queue__subcmd__help__subcmd__summary"
                 ;;
+            ironpost__subcmd__traffic__subcmd__gen,help)
+                cmd="ironpost__subcmd__traffic__subcmd__gen__subcmd__help"
+                ;;
+            ironpost__subcmd__traffic__subcmd__gen,sink)
+                cmd="ironpost__subcmd__traffic__subcmd__gen__subcmd__sink"
+                ;;
+            ironpost__subcmd__traffic__subcmd__gen__subcmd__help,help)
+                cmd="ironpost__subcmd__traffic__subcmd__gen__subcmd__help__subcmd__help"
+                ;;
+            ironpost__subcmd__traffic__subcmd__gen__subcmd__help,sink)
+                cmd="ironpost__subcmd__traffic__subcmd__gen__subcmd__help__subcmd__sink"
+                ;;
             *)
                 ;;
         esac
@@ -176,7 +197,7 @@ _ironpost() {
 
     case "${cmd}" in
         ironpost)
-            opts="-h -V --log-format --help --version serve signer-supervisor check dkim dns tls-report queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
+            opts="-h -V --log-format --help --version serve signer-supervisor check dkim dns tls-report traffic-gen queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -626,7 +647,7 @@ _ironpost() {
             return 0
             ;;
         ironpost__subcmd__help)
-            opts="serve signer-supervisor check dkim dns tls-report queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
+            opts="serve signer-supervisor check dkim dns tls-report traffic-gen queue bounce suspend suspend-list suspend-cancel automation-list automation-cancel inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -908,6 +929,34 @@ _ironpost() {
         ironpost__subcmd__help__subcmd__tls__subcmd__report)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__help__subcmd__traffic__subcmd__gen)
+            opts="sink"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__help__subcmd__traffic__subcmd__gen__subcmd__sink)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1261,6 +1310,184 @@ _ironpost() {
                     return 0
                     ;;
                 --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__traffic__subcmd__gen)
+            opts="-c -n -h --target --concurrency --messages --duration --size --sender-domains --recipient-domains --domains-count --from --to --ehlo-name --starttls --tls-verify --tls-ca --tls-name --auth-user --auth-password --messages-per-connection --timeout --json --progress --log-format --help sink help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --target)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --messages)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sender-domains)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipient-domains)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domains-count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ehlo-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --messages-per-connection)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__traffic__subcmd__gen__subcmd__help)
+            opts="sink help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__traffic__subcmd__gen__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__traffic__subcmd__gen__subcmd__help__subcmd__sink)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ironpost__subcmd__traffic__subcmd__gen__subcmd__sink)
+            opts="-h --listen --starttls --require-starttls --tls-cert --tls-key --count-file --hostname --max-message-size --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --count-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hostname)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-message-size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

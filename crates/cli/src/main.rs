@@ -14,6 +14,7 @@ mod serve;
 mod signing;
 mod tls_report_cmd;
 mod tls_reports;
+mod traffic_gen_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -64,6 +65,10 @@ enum Commands {
     /// Print a day's TLS report (RFC 8460) as sent or to be sent, with the
     /// state of each destination.
     TlsReport(tls_report_cmd::TlsReportArgs),
+    /// Load generator: send mail over SMTP (pipelining, STARTTLS, AUTH) and
+    /// report msg/s, latency per phase and errors by reply code; `sink`
+    /// accepts and counts mail for benchmarks.
+    TrafficGen(traffic_gen_cmd::TrafficGenArgs),
     /// Admin API client commands (queue summary, bounce, suspend, inspect).
     #[command(flatten)]
     Admin(admin_cmd::AdminCommand),
@@ -180,6 +185,7 @@ fn main() -> std::process::ExitCode {
         Commands::Dkim(args) => dkim_cmd::run(args),
         Commands::Dns(args) => dns_cmd::run(args),
         Commands::TlsReport(args) => tls_report_cmd::run(args),
+        Commands::TrafficGen(args) => traffic_gen_cmd::run(args),
         Commands::Admin(cmd) => admin_cmd::run(cmd),
     };
     match result {
