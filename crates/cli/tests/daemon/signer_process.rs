@@ -1,9 +1,10 @@
 //! Keys out of the network process (the signer process).
 //!
 //! - After messages were signed with a file key (Ed25519 and RSA) and a
-//!   Vault key, the network process's memory holds none of the keys (DER
-//!   or PEM) and not the signer's Vault token; the signer's memory holds
-//!   the keys, so the search itself works.
+//!   Vault key, and ARC-sealed, all verified by dkimpy, the network
+//!   process's memory holds none of the keys (DER, PEM or the parsed form)
+//!   and not the signer's Vault token; the signers' memory holds the keys,
+//!   so the search itself works.
 //! - Killing the signer with SIGKILL under load loses nothing: it is
 //!   restarted, and every message that got a 250 arrives signed (dkimpy).
 //! - Under the network process's seccomp filter, `execve` fails (a hook
@@ -138,11 +139,16 @@ fn signer_pid(daemon: u32) -> Option<u32> {
 }
 
 fn policy(sink: &str, ed: &Key, rsa: &Key, vault: bool) -> String {
+    // With Vault: a third DKIM signature from a Vault key, and an ARC set
+    // sealed with the RSA file key, all through the signer.
     let vault_sign = if vault {
         "msg:dkim_sign(kumo.dkim.rsa_sha256_signer { domain = 'signer.test', selector = 'vault', \
-         key = { vault_mount = 'secret', vault_path = 'dkim/signer.test' } })"
+         key = { vault_mount = 'secret', vault_path = 'dkim/signer.test' } })\n  \
+         msg:arc_seal(kumo.dkim.rsa_sha256_signer { domain = 'signer.test', selector = 'rsa', \
+         key = RSA_KEY }, 'mx.signer.test', {})"
+            .replace("RSA_KEY", &format!("'{}'", rsa.path.display()))
     } else {
-        ""
+        String::new()
     };
     format!(
         r#"
@@ -212,6 +218,47 @@ fn verify_with_dkimpy(records: &HashMap<String, String>, messages: &[Vec<u8>], p
     );
 }
 
+/// Every message's ARC chain passes dkimpy's `arc_verify`.
+fn arc_verify_with_dkimpy(records: &HashMap<String, String>, messages: &[Vec<u8>]) {
+    const SCRIPT: &str = r#"
+import json, sys, dkim
+records = {k.lower().rstrip("."): v for k, v in json.load(open(sys.argv[1])).items()}
+def dnsfunc(name, timeout=5):
+    if isinstance(name, bytes):
+        name = name.decode()
+    v = records.get(name.lower().rstrip("."))
+    return v.encode() if v is not None else None
+ok = True
+for f in sys.argv[2:]:
+    cv, _, reason = dkim.arc_verify(open(f, "rb").read(), dnsfunc=dnsfunc)
+    print(f, cv, reason)
+    ok = ok and cv == b"pass"
+sys.exit(0 if ok else 1)
+"#;
+    let out = tempfile::tempdir().unwrap();
+    let rec_path = out.path().join("records.json");
+    std::fs::write(&rec_path, serde_json::to_vec(records).unwrap()).unwrap();
+    let mut files = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        assert!(String::from_utf8_lossy(m).starts_with("ARC-Seal:"));
+        let p = out.path().join(format!("{i}.eml"));
+        std::fs::write(&p, m).unwrap();
+        files.push(p);
+    }
+    let result = Command::new(python())
+        .args(["-c", SCRIPT])
+        .arg(&rec_path)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "dkimpy rejected an ARC chain:\n{}\n{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_network_process_holds_no_key_and_no_token() {
     let vault = VaultServer::start().expect("rusty_vault (run scripts/install-rvault.sh)");
@@ -261,6 +308,7 @@ async fn the_network_process_holds_no_key_and_no_token() {
         .map(|m| m.data.clone())
         .collect();
     verify_with_dkimpy(&records, &delivered, 3);
+    arc_verify_with_dkimpy(&records, &delivered);
 
     let mut secrets = needles(&ed.pem);
     secrets.extend(needles(&rsa.pem));
