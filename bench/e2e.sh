@@ -31,6 +31,12 @@
 #                         PTR and A for bench@example.test from 127.0.0.1. While
 #                         it runs, every variant's resolver points at it)
 #   VARIANTS="$VARIANT"   several of the above, interleaved in the same run
+#   TLS=0                 1: TLS on both legs. The load comes from `ironpost traffic-gen
+#                         --starttls` and goes to `ironpost traffic-gen sink
+#                         --require-starttls` (for both MTAs) instead of smtp-source and
+#                         smtp-sink; Ironpost's egress uses enable_tls = 'RequiredInsecure',
+#                         Postfix gets smtpd_tls_security_level = may (a self-signed
+#                         certificate) and smtp_tls_security_level = encrypt.
 #   CONN_LIMITS=32        Ironpost egress connection_limit value(s), e.g. "32 64"
 #   POSTFIX=1             also run Postfix (0: Ironpost only). Postfix never signs.
 #   WARMUP=500            messages sent through each configuration once first (0: none)
@@ -162,6 +168,8 @@ PF_DATA=$BENCH_DIR/postfix/lib
 PF_LOG=$BENCH_DIR/postfix/maillog
 PF_RUNNING=0
 SINK_OUT=$BENCH_DIR/sink.out
+TLS=${TLS:-0}
+SINK_COUNT_FILE=$BENCH_DIR/sink.count
 DKIM_DIR=$BENCH_DIR/dkim
 
 cleanup() {
@@ -193,7 +201,13 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s + 0 > 0) printf "%.1f", n / s; e
 # ("... mesg=<messages received>") for every event, unbuffered.
 start_sink() {
     : >"$SINK_OUT"
-    smtp-sink -c -u root "127.0.0.1:$SINK_PORT" 1000 >"$SINK_OUT" 2>&1 &
+    if [ "$TLS" = 1 ]; then
+        echo 0 >"$SINK_COUNT_FILE"
+        "$BIN" traffic-gen sink --listen "127.0.0.1:$SINK_PORT" --require-starttls \
+            --count-file "$SINK_COUNT_FILE" >"$SINK_OUT" 2>&1 &
+    else
+        smtp-sink -c -u root "127.0.0.1:$SINK_PORT" 1000 >"$SINK_OUT" 2>&1 &
+    fi
     SINK_PID=$!
     local i
     for i in $(seq 1 50); do
@@ -204,6 +218,11 @@ start_sink() {
 }
 sink_count() {
     local n
+    if [ "$TLS" = 1 ]; then
+        n=$(cat "$SINK_COUNT_FILE" 2>/dev/null)
+        echo "${n:-0}"
+        return
+    fi
     n=$(tail -c 128 "$SINK_OUT" | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9][0-9]*\).*/\1/p' | tail -1)
     echo "${n:-0}"
 }
@@ -234,7 +253,7 @@ start_ironpost() { # DIR POLICY CONN_LIMIT
     mkdir -p "$(dirname "$IP_DATA")"
     chmod 700 "$(dirname "$IP_DATA")"
     IP_OUT=$IP_DATA.stdout
-    IRONPOST_E2E_LISTEN=127.0.0.1:$IRONPOST_PORT IRONPOST_E2E_SINK=127.0.0.1:$SINK_PORT \
+    IRONPOST_E2E_TLS=$TLS IRONPOST_E2E_LISTEN=127.0.0.1:$IRONPOST_PORT IRONPOST_E2E_SINK=127.0.0.1:$SINK_PORT \
         IRONPOST_E2E_DATA=$IP_DATA IRONPOST_E2E_SHAPING=$REPO/bench/policies/e2e_shaping.toml IRONPOST_E2E_CONN_LIMIT=$3 IRONPOST_E2E_DKIM_DIR=$DKIM_DIR \
         IRONPOST_E2E_DNS=${E2E_DNS:-127.0.0.1:1} "$BIN" serve --policy "$2" $IP_ARGS >"$IP_OUT" 2>>"$IP_DATA.stderr" &
     IP_PID=$!
@@ -329,6 +348,28 @@ EOF
 # settings from /work/shared/peers/postfix_setup.sh: relayhost = the sink,
 # destination concurrency 50. chroot is off (the private queue directory has
 # no chroot environment). The system Postfix and /etc/postfix are untouched.
+# With TLS=1: STARTTLS offered inbound (a self-signed certificate) and
+# required outbound, unverified, as Ironpost's RequiredInsecure; TLS
+# connections to the sink reused, as Ironpost reuses its connections.
+postfix_tls() {
+    [ "$TLS" = 1 ] || return 0
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench.local" \
+        -keyout "$PF_CONF/tls.key" -out "$PF_CONF/tls.crt" >/dev/null 2>&1 || die "openssl failed"
+    chmod 600 "$PF_CONF/tls.key"
+    cat <<EOF
+smtpd_tls_cert_file = $PF_CONF/tls.crt
+smtpd_tls_key_file = $PF_CONF/tls.key
+smtpd_tls_security_level = may
+smtp_tls_security_level = encrypt
+smtp_tls_loglevel = 0
+# Postfix's own means of not paying a handshake per message: TLS connection
+# reuse through tlsproxy (3.4+), and session caches.
+smtp_tls_connection_reuse = yes
+smtp_tls_session_cache_database = btree:$PF_DATA/smtp_scache
+smtpd_tls_session_cache_database = btree:$PF_DATA/smtpd_scache
+EOF
+}
+
 setup_postfix() {
     mkdir -p "$PF_CONF" "$PF_QUEUE" "$PF_DATA"
     chown postfix:postfix "$PF_DATA"
@@ -355,6 +396,7 @@ smtp_destination_concurrency_limit = 50
 maillog_file = $PF_LOG
 maillog_file_prefixes = $BENCH_DIR
 smtputf8_enable = no
+$(postfix_tls)
 alias_maps =
 alias_database =
 biff = no
@@ -364,6 +406,10 @@ EOF
         $1 == "smtp" && $2 == "inet" { $1 = "127.0.0.1:" port }
         { $5 = "n"; print }
     ' /etc/postfix/master.cf >"$PF_CONF/master.cf"
+    # TLS connection reuse goes through tlsproxy, commented out in Debian's.
+    if [ "$TLS" = 1 ] && ! grep -q '^tlsproxy' "$PF_CONF/master.cf"; then
+        echo 'tlsproxy  unix  -       -       n       -       0       tlsproxy' >>"$PF_CONF/master.cf"
+    fi
     : >"$PF_LOG"
     postfix -c "$PF_CONF" check 2>&1 | grep -v 'not owned by root' >&2 || true
     postfix -c "$PF_CONF" start >/dev/null 2>&1 || { tail -20 "$PF_LOG" >&2; die "postfix did not start"; }
@@ -422,9 +468,15 @@ timed_run() {
     E2E_SECS=-
     deadline=$(($(date +%s) + RUN_TIMEOUT))
     t0=$(now)
-    timeout "$RUN_TIMEOUT" smtp-source -s "$c" -m "$count" -l "$SIZE" -f "$FROM" -t "$TO" "127.0.0.1:$port" \
-        >"$BENCH_DIR/smtp-source.out" 2>&1 || rc=$?
-    [ "$rc" -eq 0 ] || { log "smtp-source failed (status $rc):"; tail -5 "$BENCH_DIR/smtp-source.out" >&2; return 1; }
+    if [ "$TLS" = 1 ]; then
+        timeout "$RUN_TIMEOUT" "$BIN" traffic-gen --target "127.0.0.1:$port" -c "$c" -n "$count" --size "$SIZE" \
+            --from "$FROM" --to "$TO" --starttls --json >"$BENCH_DIR/smtp-source.out" 2>&1 || rc=$?
+        if [ "$rc" -eq 0 ] && ! grep -q "\"accepted\": *$count\b" "$BENCH_DIR/smtp-source.out"; then rc=99; fi
+    else
+        timeout "$RUN_TIMEOUT" smtp-source -s "$c" -m "$count" -l "$SIZE" -f "$FROM" -t "$TO" "127.0.0.1:$port" \
+            >"$BENCH_DIR/smtp-source.out" 2>&1 || rc=$?
+    fi
+    [ "$rc" -eq 0 ] || { log "the load generator failed (status $rc):"; tail -5 "$BENCH_DIR/smtp-source.out" >&2; return 1; }
     ACCEPT_SECS=$(elapsed "$t0" "$(now)")
     while [ "$(sink_count)" -lt "$target" ]; do
         if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -479,12 +531,35 @@ bench_ironpost() { # VARIANT CONN_LIMIT C REP COUNT
     log "ironpost $variant cl=$cl C=$c rep=$rep: e2e ${E2E_SECS}s = $(rate "$count" "$E2E_SECS")/s (accepted in ${ACCEPT_SECS}s); peak RSS ${rss} KiB, CPU ${cpu}s; 250->delivery p50 ${p50} ms p99 ${p99} ms; $check"
 }
 
+# pf_cpu: CPU seconds of the private Postfix so far: its master (with
+# the children it has reaped) and every live descendant (qmgr, smtpd,
+# smtp, cleanup, ...).
+pf_cpu() {
+    local master pids frontier next p
+    master=$(cat "$PF_QUEUE/pid/master.pid" 2>/dev/null | tr -d ' ')
+    [ -n "$master" ] || { echo 0; return; }
+    pids=""
+    frontier=$master
+    while [ -n "$frontier" ]; do
+        next=""
+        for p in $frontier; do next="$next $(cat /proc/"$p"/task/*/children 2>/dev/null)"; done
+        frontier=$(echo $next)
+        pids="$pids $frontier"
+    done
+    {
+        awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$master/stat"
+        for p in $pids; do awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null; done
+    } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.2f\n", t / hz }'
+}
+
 bench_postfix() { # C REP COUNT
-    local c=$1 rep=$2 count=$3 check="-" log_before sent extra left
+    local c=$1 rep=$2 count=$3 check="-" log_before sent extra left cpu0 cpu="-"
     pf_clear
     settle
     log_before=$(wc -l <"$PF_LOG")
+    cpu0=$(pf_cpu)
     timed_run "$POSTFIX_PORT" "$c" "$count" "" || fail "postfix C=$c rep=$rep: run did not complete"
+    cpu=$(awk -v a="$cpu0" -v b="$(pf_cpu)" 'BEGIN { printf "%.2f", b - a }')
     sleep 1
     extra=$(( $(sink_count) - SINK_BEFORE - count ))
     left=$(pf_queue_count)
@@ -492,9 +567,9 @@ bench_postfix() { # C REP COUNT
     check="sent=$sent,queue_left=$left,sink_extra=$extra"
     [ "$sent" = "$count" ] && [ "$left" = 0 ] && [ "$extra" = 0 ] || fail "postfix C=$c rep=$rep: $check"
     pf_clear
-    [ "$rep" = warmup ] || printf 'postfix\t-\t-\t%s\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t%s\t%s\n' "$c" "$rep" "$count" \
-        "$ACCEPT_SECS" "$E2E_SECS" "$(rate "$count" "$E2E_SECS")" "$check" "$LOAD" >>"$RESULTS"
-    log "postfix C=$c rep=$rep: e2e ${E2E_SECS}s = $(rate "$count" "$E2E_SECS")/s (accepted in ${ACCEPT_SECS}s); $check"
+    [ "$rep" = warmup ] || printf 'postfix\t-\t-\t%s\t%s\t%s\t%s\t%s\t%s\t-\t%s\t-\t-\t-\t%s\t%s\n' "$c" "$rep" "$count" \
+        "$ACCEPT_SECS" "$E2E_SECS" "$(rate "$count" "$E2E_SECS")" "$cpu" "$check" "$LOAD" >>"$RESULTS"
+    log "postfix C=$c rep=$rep: e2e ${E2E_SECS}s = $(rate "$count" "$E2E_SECS")/s (accepted in ${ACCEPT_SECS}s); CPU ${cpu}s; $check"
 }
 
 # DKIM keys for the signing variants, made by the tool operators use.
@@ -544,14 +619,21 @@ fmt0() { awk -v x="$1" 'BEGIN { if (x == "-" || x == "") print "-"; else printf 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }'; }
 
 echo
-echo "End to end: smtp-source -s C -m $N -l $SIZE -> MTA -> smtp-sink (loopback), median of R=$R runs."
-echo "e2e msg/s = N / (start of smtp-source until the sink counted all N). accepted = smtp-source's own time."
+if [ "$TLS" = 1 ]; then
+    echo "End to end with TLS on both legs: ironpost traffic-gen --starttls -c C -n $N --size $SIZE -> MTA -> ironpost traffic-gen sink --require-starttls (loopback), median of R=$R runs."
+    echo "e2e msg/s = N / (start of traffic-gen until the sink counted all N). accepted = traffic-gen's own time."
+else
+    echo "End to end: smtp-source -s C -m $N -l $SIZE -> MTA -> smtp-sink (loopback), median of R=$R runs."
+    echo "e2e msg/s = N / (start of smtp-source until the sink counted all N). accepted = smtp-source's own time."
+fi
 echo "Ironpost: $BUILT_FROM, spool flush=true, logs on.$([ "$POSTFIX" = 1 ] && echo " Postfix $(postconf -d -h mail_version 2>/dev/null): relayhost = the sink, concurrency 50.")"
 echo "Both fsync every message before 250. Postfix never signs. 250->dlv: Reception to Delivery record, median over runs of each run's percentile."
 echo
-fmt='%-9s %-8s %5s %4s %9s %-20s %7s %9s %10s %9s %9s\n'
+fmt='%-9s %-8s %5s %4s %9s %-20s %7s %9s %10s %9s %9s %9s\n'
+# CPU per message (µs): user+system of the MTA's processes over the run.
+cpu_us() { col "$@" 11 | awk -v n="$N" '{ print $1 * 1000000 / n }' | median; }
 # shellcheck disable=SC2059
-printf "$fmt" MTA variant conns C "e2e msg/s" "runs" "IP/PF" "accept/s" "peak RSS" "p50 250>dlv" "p99 250>dlv"
+printf "$fmt" MTA variant conns C "e2e msg/s" "runs" "IP/PF" "accept/s" "peak RSS" "p50 250>dlv" "p99 250>dlv" "CPU µs/msg"
 for c in $CONCURRENCY; do
     pe=$(col postfix - - "$c" 9 | median)
     for cfg in $CONFIGS; do
@@ -563,12 +645,13 @@ for c in $CONCURRENCY; do
         p99=$(col ironpost "$v" "$cl" "$c" 13 | median)
         # shellcheck disable=SC2059
         printf "$fmt" ironpost "$v" "$cl" "$c" "$ie" "$(runs ironpost "$v" "$cl" "$c" 9)" "$(ratio "$ie" "$pe")" \
-            "$(fmt0 "$ia")" "${rss:--}" "${p50} ms" "${p99} ms"
+            "$(fmt0 "$ia")" "${rss:--}" "${p50} ms" "${p99} ms" "$(fmt0 "$(cpu_us ironpost "$v" "$cl" "$c")")"
     done
     if [ "$POSTFIX" = 1 ]; then
         pa=$(col postfix - - "$c" 7 | awk -v n="$N" '{ print n / $1 }' | median)
         # shellcheck disable=SC2059
-        printf "$fmt" postfix - 50 "$c" "$pe" "$(runs postfix - - "$c" 9)" "" "$(fmt0 "$pa")" "" "" ""
+        printf "$fmt" postfix - 50 "$c" "$pe" "$(runs postfix - - "$c" 9)" "" "$(fmt0 "$pa")" "" "" "" \
+            "$(fmt0 "$(cpu_us postfix - - "$c")")"
     fi
 done
 # Every variant against plain, when plain ran: the cost of what it adds.

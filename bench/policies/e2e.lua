@@ -28,6 +28,11 @@ local sink = os.getenv('IRONPOST_E2E_SINK') or '127.0.0.1:3600'
 local data = os.getenv('IRONPOST_E2E_DATA') or './e2e-data'
 local conn_limit = tonumber(os.getenv('IRONPOST_E2E_CONN_LIMIT') or '32')
 local dns = os.getenv('IRONPOST_E2E_DNS') or '127.0.0.1:1'
+-- TLS=1 in bench/e2e.sh: STARTTLS to the sink, required but not verified
+-- (the sink's certificate is self-signed), as Postfix's
+-- smtp_tls_security_level = encrypt. The listener offers STARTTLS always
+-- (a self-signed certificate when the policy names none).
+local enable_tls = os.getenv('IRONPOST_E2E_TLS') == '1' and 'RequiredInsecure' or 'Disabled'
 
 kumo.on('init', function()
   kumo.define_spool {
@@ -63,7 +68,7 @@ end)
 
 kumo.on('get_egress_path_config', function(domain, egress_source, site_name)
   return kumo.make_egress_path {
-    enable_tls = 'Disabled',
+    enable_tls = enable_tls,
     enable_mta_sts = false,
     prohibited_hosts = {},
     connection_limit = conn_limit,
