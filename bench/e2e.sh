@@ -37,6 +37,9 @@
 #                         smtp-sink; Ironpost's egress uses enable_tls = 'RequiredInsecure',
 #                         Postfix gets smtpd_tls_security_level = may (a self-signed
 #                         certificate) and smtp_tls_security_level = encrypt.
+#   MTA_CPUS=, LOAD_CPUS= taskset CPU lists: the MTA under test (and the processes it
+#                         starts) on MTA_CPUS, the load generator and sink on LOAD_CPUS,
+#                         e.g. MTA_CPUS=0 LOAD_CPUS=1 for the MTA on one core. Unset: no pinning.
 #   CONN_LIMITS=32        Ironpost egress connection_limit value(s), e.g. "32 64"
 #   POSTFIX=1             also run Postfix (0: Ironpost only). Postfix never signs.
 #   WARMUP=500            messages sent through each configuration once first (0: none)
@@ -170,6 +173,10 @@ PF_RUNNING=0
 SINK_OUT=$BENCH_DIR/sink.out
 TLS=${TLS:-0}
 SINK_COUNT_FILE=$BENCH_DIR/sink.count
+# Core pinning (taskset): the MTA under test (with every process it starts)
+# on MTA_CPUS, the load generator and the sink on LOAD_CPUS.
+ON_MTA=${MTA_CPUS:+taskset -c $MTA_CPUS}
+ON_LOAD=${LOAD_CPUS:+taskset -c $LOAD_CPUS}
 DKIM_DIR=$BENCH_DIR/dkim
 
 cleanup() {
@@ -203,10 +210,10 @@ start_sink() {
     : >"$SINK_OUT"
     if [ "$TLS" = 1 ]; then
         echo 0 >"$SINK_COUNT_FILE"
-        "$BIN" traffic-gen sink --listen "127.0.0.1:$SINK_PORT" --require-starttls \
+        $ON_LOAD "$BIN" traffic-gen sink --listen "127.0.0.1:$SINK_PORT" --require-starttls \
             --count-file "$SINK_COUNT_FILE" >"$SINK_OUT" 2>&1 &
     else
-        smtp-sink -c -u root "127.0.0.1:$SINK_PORT" 1000 >"$SINK_OUT" 2>&1 &
+        $ON_LOAD smtp-sink -c -u root "127.0.0.1:$SINK_PORT" 1000 >"$SINK_OUT" 2>&1 &
     fi
     SINK_PID=$!
     local i
@@ -255,7 +262,7 @@ start_ironpost() { # DIR POLICY CONN_LIMIT
     IP_OUT=$IP_DATA.stdout
     IRONPOST_E2E_TLS=$TLS IRONPOST_E2E_LISTEN=127.0.0.1:$IRONPOST_PORT IRONPOST_E2E_SINK=127.0.0.1:$SINK_PORT \
         IRONPOST_E2E_DATA=$IP_DATA IRONPOST_E2E_SHAPING=$REPO/bench/policies/e2e_shaping.toml IRONPOST_E2E_CONN_LIMIT=$3 IRONPOST_E2E_DKIM_DIR=$DKIM_DIR \
-        IRONPOST_E2E_DNS=${E2E_DNS:-127.0.0.1:1} "$BIN" serve --policy "$2" $IP_ARGS >"$IP_OUT" 2>>"$IP_DATA.stderr" &
+        IRONPOST_E2E_DNS=${E2E_DNS:-127.0.0.1:1} $ON_MTA "$BIN" serve --policy "$2" $IP_ARGS >"$IP_OUT" 2>>"$IP_DATA.stderr" &
     IP_PID=$!
     local i
     for i in $(seq 1 300); do
@@ -412,7 +419,7 @@ EOF
     fi
     : >"$PF_LOG"
     postfix -c "$PF_CONF" check 2>&1 | grep -v 'not owned by root' >&2 || true
-    postfix -c "$PF_CONF" start >/dev/null 2>&1 || { tail -20 "$PF_LOG" >&2; die "postfix did not start"; }
+    $ON_MTA postfix -c "$PF_CONF" start >/dev/null 2>&1 || { tail -20 "$PF_LOG" >&2; die "postfix did not start"; }
     PF_RUNNING=1
     local i
     for i in $(seq 1 100); do
@@ -469,11 +476,11 @@ timed_run() {
     deadline=$(($(date +%s) + RUN_TIMEOUT))
     t0=$(now)
     if [ "$TLS" = 1 ]; then
-        timeout "$RUN_TIMEOUT" "$BIN" traffic-gen --target "127.0.0.1:$port" -c "$c" -n "$count" --size "$SIZE" \
+        timeout "$RUN_TIMEOUT" $ON_LOAD "$BIN" traffic-gen --target "127.0.0.1:$port" -c "$c" -n "$count" --size "$SIZE" \
             --from "$FROM" --to "$TO" --starttls --json >"$BENCH_DIR/smtp-source.out" 2>&1 || rc=$?
         if [ "$rc" -eq 0 ] && ! grep -q "\"accepted\": *$count\b" "$BENCH_DIR/smtp-source.out"; then rc=99; fi
     else
-        timeout "$RUN_TIMEOUT" smtp-source -s "$c" -m "$count" -l "$SIZE" -f "$FROM" -t "$TO" "127.0.0.1:$port" \
+        timeout "$RUN_TIMEOUT" $ON_LOAD smtp-source -s "$c" -m "$count" -l "$SIZE" -f "$FROM" -t "$TO" "127.0.0.1:$port" \
             >"$BENCH_DIR/smtp-source.out" 2>&1 || rc=$?
     fi
     [ "$rc" -eq 0 ] || { log "the load generator failed (status $rc):"; tail -5 "$BENCH_DIR/smtp-source.out" >&2; return 1; }
