@@ -262,3 +262,13 @@ pub fn only_crlf(data: &[u8]) -> bool {
         _ => true,
     })
 }
+
+/// A field of `/proc/PID/status` ("Uid:", "Seccomp:", ...), trimmed.
+pub fn status_field(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .map(|l| l[name.len()..].trim().to_string())
+        .unwrap_or_default()
+}

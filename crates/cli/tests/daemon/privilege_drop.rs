@@ -4,6 +4,7 @@
 //! `init` already runs with the user's file access. Skipped when the tests
 //! do not run as root.
 
+use crate::common::status_field;
 use ironpost_testkit::{Daemon, DaemonOptions, SmtpClient};
 use std::os::unix::fs::PermissionsExt;
 
@@ -17,15 +18,6 @@ kumo.on('get_queue_config', function()
   return kumo.make_queue_config { protocol = { smtp = { mx_list = { '127.0.0.1:9' } } }, retry_interval = '1h' }
 end)
 "#;
-
-fn status_field(pid: u32, name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .map(|l| l[name.len()..].trim().to_string())
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drops_every_privilege_and_still_spools() {

@@ -12,6 +12,7 @@
 //! - With `--signer-user`, the signer runs as that user and serves key
 //!   files only under `--signer-key-dir`.
 
+use crate::common::status_field;
 use base64::Engine;
 use ironpost_dkim::{dns_record, generate, Algorithm};
 use ironpost_testkit::sink::{Sink, SinkConfig};
@@ -186,23 +187,38 @@ fn python() -> String {
     std::env::var("IRONPOST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-/// Every message verifies with dkimpy, with `per_message` signatures each.
-fn verify_with_dkimpy(records: &HashMap<String, String>, messages: &[Vec<u8>], per_message: usize) {
+/// The DNS records (JSON) and the messages (one file each) that the
+/// dkimpy scripts read, in a directory that lives as long as the handle.
+fn judge_inputs(
+    records: &HashMap<String, String>,
+    messages: &[Vec<u8>],
+) -> (tempfile::TempDir, PathBuf, Vec<PathBuf>) {
     let out = tempfile::tempdir().unwrap();
     let rec_path = out.path().join("records.json");
     std::fs::write(&rec_path, serde_json::to_vec(records).unwrap()).unwrap();
-    let mut files = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
+    let files = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let p = out.path().join(format!("{i}.eml"));
+            std::fs::write(&p, m).unwrap();
+            p
+        })
+        .collect();
+    (out, rec_path, files)
+}
+
+/// Every message verifies with dkimpy, with `per_message` signatures each.
+fn verify_with_dkimpy(records: &HashMap<String, String>, messages: &[Vec<u8>], per_message: usize) {
+    for m in messages {
         let text = String::from_utf8_lossy(m);
         assert_eq!(
             text.matches("DKIM-Signature:").count(),
             per_message,
             "{text}"
         );
-        let p = out.path().join(format!("{i}.eml"));
-        std::fs::write(&p, m).unwrap();
-        files.push(p);
     }
+    let (_out, rec_path, files) = judge_inputs(records, messages);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dkim/tests/verify_dkim.py");
     let result = Command::new(python())
         .arg(&script)
@@ -235,16 +251,10 @@ for f in sys.argv[2:]:
     ok = ok and cv == b"pass"
 sys.exit(0 if ok else 1)
 "#;
-    let out = tempfile::tempdir().unwrap();
-    let rec_path = out.path().join("records.json");
-    std::fs::write(&rec_path, serde_json::to_vec(records).unwrap()).unwrap();
-    let mut files = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
+    for m in messages {
         assert!(String::from_utf8_lossy(m).starts_with("ARC-Seal:"));
-        let p = out.path().join(format!("{i}.eml"));
-        std::fs::write(&p, m).unwrap();
-        files.push(p);
     }
+    let (_out, rec_path, files) = judge_inputs(records, messages);
     let result = Command::new(python())
         .args(["-c", SCRIPT])
         .arg(&rec_path)
@@ -460,15 +470,6 @@ end)
     .unwrap();
     let err = stderr_with(&d, "exec probe:");
     assert!(err.contains("exec probe: ran"), "{err}");
-}
-
-fn status_field(pid: u32, name: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .map(|l| l[name.len()..].trim().to_string())
-        .unwrap_or_default()
 }
 
 /// `--signer-user`: the signer runs as its own user, with keys the network
