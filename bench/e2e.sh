@@ -282,15 +282,19 @@ stop_ironpost() {
 ip_records() { cat "$IP_DATA"/logs/* 2>/dev/null | grep -c "\"type\":\"$1\"" || true; }
 # cpu_seconds PID: user + system CPU of PID and its live descendants (the
 # signer's supervisor and signer), so signing is counted where it runs.
-cpu_seconds() {
-    local pids=$1 frontier=$1 next p
+# descendants PID: the live processes below PID.
+descendants() {
+    local frontier=$1 next p
     while [ -n "$frontier" ]; do
         next=""
         for p in $frontier; do next="$next $(cat /proc/"$p"/task/*/children 2>/dev/null)"; done
         frontier=$(echo $next)
-        pids="$pids $frontier"
+        echo $frontier
     done
-    for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done |
+}
+cpu_seconds() {
+    local p
+    for p in "$1" $(descendants "$1"); do cat "/proc/$p/stat" 2>/dev/null; done |
         awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f\n", t / hz }'
 }
 
@@ -542,20 +546,12 @@ bench_ironpost() { # VARIANT CONN_LIMIT C REP COUNT
 # the children it has reaped) and every live descendant (qmgr, smtpd,
 # smtp, cleanup, ...).
 pf_cpu() {
-    local master pids frontier next p
+    local master p
     master=$(cat "$PF_QUEUE/pid/master.pid" 2>/dev/null | tr -d ' ')
     [ -n "$master" ] || { echo 0; return; }
-    pids=""
-    frontier=$master
-    while [ -n "$frontier" ]; do
-        next=""
-        for p in $frontier; do next="$next $(cat /proc/"$p"/task/*/children 2>/dev/null)"; done
-        frontier=$(echo $next)
-        pids="$pids $frontier"
-    done
     {
         awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$master/stat"
-        for p in $pids; do awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null; done
+        for p in $(descendants "$master"); do awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null; done
     } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.2f\n", t / hz }'
 }
 

@@ -106,9 +106,10 @@ pub struct ServeArgs {
     /// process even if that process is taken over.
     #[arg(long, value_name = "USER")]
     signer_user: Option<String>,
-    /// With --signer-user: a directory under which the signer reads DKIM
-    /// key files; keys elsewhere are refused. Repeatable. Default: the
-    /// policy's directory, /etc/ironpost/dkim and /opt/kumomta/etc/dkim.
+    /// A directory under which the signer reads DKIM key files; keys
+    /// elsewhere are refused. Repeatable. Without it, key files are
+    /// confined only with a --signer-user of its own, to the policy's
+    /// directory, /etc/ironpost/dkim and /opt/kumomta/etc/dkim.
     #[arg(long, value_name = "DIR")]
     signer_key_dir: Vec<PathBuf>,
     /// Load DKIM keys in the network process, with no signer process and

@@ -57,9 +57,12 @@ pub fn run(args: ServeArgs, json_logs: bool) -> Result<()> {
         let token = crate::signing::take_vault_token();
         let dirs = crate::signing::key_dirs(&args.signer_key_dir, policy.as_deref());
         let signer_user = args.signer_user.as_deref().or(args.user.as_deref());
+        // Key files are confined when the signer has a user of its own
+        // (the default directories), or when the operator names them.
         let own_user = args.signer_user.is_some() && args.signer_user != args.user;
+        let confine = own_user || !args.signer_key_dir.is_empty();
         let (client, child) =
-            crate::signing::start(&dirs, signer_user, own_user, json_logs, token)?;
+            crate::signing::start(&dirs, signer_user, confine, json_logs, token)?;
         ironpost_policy::dkim::set_key_backend(Arc::new(crate::signing::SignerBackend(client)));
         Some(child)
     };

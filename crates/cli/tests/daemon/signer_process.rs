@@ -187,25 +187,31 @@ fn python() -> String {
     std::env::var("IRONPOST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-/// The DNS records (JSON) and the messages (one file each) that the
-/// dkimpy scripts read, in a directory that lives as long as the handle.
-fn judge_inputs(
+/// Runs a dkimpy script (`python ARGS records.json 0.eml 1.eml ...`, the
+/// DNS records as JSON, one file per message) and requires success.
+fn judge(
+    args: &[&std::ffi::OsStr],
+    what: &str,
     records: &HashMap<String, String>,
     messages: &[Vec<u8>],
-) -> (tempfile::TempDir, PathBuf, Vec<PathBuf>) {
+) {
     let out = tempfile::tempdir().unwrap();
     let rec_path = out.path().join("records.json");
     std::fs::write(&rec_path, serde_json::to_vec(records).unwrap()).unwrap();
-    let files = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let p = out.path().join(format!("{i}.eml"));
-            std::fs::write(&p, m).unwrap();
-            p
-        })
-        .collect();
-    (out, rec_path, files)
+    let mut cmd = Command::new(python());
+    cmd.args(args).arg(&rec_path);
+    for (i, m) in messages.iter().enumerate() {
+        let p = out.path().join(format!("{i}.eml"));
+        std::fs::write(&p, m).unwrap();
+        cmd.arg(p);
+    }
+    let result = cmd.output().unwrap();
+    assert!(
+        result.status.success(),
+        "dkimpy rejected {what}:\n{}\n{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
 }
 
 /// Every message verifies with dkimpy, with `per_message` signatures each.
@@ -218,20 +224,8 @@ fn verify_with_dkimpy(records: &HashMap<String, String>, messages: &[Vec<u8>], p
             "{text}"
         );
     }
-    let (_out, rec_path, files) = judge_inputs(records, messages);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dkim/tests/verify_dkim.py");
-    let result = Command::new(python())
-        .arg(&script)
-        .arg(&rec_path)
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "dkimpy rejected a signature:\n{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    judge(&[script.as_os_str()], "a signature", records, messages);
 }
 
 /// Every message's ARC chain passes dkimpy's `arc_verify`.
@@ -254,18 +248,11 @@ sys.exit(0 if ok else 1)
     for m in messages {
         assert!(String::from_utf8_lossy(m).starts_with("ARC-Seal:"));
     }
-    let (_out, rec_path, files) = judge_inputs(records, messages);
-    let result = Command::new(python())
-        .args(["-c", SCRIPT])
-        .arg(&rec_path)
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "dkimpy rejected an ARC chain:\n{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
+    judge(
+        &["-c".as_ref(), SCRIPT.as_ref()],
+        "an ARC chain",
+        records,
+        messages,
     );
 }
 
@@ -573,4 +560,43 @@ end)
         assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
         assert_eq!(status_field(pid, "Seccomp:"), "2", "seccomp filter mode");
     }
+}
+
+/// `--signer-key-dir` given without a signer user of its own still
+/// confines key files: a key outside it is refused and the message waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn signer_key_dir_confines_keys_without_a_signer_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = HashMap::new();
+    let keys = dir.path().join("keys");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::create_dir(&elsewhere).unwrap();
+    let inside = key(&keys, "ed.key", Algorithm::Ed25519Sha256, &mut records);
+    let outside = key(&elsewhere, "rsa.key", Algorithm::RsaSha256, &mut records);
+    let d = Daemon::start(
+        DaemonOptions::new(BIN)
+            .policy(policy("127.0.0.1:9", &inside, &outside, false))
+            .arg("--signer-key-dir")
+            .arg(keys.display().to_string()),
+    )
+    .unwrap();
+    let (mut c, _) = SmtpClient::connect(d.smtp_addr()).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    // The policy signs with both keys; the RSA one is outside the directory.
+    let r = c
+        .send_message("ann@signer.test", &["bob@dest.test"], &mail(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.code, r.enhanced().as_deref()),
+        (451, Some("4.3.0")),
+        "{r}"
+    );
+    let _ = c.quit().await;
+    let err = stderr_with(&d, "outside the signer's key directories");
+    assert!(
+        err.contains("outside the signer's key directories"),
+        "{err}"
+    );
 }
