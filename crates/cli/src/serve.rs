@@ -61,8 +61,7 @@ pub fn run(args: ServeArgs, json_logs: bool) -> Result<()> {
         // (the default directories), or when the operator names them.
         let own_user = args.signer_user.is_some() && args.signer_user != args.user;
         let confine = own_user || !args.signer_key_dir.is_empty();
-        let (client, child) =
-            crate::signing::start(&dirs, signer_user, confine, json_logs, token)?;
+        let (client, child) = crate::signing::start(&dirs, signer_user, confine, json_logs, token)?;
         ironpost_policy::dkim::set_key_backend(Arc::new(crate::signing::SignerBackend(client)));
         Some(child)
     };
