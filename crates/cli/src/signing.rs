@@ -38,8 +38,14 @@ pub fn supervise(args: SupervisorArgs) -> Result<()> {
     // (SignerClient::spawn); nothing else in this process owns it.
     let control = unsafe { UnixStream::from_raw_fd(ironpost_signer::client::CONTROL_FD) };
     if let Some(name) = &args.user {
-        if nix::unistd::geteuid().is_root() {
-            privileges::drop_to(&privileges::lookup(name)?)?;
+        let user = privileges::lookup(name)?;
+        let me = nix::unistd::geteuid();
+        if me.is_root() {
+            privileges::drop_to(&user)?;
+        } else if user.uid != me {
+            // Not silently the wrong user: the separation asked for is not
+            // there, so the daemon does not start.
+            anyhow::bail!("the signer cannot run as {name}: Ironpost was not started as root");
         }
     }
     let key_dirs = args
