@@ -529,10 +529,22 @@ async fn release_memory_after_peaks(budget: Arc<ironpost_server::budget::Infligh
     }
 }
 
-/// Give memory freed after recovery back to the system: glibc keeps freed
-/// heap in its arenas otherwise, and a large recovered queue would leave
-/// the daemon's RSS hundreds of MB above what it uses.
+/// Give memory freed after recovery (or a burst) back to the system now,
+/// rather than when jemalloc's decay gets to it: a large recovered queue
+/// would otherwise leave the daemon's RSS far above what it uses.
 fn release_freed_memory() {
+    // SAFETY: "arena.4096.purge" (MALLCTL_ARENAS_ALL) reads and writes
+    // nothing through the pointers, which are null as mallctl allows.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+    // C libraries (SQLite) still allocate through glibc.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own arenas; 0 keeps no padding.
     unsafe {

@@ -189,14 +189,18 @@ impl QueueManager {
         self.0.schedule.for_each(&mut look);
         self.0.ready.for_each(&mut look);
         let part = found?;
-        let data = crate::dispatch::read_body(&self.0.ctx, &part).await.ok()?;
+        let (stored_meta, data) = crate::dispatch::read_stored(&self.0.ctx, &part)
+            .await
+            .ok()?;
+        let mut meta = part.record(None);
+        meta.meta = stored_meta;
         let headers_len = ironpost_policy::headers::header_block_len(&data);
         Some(Inspection {
             id: id.to_string(),
             queue: part.queue_name(),
             attempts: part.attempts,
             recipients: part.recipients.clone(),
-            meta: part.msg.record(part.attempts, None),
+            meta,
             size: data.len(),
             headers: String::from_utf8_lossy(&data[..headers_len]).into_owned(),
         })

@@ -66,10 +66,8 @@ pub fn build_dsn(
     ));
     out.push_str(&format!("Reporting-MTA: dns; {hostname}\r\n"));
     out.push_str(&format!("X-Ironpost-Queue-ID: {id}\r\n"));
-    if let Some(at) = &msg.received_at {
-        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(at) {
-            out.push_str(&format!("Arrival-Date: {}\r\n", t.to_rfc2822()));
-        }
+    if let Some(t) = msg.received_at() {
+        out.push_str(&format!("Arrival-Date: {}\r\n", t.to_rfc2822()));
     }
     for f in failed {
         out.push_str("\r\n");

@@ -58,8 +58,8 @@ impl QueueManager {
         qcfg: Arc<QueueConfig>,
     ) {
         for part in parts {
-            let data = match crate::dispatch::read_body(&self.0.ctx, &part).await {
-                Ok(data) => data,
+            let (meta, data) = match crate::dispatch::read_stored(&self.0.ctx, &part).await {
+                Ok(stored) => stored,
                 Err(a) => {
                     self.defer(part.clone(), part.recipients.clone(), &a, &qcfg)
                         .await;
@@ -71,10 +71,7 @@ impl QueueManager {
                 id: part.msg.id.to_string(),
                 sender: part.msg.sender.to_string(),
                 recipients: part.recipients.clone(),
-                meta: part
-                    .msg
-                    .meta
-                    .as_ref()
+                meta: meta
                     .and_then(|m| serde_json::from_str(m.as_json()).ok())
                     .unwrap_or_default(),
                 data,

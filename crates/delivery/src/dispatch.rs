@@ -36,6 +36,7 @@ use ironpost_smtp_client::tls_report::{
     classify_client_error, classify_rustls_error, TlsResultType,
 };
 use ironpost_smtp_client::{ClientError, MailParams, Reply, SmtpClient, Timeouts};
+use ironpost_spool::{MetaObject, SpoolMeta};
 use rustls::client::WebPkiServerVerifier;
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
@@ -655,15 +656,36 @@ async fn rewritten(ctx: &Context, part: &QueuedPart, r: Reply) -> Reply {
 /// The message's content, read from the spool off the async threads; a
 /// failure is an attempt to retry.
 pub(crate) async fn read_body(ctx: &Context, part: &QueuedPart) -> Result<Vec<u8>, Attempt> {
+    read_record(ctx, part).await.map(|(_, data)| data)
+}
+
+/// The message as reception stored it: the policy's metadata and the
+/// content, in one spool read.
+pub(crate) async fn read_stored(
+    ctx: &Context,
+    part: &QueuedPart,
+) -> Result<(Option<MetaObject>, Vec<u8>), Attempt> {
+    let (meta, data) = read_record(ctx, part).await?;
+    match SpoolMeta::decode(&meta) {
+        Ok(meta) => Ok((meta.meta, data)),
+        Err(e) => Err(spool_failure(part, &e.to_string())),
+    }
+}
+
+async fn read_record(ctx: &Context, part: &QueuedPart) -> Result<(Vec<u8>, Vec<u8>), Attempt> {
     let spool = ctx.spool.clone();
     let loc = part.msg.location;
     let reason = match tokio::task::spawn_blocking(move || spool.read(&loc)).await {
-        Ok(Ok((_, data))) => return Ok(data),
+        Ok(Ok(record)) => return Ok(record),
         Ok(Err(e)) => e.to_string(),
         Err(e) => e.to_string(),
     };
+    Err(spool_failure(part, &reason))
+}
+
+fn spool_failure(part: &QueuedPart, reason: &str) -> Attempt {
     tracing::error!(id = %part.msg.id, "cannot read message from the spool: {reason}");
-    Err(Attempt::local(&format!("spool read failed: {reason}")))
+    Attempt::local(&format!("spool read failed: {reason}"))
 }
 
 pub async fn deliver(ctx: &Context, conn: &mut Connection, part: &QueuedPart) -> Outcome {

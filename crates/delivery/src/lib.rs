@@ -15,6 +15,7 @@ mod bounce;
 pub mod custom;
 mod dispatch;
 mod egress;
+mod intern;
 pub mod model;
 mod outcome;
 mod queue_manager;

@@ -1,12 +1,11 @@
-//! What the queue keeps per message: only the envelope and where the body
-//! lies in the spool. Bodies stay on disk until a connection is ready for
-//! them. The policy's metadata is kept as the JSON text it was stored as
-//! ([`MetaObject`]); the labels routing needs are fields of the spool
-//! record. A parsed map cost about 1 KB per queued message. Measured with
-//! bench/rss_million.sh: 1,000,000 queued in 846 MiB (was 1,614 MiB).
+//! What the queue keeps per message: only the envelope, the labels routing
+//! needs and where the message lies in the spool. Content and the policy's
+//! metadata stay on disk until delivery reads them. Measured with
+//! bench/rss_million.sh; bench/E2E.md has the history.
 
+use crate::queue_manager::lock;
 pub use ironpost_policy::QueueName;
-use ironpost_spool::{Location, MetaObject, SpoolId, SpoolMeta, FORMAT_VERSION};
+use ironpost_spool::{Location, SpoolId, SpoolMeta, FORMAT_VERSION};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,13 +22,39 @@ pub fn to_system_time(secs: u64) -> SystemTime {
 }
 
 /// State shared by the per-domain parts of one spooled message.
+///
+/// Kept small: a million of these may wait in memory. The policy's
+/// metadata is not here: reception wrote it into the message's spool record
+/// and nothing changes it afterwards, so it is read back with the content
+/// when delivery needs it ([`crate::dispatch::read_stored`]), as KumoMTA
+/// shrinks a waiting message to its spool reference.
 #[derive(Debug)]
 pub struct SharedMessage {
     pub id: SpoolId,
     pub location: Location,
+    /// The envelope sender, one allocation shared by the messages queued
+    /// from the same one.
     pub sender: Arc<str>,
     pub created: u64,
-    pub meta: Option<MetaObject>,
+    /// Routing labels, one allocation shared by every message with the
+    /// same ones.
+    pub labels: Arc<RouteLabels>,
+    /// How it arrived (a known protocol name, so no allocation).
+    reception_protocol: Option<&'static str>,
+    /// When it arrived, in Unix nanoseconds (the RFC 3339 text is rebuilt
+    /// on demand).
+    received_at: Option<i64>,
+    /// Recipients not yet finished (delivered, bounced or expired), when
+    /// the message is split into several parts. A single part's own
+    /// recipients are its pending list, so it keeps no second copy.
+    pending: Option<Mutex<Vec<String>>>,
+    /// Parts still queued; the spool record is removed when this hits 0.
+    pub parts: AtomicUsize,
+}
+
+/// The metadata labels that decide a message's queue.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+pub struct RouteLabels {
     pub tenant: Option<Box<str>>,
     pub campaign: Option<Box<str>>,
     /// The `queue` meta: the scheduled queue's full name, replacing the one
@@ -37,22 +62,40 @@ pub struct SharedMessage {
     pub queue: Option<Box<str>>,
     /// The `routing_domain` meta: whose MX the mail goes to.
     pub routing_domain: Option<Box<str>>,
-    /// How it arrived, for delivery records (a known protocol name, so no
-    /// allocation per message).
-    pub reception_protocol: Option<&'static str>,
-    pub received_at: Option<Box<str>>,
-    /// Recipients not yet finished (delivered, bounced or expired).
-    pub pending: Mutex<Vec<String>>,
-    /// Parts still queued; the spool record is removed when this hits 0.
-    pub parts: AtomicUsize,
 }
 
 impl SharedMessage {
-    /// Mark recipients finished. Returns the remaining list.
-    pub fn finish(&self, done: &[String]) -> Vec<String> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.retain(|r| !done.contains(r));
-        p.clone()
+    pub fn new(
+        id: SpoolId,
+        location: Location,
+        meta: SpoolMeta,
+        shared: (Arc<str>, Arc<RouteLabels>),
+        created: u64,
+        parts: usize,
+    ) -> SharedMessage {
+        let (sender, labels) = shared;
+        SharedMessage {
+            id,
+            location,
+            sender,
+            created,
+            labels,
+            reception_protocol: meta.reception_protocol.as_deref().and_then(known_protocol),
+            received_at: meta
+                .received_at
+                .as_deref()
+                .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok())
+                .and_then(|t| t.timestamp_nanos_opt()),
+            pending: (parts > 1).then(|| Mutex::new(meta.recipients)),
+            parts: AtomicUsize::new(parts),
+        }
+    }
+
+    /// Mark recipients finished.
+    pub fn finish(&self, done: &[String]) {
+        if let Some(p) = &self.pending {
+            lock(p).retain(|r| !done.contains(r));
+        }
     }
 
     /// One part is finished; true when it was the last.
@@ -61,41 +104,24 @@ impl SharedMessage {
     }
 
     pub fn tenant(&self) -> Option<String> {
-        self.tenant.as_deref().map(str::to_string)
+        self.labels.tenant.as_deref().map(str::to_string)
     }
 
     pub fn campaign(&self) -> Option<String> {
-        self.campaign.as_deref().map(str::to_string)
+        self.labels.campaign.as_deref().map(str::to_string)
     }
 
     pub fn routing_domain(&self) -> Option<String> {
-        self.routing_domain.as_deref().map(str::to_string)
+        self.labels.routing_domain.as_deref().map(str::to_string)
     }
 
-    /// The spool record for this message as it stands: the recipients still
-    /// pending and the given retry state.
-    pub fn record(&self, attempts: u32, due: Option<u64>) -> SpoolMeta {
-        let owned = |s: &Option<Box<str>>| s.as_deref().map(str::to_string);
-        SpoolMeta {
-            version: FORMAT_VERSION,
-            id: self.id.to_string(),
-            sender: self.sender.to_string(),
-            recipients: self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            tenant: owned(&self.tenant),
-            campaign: owned(&self.campaign),
-            queue: owned(&self.queue),
-            routing_domain: owned(&self.routing_domain),
-            reception_protocol: self.reception_protocol.map(str::to_string),
-            meta: self.meta.clone(),
-            received_at: owned(&self.received_at),
-            attempts,
-            due,
-            created: Some(self.created),
-        }
+    pub fn reception_protocol(&self) -> Option<&'static str> {
+        self.reception_protocol
+    }
+
+    /// When the message arrived.
+    pub fn received_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.received_at.map(chrono::DateTime::from_timestamp_nanos)
     }
 }
 
@@ -111,7 +137,7 @@ pub struct QueuedPart {
 }
 
 /// Where a part leaves from: its queue's pool and the source picked in it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EgressChoice {
     pub pool: String,
     pub source: String,
@@ -122,7 +148,7 @@ impl QueuedPart {
     /// set, else made from its campaign, tenant, this part's domain and its
     /// routing domain.
     pub fn queue(&self) -> QueueName {
-        match &self.msg.queue {
+        match &self.msg.labels.queue {
             Some(q) => QueueName::parse(q),
             None => QueueName {
                 campaign: self.msg.campaign(),
@@ -130,6 +156,34 @@ impl QueuedPart {
                 domain: self.domain.to_string(),
                 routing_domain: self.msg.routing_domain(),
             },
+        }
+    }
+
+    /// The retry state of this part's message as a spool update: the
+    /// recipients still pending (this part's, or every part's when the
+    /// message is split), this part's attempts and the given due time. The
+    /// policy's metadata is left out: the message's own record keeps it.
+    pub fn record(&self, due: Option<u64>) -> SpoolMeta {
+        let m = &self.msg;
+        let owned = |s: &Option<Box<str>>| s.as_deref().map(str::to_string);
+        SpoolMeta {
+            version: FORMAT_VERSION,
+            id: m.id.to_string(),
+            sender: m.sender.to_string(),
+            recipients: match &m.pending {
+                Some(p) => lock(p).clone(),
+                None => self.recipients.clone(),
+            },
+            tenant: owned(&m.labels.tenant),
+            campaign: owned(&m.labels.campaign),
+            queue: owned(&m.labels.queue),
+            routing_domain: owned(&m.labels.routing_domain),
+            reception_protocol: m.reception_protocol.map(str::to_string),
+            meta: None,
+            received_at: m.received_at().map(|t| t.to_rfc3339()),
+            attempts: self.attempts,
+            due,
+            created: Some(m.created),
         }
     }
 

@@ -48,24 +48,24 @@ impl QueueManager {
         part: &QueuedPart,
     ) {
         let inner = &self.0;
-        if !inner.log_meta.is_empty() {
-            rec.meta = part
-                .msg
-                .meta
-                .as_ref()
-                .and_then(|m| m.select(|k| name_matches(&inner.log_meta, k, false)))
-                .and_then(|t| serde_json::value::RawValue::from_string(t).ok());
-        }
-        if !inner.log_headers.is_empty() {
-            let spool = inner.ctx.spool.clone();
-            let loc = part.msg.location;
-            if let Ok(Ok((_, data))) = tokio::task::spawn_blocking(move || spool.read(&loc)).await {
-                let picked: std::collections::BTreeMap<String, String> =
-                    ironpost_policy::headers::all(&data)
-                        .into_iter()
-                        .filter(|(n, _)| name_matches(&inner.log_headers, n, true))
-                        .collect();
-                rec.headers = (!picked.is_empty()).then_some(picked);
+        let want_meta = !inner.log_meta.is_empty();
+        let want_headers = !inner.log_headers.is_empty();
+        if want_meta || want_headers {
+            // Neither is kept in memory: both come from the spool record.
+            if let Ok((meta, data)) = dispatch::read_stored(&inner.ctx, part).await {
+                if want_meta {
+                    rec.meta = meta
+                        .and_then(|m| m.select(|k| name_matches(&inner.log_meta, k, false)))
+                        .and_then(|t| serde_json::value::RawValue::from_string(t).ok());
+                }
+                if want_headers {
+                    let picked: std::collections::BTreeMap<String, String> =
+                        ironpost_policy::headers::all(&data)
+                            .into_iter()
+                            .filter(|(n, _)| name_matches(&inner.log_headers, n, true))
+                            .collect();
+                    rec.headers = (!picked.is_empty()).then_some(picked);
+                }
             }
         }
         let record = kind(rec);
@@ -114,13 +114,12 @@ impl QueueManager {
                 .await;
             self.send_dsn(&p, &failed, false).await;
         }
-        let remaining = part.msg.finish(&finished);
+        part.msg.finish(&finished);
         if deferred.is_empty() {
             self.part_finished(&part).await;
         } else {
             let mut p = part;
             p.recipients = deferred.clone();
-            let _ = remaining;
             self.defer(p, deferred, &deferred_attempt, qcfg).await;
         }
     }
@@ -134,7 +133,7 @@ impl QueueManager {
         }
         // Other parts are still queued. Record that this part's recipients
         // are done, or a restart would deliver them again.
-        let meta = part.msg.record(part.attempts, None).encode();
+        let meta = part.record(None).encode();
         if let Err(e) = self.0.ctx.spool.update_meta(part.msg.id, meta).await {
             tracing::warn!(id = %part.msg.id, "cannot record finished recipients: {e}");
         }
@@ -162,13 +161,10 @@ impl QueueManager {
     /// bounce them with `kumo.reject`. True when it did either. A Lua
     /// error is logged and the usual retry follows.
     async fn requeue(&self, part: &QueuedPart, recipients: &[String], attempt: &Attempt) -> bool {
-        let Ok(data) = crate::dispatch::read_body(&self.0.ctx, part).await else {
+        let Ok((meta, data)) = dispatch::read_stored(&self.0.ctx, part).await else {
             return false;
         };
-        let meta: serde_json::Map<String, serde_json::Value> = part
-            .msg
-            .meta
-            .as_ref()
+        let meta: serde_json::Map<String, serde_json::Value> = meta
             .and_then(|m| serde_json::from_str(m.as_json()).ok())
             .unwrap_or_default();
         let msg = Message {
@@ -230,10 +226,9 @@ impl QueueManager {
         };
         let received_at = part
             .msg
-            .received_at
-            .as_deref()
-            .map(str::to_string)
-            .unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
+            .received_at()
+            .unwrap_or_else(chrono::Utc::now)
+            .to_rfc3339();
         let mut meta = SpoolMeta::new(
             id.to_string(),
             msg.sender,
@@ -291,10 +286,7 @@ impl QueueManager {
             return;
         }
         let rec = records::attempt_record(&part, &part.recipients, attempt, None, part.attempts);
-        let meta = part
-            .msg
-            .record(part.attempts, Some(unix_now() + delay.as_secs()))
-            .encode();
+        let meta = part.record(Some(unix_now() + delay.as_secs())).encode();
         if let Err(e) = self.0.ctx.spool.update_meta(part.msg.id, meta).await {
             tracing::warn!(id = %part.msg.id, "cannot record retry state: {e}");
         }
@@ -367,7 +359,7 @@ impl QueueManager {
             return;
         }
         // A log hook's record is not mail the sender sent.
-        if part.msg.reception_protocol == Some("LogRecord") {
+        if part.msg.reception_protocol() == Some("LogRecord") {
             return;
         }
         let spool = self.0.ctx.spool.clone();

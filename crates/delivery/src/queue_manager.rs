@@ -14,7 +14,7 @@
 
 use crate::egress::EgressCache;
 use crate::model::{
-    split_by_domain, to_system_time, unix_now, QueueName, QueuedPart, SharedMessage,
+    split_by_domain, to_system_time, unix_now, QueueName, QueuedPart, RouteLabels, SharedMessage,
 };
 use crate::ready::ReadyQueues;
 use crate::schedule::Schedule;
@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     pub schedule: Schedule,
     pub ready: ReadyQueues,
     pub egress: EgressCache,
+    /// Shared copies of domains, labels and egress choices.
+    pub interned: crate::intern::Interned,
     pub suspensions: Suspensions,
     pub log_meta: Vec<String>,
     pub log_headers: Vec<String>,
@@ -166,6 +168,7 @@ impl QueueManager {
             schedule: Schedule::default(),
             ready: ReadyQueues::default(),
             egress: EgressCache::default(),
+            interned: Default::default(),
             suspensions: opts.suspensions,
             log_meta: opts.log_meta,
             log_headers: opts.log_headers,
@@ -280,31 +283,28 @@ impl QueueManager {
                     .unwrap_or_default()
             })
             .unwrap_or_default();
-        let boxed = |s: Option<String>| s.map(String::into_boxed_str);
+        let boxed = |s: &Option<String>| s.as_deref().map(Box::from);
+        let labels = self.0.interned.labels.value(RouteLabels {
+            tenant: boxed(&meta.tenant),
+            campaign: boxed(&meta.campaign),
+            queue: boxed(&meta.queue),
+            routing_domain: boxed(&meta.routing_domain),
+        });
+        let sender = self.0.interned.senders.str(&meta.sender);
         let attempts = meta.attempts;
-        let shared = Arc::new(SharedMessage {
+        let shared = Arc::new(SharedMessage::new(
             id,
             location,
-            sender: meta.sender.as_str().into(),
+            meta,
+            (sender, labels),
             created,
-            tenant: boxed(meta.tenant),
-            campaign: boxed(meta.campaign),
-            queue: boxed(meta.queue),
-            routing_domain: boxed(meta.routing_domain),
-            reception_protocol: meta
-                .reception_protocol
-                .as_deref()
-                .and_then(crate::model::known_protocol),
-            received_at: boxed(meta.received_at),
-            meta: meta.meta,
-            pending: Mutex::new(meta.recipients),
-            parts: AtomicUsize::new(parts.len()),
-        });
+            parts.len(),
+        ));
         for (domain, recipients) in parts {
             self.schedule(
                 QueuedPart {
                     msg: shared.clone(),
-                    domain: domain.into(),
+                    domain: self.0.interned.domains.str(&domain),
                     recipients,
                     attempts,
                     egress: None,

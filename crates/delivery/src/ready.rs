@@ -328,7 +328,7 @@ impl QueueManager {
                     continue;
                 }
             };
-            p.egress = Some(Arc::new(EgressChoice {
+            p.egress = Some(self.0.interned.egress.value(EgressChoice {
                 pool: pool.name.clone(),
                 source: path.source.name.clone(),
             }));

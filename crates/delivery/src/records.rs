@@ -63,7 +63,7 @@ pub fn attempt_record(
             },
         ),
         delivery_protocol: "ESMTP".into(),
-        reception_protocol: part.msg.reception_protocol.map(str::to_string),
+        reception_protocol: part.msg.reception_protocol().map(str::to_string),
         reason: None,
         meta: None,
         headers: None,
