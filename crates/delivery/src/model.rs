@@ -23,7 +23,8 @@ pub fn to_system_time(secs: u64) -> SystemTime {
 
 /// State shared by the per-domain parts of one spooled message.
 ///
-/// Kept small: a million of these may wait in memory. The policy's
+/// Kept small (128 bytes with its reference counts, a jemalloc size class):
+/// a million of these may wait in memory. The policy's
 /// metadata is not here: reception wrote it into the message's spool record
 /// and nothing changes it afterwards, so it is read back with the content
 /// when delivery needs it ([`crate::dispatch::read_stored`]), as KumoMTA
@@ -39,15 +40,15 @@ pub struct SharedMessage {
     /// Routing labels, one allocation shared by every message with the
     /// same ones.
     pub labels: Arc<RouteLabels>,
-    /// How it arrived (a known protocol name, so no allocation).
-    reception_protocol: Option<&'static str>,
+    /// How it arrived: an index into `KNOWN_PROTOCOLS`, or `u8::MAX`.
+    reception_protocol: u8,
     /// When it arrived, in Unix nanoseconds (the RFC 3339 text is rebuilt
-    /// on demand).
-    received_at: Option<i64>,
+    /// on demand); `i64::MIN` when the record had no valid time.
+    received_at: i64,
     /// Recipients not yet finished (delivered, bounced or expired), when
     /// the message is split into several parts. A single part's own
     /// recipients are its pending list, so it keeps no second copy.
-    pending: Option<Mutex<Vec<String>>>,
+    pending: Option<Box<Mutex<Vec<String>>>>,
     /// Parts still queued; the spool record is removed when this hits 0.
     pub parts: AtomicUsize,
 }
@@ -80,13 +81,18 @@ impl SharedMessage {
             sender,
             created,
             labels,
-            reception_protocol: meta.reception_protocol.as_deref().and_then(known_protocol),
+            reception_protocol: meta
+                .reception_protocol
+                .as_deref()
+                .and_then(|p| KNOWN_PROTOCOLS.iter().position(|k| *k == p))
+                .map_or(u8::MAX, |i| i as u8),
             received_at: meta
                 .received_at
                 .as_deref()
                 .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok())
-                .and_then(|t| t.timestamp_nanos_opt()),
-            pending: (parts > 1).then(|| Mutex::new(meta.recipients)),
+                .and_then(|t| t.timestamp_nanos_opt())
+                .unwrap_or(i64::MIN),
+            pending: (parts > 1).then(|| Box::new(Mutex::new(meta.recipients))),
             parts: AtomicUsize::new(parts),
         }
     }
@@ -116,12 +122,15 @@ impl SharedMessage {
     }
 
     pub fn reception_protocol(&self) -> Option<&'static str> {
-        self.reception_protocol
+        KNOWN_PROTOCOLS
+            .get(usize::from(self.reception_protocol))
+            .copied()
     }
 
     /// When the message arrived.
     pub fn received_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.received_at.map(chrono::DateTime::from_timestamp_nanos)
+        (self.received_at != i64::MIN)
+            .then(|| chrono::DateTime::from_timestamp_nanos(self.received_at))
     }
 }
 
@@ -178,7 +187,7 @@ impl QueuedPart {
             campaign: owned(&m.labels.campaign),
             queue: owned(&m.labels.queue),
             routing_domain: owned(&m.labels.routing_domain),
-            reception_protocol: m.reception_protocol.map(str::to_string),
+            reception_protocol: m.reception_protocol().map(str::to_string),
             meta: None,
             received_at: m.received_at().map(|t| t.to_rfc3339()),
             attempts: self.attempts,
@@ -192,20 +201,18 @@ impl QueuedPart {
     }
 }
 
-/// The reception protocols Ironpost writes, as static names.
-pub fn known_protocol(p: &str) -> Option<&'static str> {
-    const KNOWN: &[&str] = &[
-        "SMTP",
-        "ESMTP",
-        "ESMTPS",
-        "ESMTPA",
-        "ESMTPSA",
-        "HTTP",
-        "HTTPS",
-        "LogRecord",
-    ];
-    KNOWN.iter().find(|k| **k == p).copied()
-}
+/// The reception protocols Ironpost writes. Another name is not kept for
+/// delivery records.
+const KNOWN_PROTOCOLS: &[&str] = &[
+    "SMTP",
+    "ESMTP",
+    "ESMTPS",
+    "ESMTPA",
+    "ESMTPSA",
+    "HTTP",
+    "HTTPS",
+    "LogRecord",
+];
 
 /// Lower-cased domain of an address (after the last `@`).
 pub fn domain_of(addr: &str) -> String {
@@ -232,6 +239,42 @@ pub fn split_by_domain(recipients: &[String]) -> Vec<(String, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queued_message_fits_its_size_class() {
+        // With the Arc's two counts: 128 bytes, not the next class (160).
+        assert!(std::mem::size_of::<SharedMessage>() + 16 <= 128);
+    }
+
+    #[test]
+    fn the_retry_record_keeps_what_reception_wrote() {
+        let at = "2026-12-07T13:27:42.064684238+00:00";
+        let rcpt = vec!["r@a.test".to_string()];
+        let mut meta = SpoolMeta::new("x".into(), "s@a.test".into(), rcpt.clone(), None, at.into());
+        meta.reception_protocol = Some("ESMTPS".into());
+        let loc = Location {
+            segment: 1,
+            offset: 0,
+            len: 0,
+        };
+        let shared = ("s@a.test".into(), Arc::new(RouteLabels::default()));
+        let msg = SharedMessage::new(SpoolId::new(), loc, meta, shared, 7, 1);
+        let part = QueuedPart {
+            msg: Arc::new(msg),
+            domain: "a.test".into(),
+            recipients: rcpt.clone(),
+            attempts: 2,
+            egress: None,
+        };
+        let r = part.record(Some(99));
+        assert_eq!(r.received_at.as_deref(), Some(at));
+        assert_eq!(r.reception_protocol.as_deref(), Some("ESMTPS"));
+        assert_eq!(
+            (r.recipients, r.attempts, r.due, r.created),
+            (rcpt, 2, Some(99), Some(7))
+        );
+        assert!(r.meta.is_none());
+    }
 
     #[test]
     fn split() {
