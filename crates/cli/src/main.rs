@@ -26,15 +26,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read at its first allocation. Buffers of 128 KiB
-/// and more (message content) go to the arena that gives pages back as
-/// soon as they are freed, as glibc's mmap threshold did: a flood of large
-/// messages must not leave hundreds of MB of freed extents resident
-/// (tests/daemon/inflight_memory.rs).
+/// jemalloc's options, read at its first allocation. Buffers above 256 KiB
+/// (large message content) go to the arena that gives pages back as soon as
+/// they are freed, as glibc's mmap threshold did: a flood of large messages
+/// must not leave hundreds of MB of freed extents resident
+/// (tests/daemon/inflight_memory.rs). The threshold sits above the
+/// sessions' 128 KiB DATA buffers: at 128 KiB every message paid for
+/// mapping and unmapping its buffer (page faults, TLB shootdowns), 50 µs of
+/// CPU per message in bench/profile.sh.
 #[export_name = "_rjem_malloc_conf"]
 static MALLOC_CONF: &std::ffi::c_char =
     // SAFETY: a NUL-terminated literal that lives as long as the program.
-    unsafe { &*c"oversize_threshold:131072".as_ptr() };
+    unsafe { &*c"oversize_threshold:262144".as_ptr() };
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
