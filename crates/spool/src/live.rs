@@ -5,10 +5,21 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::SpoolId;
 
+/// A spool id as two words: a `u128` is 16-byte aligned, which would pad
+/// each map entry from 24 to 32 bytes (16 MiB more at a million messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key([u64; 2]);
+
+impl From<SpoolId> for Key {
+    fn from(id: SpoolId) -> Key {
+        Key([(id.0 >> 64) as u64, id.0 as u64])
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct LiveSet {
     /// Segment holding each live message's Message record.
-    owner: HashMap<SpoolId, u64>,
+    owner: HashMap<Key, u64>,
     /// Every segment on disk, with how many live messages it holds.
     counts: BTreeMap<u64, u64>,
     /// Segments with an unreadable record; moved aside rather than deleted.
@@ -29,19 +40,19 @@ impl LiveSet {
     }
 
     pub(crate) fn contains(&self, id: SpoolId) -> bool {
-        self.owner.contains_key(&id)
+        self.owner.contains_key(&Key::from(id))
     }
 
     /// Records that `id` now lives in `seq`; a later store of the same id wins.
     pub(crate) fn store(&mut self, id: SpoolId, seq: u64) {
-        if let Some(old) = self.owner.insert(id, seq) {
+        if let Some(old) = self.owner.insert(Key::from(id), seq) {
             self.decrement(old);
         }
         *self.counts.entry(seq).or_insert(0) += 1;
     }
 
     pub(crate) fn remove(&mut self, id: SpoolId) -> bool {
-        match self.owner.remove(&id) {
+        match self.owner.remove(&Key::from(id)) {
             Some(seq) => {
                 self.decrement(seq);
                 true
