@@ -678,6 +678,20 @@ pub(crate) async fn read_stored(
 /// share of a delivery's CPU.
 const INLINE_READ: u32 = 64 * 1024;
 
+/// Only the policy's metadata, as reception stored it: the head of the
+/// spool record, two small reads whatever the message's size, on the
+/// worker itself.
+pub(crate) fn read_meta(ctx: &Context, part: &QueuedPart) -> Result<Option<MetaObject>, Attempt> {
+    let meta = ctx
+        .spool
+        .read_meta(&part.msg.location)
+        .map_err(|e| spool_failure(part, &e.to_string()))?;
+    match SpoolMeta::decode(&meta) {
+        Ok(meta) => Ok(meta.meta),
+        Err(e) => Err(spool_failure(part, &e.to_string())),
+    }
+}
+
 async fn read_record(ctx: &Context, part: &QueuedPart) -> Result<(Vec<u8>, Vec<u8>), Attempt> {
     let spool = ctx.spool.clone();
     let loc = part.msg.location;

@@ -50,22 +50,28 @@ impl QueueManager {
         let inner = &self.0;
         let want_meta = !inner.log_meta.is_empty();
         let want_headers = !inner.log_headers.is_empty();
-        if want_meta || want_headers {
-            // Neither is kept in memory: both come from the spool record.
-            if let Ok((meta, data)) = dispatch::read_stored(&inner.ctx, part).await {
-                if want_meta {
-                    rec.meta = meta
-                        .and_then(|m| m.select(|k| name_matches(&inner.log_meta, k, false)))
-                        .and_then(|t| serde_json::value::RawValue::from_string(t).ok());
-                }
-                if want_headers {
-                    let picked: std::collections::BTreeMap<String, String> =
-                        ironpost_policy::headers::all(&data)
-                            .into_iter()
-                            .filter(|(n, _)| name_matches(&inner.log_headers, n, true))
-                            .collect();
-                    rec.headers = (!picked.is_empty()).then_some(picked);
-                }
+        // Neither is kept in memory: both come from the spool record, the
+        // content only when headers are asked for.
+        let stored = match (want_meta, want_headers) {
+            (_, true) => dispatch::read_stored(&inner.ctx, part).await.ok(),
+            (true, false) => dispatch::read_meta(&inner.ctx, part)
+                .ok()
+                .map(|m| (m, Vec::new())),
+            (false, false) => None,
+        };
+        if let Some((meta, data)) = stored {
+            if want_meta {
+                rec.meta = meta
+                    .and_then(|m| m.select(|k| name_matches(&inner.log_meta, k, false)))
+                    .and_then(|t| serde_json::value::RawValue::from_string(t).ok());
+            }
+            if want_headers {
+                let picked: std::collections::BTreeMap<String, String> =
+                    ironpost_policy::headers::all(&data)
+                        .into_iter()
+                        .filter(|(n, _)| name_matches(&inner.log_headers, n, true))
+                        .collect();
+                rec.headers = (!picked.is_empty()).then_some(picked);
             }
         }
         let record = kind(rec);

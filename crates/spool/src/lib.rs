@@ -259,6 +259,34 @@ impl Spool {
         Ok((meta, data))
     }
 
+    /// Reads only a message's metadata (the head of its record), for callers
+    /// that need no content: two small preads whatever the message's size.
+    /// The checksum covers the whole record, so it is not verified here;
+    /// [`Spool::read`] verifies it whenever the content is read.
+    pub fn read_meta(&self, loc: &Location) -> Result<Vec<u8>, SpoolError> {
+        let path = segment::path(&self.inner.path, loc.segment);
+        let corrupt = |reason: String| SpoolError::Corrupt {
+            path: path.clone(),
+            offset: loc.offset,
+            reason,
+        };
+        if (loc.len as usize) < record::MESSAGE_HEAD {
+            return Err(corrupt(format!(
+                "a message record cannot be {} bytes",
+                loc.len
+            )));
+        }
+        let file = segment::open_read(&path)?;
+        let mut head = [0u8; record::MESSAGE_HEAD];
+        file.read_exact_at(&mut head, loc.offset)
+            .map_err(io_at(&path))?;
+        let meta_len = record::message_meta_len(&head, loc.len).map_err(corrupt)?;
+        let mut meta = vec![0u8; meta_len];
+        file.read_exact_at(&mut meta, loc.offset + record::MESSAGE_HEAD as u64)
+            .map_err(io_at(&path))?;
+        Ok(meta)
+    }
+
     pub fn stats(&self) -> SpoolStats {
         self.inner.stats.snapshot()
     }

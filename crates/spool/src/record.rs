@@ -147,6 +147,29 @@ pub(crate) fn parse_header(header: &[u8; HEADER_LEN]) -> Result<u32, String> {
     Ok(len)
 }
 
+/// The first bytes of a Message record: header, kind, id, meta length.
+pub(crate) const MESSAGE_HEAD: usize = FIXED_LEN + 4;
+
+/// The length of a Message record's metadata, from the record's first
+/// bytes, checked against the record's length as the caller knows it.
+pub(crate) fn message_meta_len(head: &[u8; MESSAGE_HEAD], len: u32) -> Result<usize, String> {
+    let header: &[u8; HEADER_LEN] = head[..HEADER_LEN].try_into().unwrap();
+    let stored = parse_header(header)?;
+    if stored != len {
+        return Err(format!(
+            "length field says {stored} bytes, the location {len}"
+        ));
+    }
+    if head[HEADER_LEN] != KIND_MESSAGE {
+        return Err("record is not a message".into());
+    }
+    let meta_len = u32::from_le_bytes(head[FIXED_LEN..].try_into().unwrap()) as usize;
+    if meta_len > len as usize - MESSAGE_HEAD {
+        return Err(format!("meta length {meta_len} runs past the record"));
+    }
+    Ok(meta_len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

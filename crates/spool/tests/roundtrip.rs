@@ -23,6 +23,7 @@ async fn store_then_reopen_recovers_identical_messages() {
         let meta = if i == 0 { Vec::new() } else { meta_for(id) };
         let loc = spool.store(id, meta.clone(), data.clone()).await.unwrap();
         assert_eq!(spool.read(&loc).unwrap(), (meta.clone(), data));
+        assert_eq!(spool.read_meta(&loc).unwrap(), meta);
         stored.insert(id, (loc, meta));
     }
     assert_eq!(spool.stats().live_messages, 50);
@@ -200,6 +201,19 @@ fn read_detects_corrupted_data() {
     };
     assert!(matches!(
         spool.read(&bogus),
+        Err(SpoolError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        spool.read_meta(&bogus),
+        Err(SpoolError::Corrupt { .. })
+    ));
+    // A location that is not the start of a record.
+    let shifted = ironpost_spool::Location {
+        offset: loc.offset + 1,
+        ..loc
+    };
+    assert!(matches!(
+        spool.read_meta(&shifted),
         Err(SpoolError::Corrupt { .. })
     ));
     let missing = ironpost_spool::Location { segment: 99, ..loc };

@@ -128,6 +128,7 @@ pub struct Policy {
     extra: String,
     resolver: Option<String>,
     init: String,
+    logs: Option<String>,
 }
 
 fn lua_str(s: &str) -> String {
@@ -142,6 +143,7 @@ impl Policy {
             extra: String::new(),
             resolver: None,
             init: String::new(),
+            logs: None,
         }
     }
 
@@ -165,6 +167,13 @@ impl Policy {
         self
     }
 
+    /// Replaces the `kumo.configure_local_logs` call in `init` (Lua
+    /// statement; the log must stay under `./ironpost-data/logs`).
+    pub fn logs(mut self, lua: &str) -> Self {
+        self.logs = Some(lua.to_string());
+        self
+    }
+
     /// Lua statements appended to the `init` handler.
     pub fn init(mut self, lua: &str) -> Self {
         self.init.push_str(lua);
@@ -183,7 +192,7 @@ impl Policy {
             r#"local kumo = require 'kumo'
 kumo.on('init', function()
   kumo.define_spool {{ name = 'data', path = './ironpost-data/spool' }}
-  kumo.configure_local_logs {{ log_dir = './ironpost-data/logs', headers = {{ 'Message-ID', 'Subject' }} }}
+  {}
   kumo.start_esmtp_listener {{
     listen = '127.0.0.1:0',
     hostname = '{SENDER_HOST}',
@@ -195,6 +204,11 @@ end)
 local QUEUES = {{}}
 local PATHS = {{}}
 "#,
+            self.logs.clone().unwrap_or_else(|| {
+                "kumo.configure_local_logs { log_dir = './ironpost-data/logs', \
+                 headers = { 'Message-ID', 'Subject' } }"
+                    .to_string()
+            }),
             self.resolver.clone().unwrap_or_else(|| format!(
                 "kumo.dns.configure_resolver {{ name_servers = {{ '{}' }} }}",
                 self.dns

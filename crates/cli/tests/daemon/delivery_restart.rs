@@ -222,3 +222,55 @@ async fn a_delivered_part_is_not_resent_after_a_crash() {
         dump(&d)
     );
 }
+
+/// A waiting message keeps no policy metadata in memory: a log that asks
+/// for metadata gets it from the message's spool record, on a retry and
+/// after a restart (when the retry state in the spool carries none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_metadata_is_read_back_from_the_spool_across_a_restart() {
+    let pki = Pki::new();
+    let addr = free_port().await;
+    let dns = start_dns(TestZone::new()).await;
+    let mut d = Policy::new(dns.addr)
+        .route("meta.test", queue_to(&[&addr.to_string()]), pki.egress(""))
+        // Metadata and no headers: only the head of the spool record is
+        // read for the log.
+        .logs(
+            "kumo.configure_local_logs { log_dir = './ironpost-data/logs', \
+             meta = { 'x_note', 'tenant' } }",
+        )
+        .extra(
+            "kumo.on('smtp_server_message_received', function(msg)\n\
+             msg:set_meta('x_note', 'kept')\n\
+             msg:set_meta('tenant', 'acme')\n\
+             end)\n",
+        )
+        .start();
+    let id = inject(&d, "a@origin.test", &["u@meta.test"], "meta").await;
+    let with_meta = |d: &ironpost_testkit::Daemon, kind: &str| {
+        records_for(d, kind, &id)
+            .into_iter()
+            .find(|r| r["meta"]["x_note"] == "kept")
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while with_meta(&d, "TransientFailure").is_none() {
+        assert!(std::time::Instant::now() < deadline, "{}", dump(&d));
+        sleep(Duration::from_millis(50)).await;
+    }
+    d.stop();
+    let _sink = Sink::start(addr, SinkConfig::new()).await.unwrap();
+    d.restart().expect("restart");
+    assert_eq!(d.recovered, Some(1));
+    let delivered = loop {
+        if let Some(r) = with_meta(&d, "Delivery") {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline + WAIT, "{}", dump(&d));
+        sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivered["meta"]["tenant"], "acme", "{delivered}");
+    assert!(
+        delivered["num_attempts"].as_u64().unwrap() >= 2,
+        "{delivered}"
+    );
+}
