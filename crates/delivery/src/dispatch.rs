@@ -680,15 +680,19 @@ const INLINE_READ: u32 = 64 * 1024;
 
 /// Only the policy's metadata, as reception stored it: the head of the
 /// spool record, two small reads whatever the message's size, on the
-/// worker itself.
-pub(crate) fn read_meta(ctx: &Context, part: &QueuedPart) -> Result<Option<MetaObject>, Attempt> {
-    let meta = ctx
+/// worker itself. `None` when there is none or it cannot be read (logged).
+pub(crate) fn read_meta(ctx: &Context, part: &QueuedPart) -> Option<MetaObject> {
+    let decoded = ctx
         .spool
         .read_meta(&part.msg.location)
-        .map_err(|e| spool_failure(part, &e.to_string()))?;
-    match SpoolMeta::decode(&meta) {
-        Ok(meta) => Ok(meta.meta),
-        Err(e) => Err(spool_failure(part, &e.to_string())),
+        .map_err(|e| e.to_string())
+        .and_then(|m| SpoolMeta::decode(&m).map_err(|e| e.to_string()));
+    match decoded {
+        Ok(meta) => meta.meta,
+        Err(reason) => {
+            spool_failure(part, &reason);
+            None
+        }
     }
 }
 

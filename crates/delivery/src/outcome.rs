@@ -54,9 +54,7 @@ impl QueueManager {
         // content only when headers are asked for.
         let stored = match (want_meta, want_headers) {
             (_, true) => dispatch::read_stored(&inner.ctx, part).await.ok(),
-            (true, false) => dispatch::read_meta(&inner.ctx, part)
-                .ok()
-                .map(|m| (m, Vec::new())),
+            (true, false) => Some((dispatch::read_meta(&inner.ctx, part), Vec::new())),
             (false, false) => None,
         };
         if let Some((meta, data)) = stored {
