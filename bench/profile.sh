@@ -79,11 +79,19 @@ wait_sunk() { # TARGET
     die "the sink has $(sunk) of $1"
 }
 ticks() { awk '{ print $14 + $15 }' "/proc/$DAEMON/stat"; }
+# "tid name ticks" for every thread of the daemon (the name is in brackets
+# and has no spaces here).
+threads() {
+    for f in /proc/"$DAEMON"/task/*/stat; do
+        awk '{ gsub(/[()]/, "", $2); print $1, $2, $14 + $15 }' "$f" 2>/dev/null
+    done | LC_ALL=C sort
+}
 
 log "warm-up: 1000 messages"
 gen 1000
 wait_sunk 1000
 base=$(sunk)
+threads >"$BENCH_DIR/threads.0"
 t0=$(ticks)
 if [ "$PERF" = 1 ]; then
     perf record -q -e cpu-clock -F 2000 -g -p "$DAEMON" -o "$BENCH_DIR/perf.data" 2>/dev/null &
@@ -94,10 +102,22 @@ log "measured: $N messages, C=$C, $SIZE bytes, TLS=$TLS, $MPC per connection, $(
 gen "$N"
 wait_sunk $((base + N))
 t1=$(ticks)
+threads >"$BENCH_DIR/threads.1"
 if [ "$PERF" = 1 ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; fi
 hz=$(getconf CLK_TCK)
 awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$N" \
     'BEGIN { printf "daemon CPU: %.0f us per message (%.2f s for %d)\n", t / hz / n * 1e6, t / hz, n }'
+# CPU per message by thread. The runtime's threads are all called
+# "ironpost": the first two started are its workers (on this 2-core
+# machine), the later ones its blocking pool (policy events, signing).
+echo "-- CPU per message by thread (us)"
+LC_ALL=C join -a 2 -e 0 -o 2.1,2.2,1.3,2.3 "$BENCH_DIR/threads.0" "$BENCH_DIR/threads.1" | sort -n |
+    awk -v hz="$hz" -v n="$N" -v workers="$(nproc)" '
+        { us = ($4 - $3) / hz / n * 1e6 }
+        $2 == "ironpost" && ++seen > workers { pool += us; if (us > 0) busy++; next }
+        $2 == "ironpost" { printf "  %-28s %6.1f\n", "runtime worker " seen, us; next }
+        us > 0 { printf "  %-28s %6.1f\n", $2, us }
+        END { printf "  %-28s %6.1f\n", "blocking pool (" busy+0 " threads)", pool }'
 if [ "$PERF" = 1 ]; then
     echo "-- self time by object"
     perf report -i "$BENCH_DIR/perf.data" --no-children --sort dso -g none --percent-limit 1 --stdio 2>/dev/null |
