@@ -659,11 +659,16 @@ async fn bad_seal_inputs_are_errors() {
     .await
 }
 
-/// A name server that never answers.
+/// A name server that never answers: UDP and TCP on one port. Another
+/// test may hold the TCP side of a free UDP port, so try a few ports.
 fn black_hole() -> (std::net::UdpSocket, std::net::TcpListener) {
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let tcp = std::net::TcpListener::bind(udp.local_addr().unwrap()).unwrap();
-    (udp, tcp)
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        if let Ok(tcp) = std::net::TcpListener::bind(udp.local_addr().unwrap()) {
+            return (udp, tcp);
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
 }
 
 #[tokio::test]
