@@ -366,15 +366,12 @@ impl QueueManager {
         if part.msg.reception_protocol() == Some("LogRecord") {
             return;
         }
-        let spool = self.0.ctx.spool.clone();
-        let loc = part.msg.location;
-        let original = tokio::task::spawn_blocking(move || spool.read(&loc)).await;
-        let headers = match original {
-            Ok(Ok((_, data))) => {
+        let headers = match dispatch::read_body(&self.0.ctx, part).await {
+            Ok(data) => {
                 let n = ironpost_policy::headers::header_block_len(&data);
                 data[..n].to_vec()
             }
-            _ => Vec::new(),
+            Err(_) => Vec::new(),
         };
         let dsn = build_dsn(&self.0.ctx.hostname, &part.msg, failed, &headers, expired);
         let id = SpoolId::new();

@@ -418,6 +418,21 @@ async fn a_killed_signer_is_restarted_and_nothing_leaves_unsigned() {
 
 /// The daemon's stderr once it contains `needle` (it is read by another
 /// thread, so it can lag behind `ready`), or after 10 s.
+/// A key outside the signer's directories was refused: the message waits
+/// (`451 4.3.0`) and the log says why.
+fn assert_refused_outside_key_dirs(d: &Daemon, r: &ironpost_testkit::Reply) {
+    assert_eq!(
+        (r.code, r.enhanced().as_deref()),
+        (451, Some("4.3.0")),
+        "{r}"
+    );
+    let err = stderr_with(d, "outside the signer's key directories");
+    assert!(
+        err.contains("outside the signer's key directories"),
+        "{err}"
+    );
+}
+
 fn stderr_with(d: &Daemon, needle: &str) -> String {
     let start = Instant::now();
     loop {
@@ -535,17 +550,8 @@ end)
         .send_message("eve@outside.test", &["bob@dest.test"], other.as_bytes())
         .await
         .unwrap();
-    assert_eq!(
-        (r.code, r.enhanced().as_deref()),
-        (451, Some("4.3.0")),
-        "{r}"
-    );
+    assert_refused_outside_key_dirs(&d, &r);
     let _ = c.quit().await;
-    let err = stderr_with(&d, "outside the signer's key directories");
-    assert!(
-        err.contains("outside the signer's key directories"),
-        "{err}"
-    );
 
     let signer = signer_pid(d.pid()).expect("a signer");
     let uid = |pid| {
@@ -588,15 +594,6 @@ async fn signer_key_dir_confines_keys_without_a_signer_user() {
         .send_message("ann@signer.test", &["bob@dest.test"], &mail(1))
         .await
         .unwrap();
-    assert_eq!(
-        (r.code, r.enhanced().as_deref()),
-        (451, Some("4.3.0")),
-        "{r}"
-    );
+    assert_refused_outside_key_dirs(&d, &r);
     let _ = c.quit().await;
-    let err = stderr_with(&d, "outside the signer's key directories");
-    assert!(
-        err.contains("outside the signer's key directories"),
-        "{err}"
-    );
 }
